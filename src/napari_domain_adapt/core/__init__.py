@@ -1,0 +1,48 @@
+"""The adaptation engine: no Qt, no napari; everything the widget does, a script can do.
+
+Example::
+
+    from napari_domain_adapt.core import Domain, TrainConfig, fit, make_sample_pair
+
+    pair = make_sample_pair()
+    model = fit(
+        TrainConfig(mode="adversarial", steps=500),
+        Domain(pair.source_image, pair.source_labels),
+        Domain(pair.target_image),
+    )
+    probabilities = model.predict(pair.target_image)
+"""
+
+from .checkpoints import SegmentationModel, load_checkpoint, save_checkpoint
+from .config import MODES, ModelSpec, Preprocessing, TrainConfig
+from .data import Domain, labelled_slices
+from .device import resolve_device
+from .errors import InputError
+from .inference import predict_tiled
+from .metrics import best_threshold, segmentation_scores
+from .sample_data import SamplePair, make_sample_pair
+from .training import TrainControl, TrainEvent, TrainFinished, fit, train
+
+__all__ = [
+    "MODES",
+    "Domain",
+    "InputError",
+    "ModelSpec",
+    "Preprocessing",
+    "SamplePair",
+    "SegmentationModel",
+    "TrainConfig",
+    "TrainControl",
+    "TrainEvent",
+    "TrainFinished",
+    "best_threshold",
+    "fit",
+    "labelled_slices",
+    "load_checkpoint",
+    "make_sample_pair",
+    "predict_tiled",
+    "resolve_device",
+    "save_checkpoint",
+    "segmentation_scores",
+    "train",
+]

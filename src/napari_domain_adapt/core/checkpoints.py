@@ -1,0 +1,141 @@
+"""A trained segmentor with everything it needs to predict alone, and its checkpoint file.
+
+A checkpoint holds the network weights, the architecture, the preprocessing and the training
+configuration as plain tensors and Python literals; loading uses ``weights_only=True``, so
+reading a file never executes code from it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import ModelSpec, Preprocessing, TrainConfig
+from .data import as_image_stack, as_mask_stack
+from .errors import InputError
+from .inference import network_device, predict_tiled
+from .io import atomic_write
+from .models import UNet
+from .preprocessing import preprocess
+
+CHECKPOINT_FORMAT = "napari-domain-adapt/checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class SegmentationModel:
+    """A U-Net segmentor plus its architecture, preprocessing and provenance."""
+
+    network: UNet
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    config: TrainConfig | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls, spec: ModelSpec | None = None, preprocessing: Preprocessing | None = None
+    ) -> SegmentationModel:
+        """A new, untrained model."""
+        return cls(UNet(spec), preprocessing or Preprocessing())
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The network's architecture."""
+        return self.network.spec
+
+    @property
+    def device(self) -> torch.device:
+        """The device that holds the weights."""
+        return network_device(self.network)
+
+    def to(self, device: torch.device | str) -> SegmentationModel:
+        """Move the weights to ``device`` (in place) and return self."""
+        self.network.to(device)
+        return self
+
+    def predict(
+        self,
+        images: object,
+        masks: object | None = None,
+        tile_size: int = 256,
+        overlap: int = 32,
+        batch_size: int = 4,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Foreground probabilities (float32, ``(N, H, W)`` or ``(H, W)``) for raw images."""
+        stack = as_image_stack(images, name="image")
+        mask_stack = None if masks is None else as_mask_stack(masks, stack.shape[:3])
+        prepared = preprocess(stack, self.preprocessing, mask_stack)
+        result = predict_tiled(self.network, prepared, tile_size, overlap, batch_size, progress)
+        single = np.ndim(images) == 2 or (np.ndim(images) == 3 and stack.ndim == 4)
+        return result[0] if single else result
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        """The checkpoint dictionary: tensors and plain Python values only."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "model": {k: v for k, v in vars(self.spec).items()},
+            "preprocessing": {
+                **vars(self.preprocessing),
+                "percentiles": list(self.preprocessing.percentiles),
+            },
+            "config": None if self.config is None else self.config.to_dict(),
+            "metadata": self.metadata,
+            "state_dict": {k: v.detach().cpu() for k, v in self.network.state_dict().items()},
+        }
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> SegmentationModel:
+        """Rebuild a model from :meth:`to_checkpoint`'s dictionary, or raise InputError."""
+        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+            raise InputError("the file is not a napari-domain-adapt checkpoint")
+        if checkpoint.get("version") != CHECKPOINT_VERSION:
+            raise InputError(
+                f"checkpoint version {checkpoint.get('version')} is not supported "
+                f"(expected {CHECKPOINT_VERSION})"
+            )
+        try:
+            spec = ModelSpec(**checkpoint["model"])
+            pre = dict(checkpoint["preprocessing"])
+            pre["percentiles"] = tuple(pre["percentiles"])
+            preprocessing = Preprocessing(**pre)
+            config = checkpoint.get("config")
+            config = None if config is None else TrainConfig.from_dict(config)
+            network = UNet(spec)
+            network.load_state_dict(checkpoint["state_dict"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise InputError(
+                f"the checkpoint does not fit the model it describes: {error}"
+            ) from error
+        return cls(network, preprocessing, config, dict(checkpoint.get("metadata") or {}))
+
+
+def save_checkpoint(model: SegmentationModel, path: str | Path, overwrite: bool = False) -> Path:
+    """Write ``model`` to ``path`` atomically (a crash leaves the old file or none)."""
+    buffer = io.BytesIO()
+    torch.save(model.to_checkpoint(), buffer)
+    with atomic_write(path, overwrite=overwrite) as temporary:
+        temporary.write_bytes(buffer.getvalue())
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> SegmentationModel:
+    """Read a checkpoint without executing code from it (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for corrupt or unsafe files
+        raise InputError(
+            f"cannot read checkpoint {path}: it is truncated, corrupt or holds more than "
+            f"weights and plain values ({type(error).__name__})"
+        ) from error
+    return SegmentationModel.from_checkpoint(checkpoint).to(device)

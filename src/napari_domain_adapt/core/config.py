@@ -1,0 +1,172 @@
+"""The one typed, validated configuration of a training run.
+
+Every object here is a frozen dataclass validated on construction; change a field with
+:func:`dataclasses.replace`, which validates again. The whole configuration is saved inside
+every checkpoint and results file (:meth:`TrainConfig.to_dict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+CONFIG_VERSION = 1
+
+#: Training modes: the source-only baseline, the paper's unsupervised adversarial adaptation,
+#: and adversarial adaptation with labelled target slices in the supervised loss.
+MODES = ("source-only", "adversarial", "semi-supervised")
+ADVERSARIAL_MODES = ("adversarial", "semi-supervised")
+CHANNELS = ("luminance", "green", "mean")
+NORMS = ("batch", "group", "instance")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    _check(value in choices, f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw pixels become network input; stored with the model so it predicts alone."""
+
+    channel: str = "luminance"
+    """How an RGB image becomes one channel: ``luminance``, ``green`` (fundus) or ``mean``."""
+    percentiles: tuple[float, float] = (1.0, 99.0)
+    """Per-image intensity percentiles mapped to 0 and 1 (robust to outliers)."""
+    clahe: bool = False
+    """Local contrast equalisation (CLAHE) after scaling; helps fundus photographs."""
+    clahe_clip: float = 0.01
+    """CLAHE clip limit (scikit-image ``equalize_adapthist``)."""
+
+    def __post_init__(self) -> None:
+        _check_choice("channel", self.channel, CHANNELS)
+        lo, hi = self.percentiles
+        _check(
+            0 <= lo < hi <= 100, f"percentiles must satisfy 0 <= low < high <= 100; got {lo}, {hi}"
+        )
+        _check(0 < self.clahe_clip <= 1, f"clahe_clip must be in (0, 1]; got {self.clahe_clip}")
+        object.__setattr__(self, "percentiles", (float(lo), float(hi)))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The segmentor's architecture: a 2D U-Net from one channel to one probability map."""
+
+    depth: int = 4
+    """Number of poolings; inputs are padded to a multiple of 2**depth internally."""
+    width: int = 16
+    """Channels of the first level; doubled at each level."""
+    norm: str = "group"
+    """Normalisation layer: ``group`` (default), ``batch`` or ``instance``.
+
+    GroupNorm does not depend on the batch, so mixing source and target patches in one
+    batch (the adversarial modes) does not shift its statistics; BatchNorm's running
+    statistics of such mixed batches cost target accuracy in our tests.
+    """
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.depth <= 6, f"depth must be between 1 and 6; got {self.depth}")
+        _check(1 <= self.width <= 256, f"width must be between 1 and 256; got {self.width}")
+        _check_choice("norm", self.norm, NORMS)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; saved inside each checkpoint."""
+
+    mode: str = "adversarial"
+    """``source-only``, ``adversarial`` (the paper's method) or ``semi-supervised``."""
+    steps: int = 1000
+    """Optimiser steps."""
+    batch_size: int = 8
+    """Source patches per step (and as many target patches in the adversarial modes)."""
+    patch_size: int = 128
+    """Side of the square training patches, in pixels."""
+    learning_rate: float = 1e-3
+    """Adam learning rate of the segmentor."""
+    domain_learning_rate: float = 1e-3
+    """Adam learning rate of the domain classifier."""
+    beta: float = 0.1
+    """Weight of the domain loss against the supervised loss."""
+    lambda_max: float = 1.0
+    """Final gradient-reversal coefficient."""
+    lambda_gamma: float = 10.0
+    """Steepness of the DANN ramp lambda = lambda_max * (2 / (1 + exp(-gamma p)) - 1)."""
+    warmup_fraction: float = 0.2
+    """Share of the steps trained on source only (lambda = 0) before adaptation starts."""
+    domain_width: int = 16
+    """Channels of the domain classifier's first convolution."""
+    target_label_fraction: float = 0.5
+    """Semi-supervised: share of the supervised batch taken from labelled target slices."""
+    dice_weight: float = 1.0
+    """Weight of the soft Dice term beside binary cross-entropy in the supervised loss."""
+    augment: bool = True
+    """Random flips, rotations and intensity changes of the training patches."""
+    seed: int = 0
+    """Seed of weights, patch sampling and augmentation; runs on CPU are repeatable."""
+    device: str = "auto"
+    """``auto`` (CUDA, then MPS, then CPU), or a torch device such as ``cpu`` or ``cuda:1``."""
+    preview_interval: float = 3.0
+    """Seconds between live previews of the target (0: a preview at every step)."""
+    model: ModelSpec = field(default_factory=ModelSpec)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        _check_choice("mode", self.mode, MODES)
+        _check(self.steps >= 1, f"steps must be at least 1; got {self.steps}")
+        _check(self.batch_size >= 1, f"batch_size must be at least 1; got {self.batch_size}")
+        _check(
+            self.patch_size >= 2**self.model.depth and self.patch_size % 2**self.model.depth == 0,
+            f"patch_size must be a multiple of {2**self.model.depth} (2**depth); "
+            f"got {self.patch_size}",
+        )
+        for name in ("learning_rate", "domain_learning_rate"):
+            value = getattr(self, name)
+            _check(0 < value < 1, f"{name} must be in (0, 1); got {value}")
+        for name in ("beta", "lambda_max", "lambda_gamma", "dice_weight", "preview_interval"):
+            value = getattr(self, name)
+            _check(value >= 0, f"{name} must be >= 0; got {value}")
+        _check(
+            0 <= self.warmup_fraction < 1,
+            f"warmup_fraction must be in [0, 1); got {self.warmup_fraction}",
+        )
+        _check(
+            0 < self.target_label_fraction < 1,
+            f"target_label_fraction must be in (0, 1); got {self.target_label_fraction}",
+        )
+        _check(self.domain_width >= 1, f"domain_width must be >= 1; got {self.domain_width}")
+        _check(
+            self.version == CONFIG_VERSION,
+            f"configuration version {self.version} is not supported (expected {CONFIG_VERSION})",
+        )
+
+    @property
+    def adversarial(self) -> bool:
+        """Whether this run trains a domain classifier."""
+        return self.mode in ADVERSARIAL_MODES
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form (JSON-serialisable) for checkpoints and results files."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuild and validate a configuration saved by :meth:`to_dict`."""
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        _check(not unknown, f"unknown configuration fields: {', '.join(unknown)}")
+        if "model" in data:
+            data["model"] = ModelSpec(**data["model"])
+        if "preprocessing" in data:
+            pre = dict(data["preprocessing"])
+            if "percentiles" in pre:
+                pre["percentiles"] = tuple(pre["percentiles"])
+            data["preprocessing"] = Preprocessing(**pre)
+        return cls(**data)

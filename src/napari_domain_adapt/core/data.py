@@ -1,0 +1,127 @@
+"""Validation of image, label and mask stacks at the engine's boundary.
+
+Arrays enter as numpy, dask or zarr; shape and dtype are checked once here, with errors that
+say what was found and what was expected. Inside the engine a stack is ``(N, H, W)`` (grey)
+or ``(N, H, W, C)`` (colour) for images and ``(N, H, W)`` for labels and masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+_COLOUR_CHANNELS = (3, 4)
+
+
+def _describe(array: np.ndarray) -> str:
+    return f"shape {tuple(array.shape)} and dtype {array.dtype}"
+
+
+def as_image_stack(array: object, name: str = "image", rgb: bool | None = None) -> np.ndarray:
+    """Return ``array`` as an ``(N, H, W)`` or ``(N, H, W, C)`` numpy stack, or raise InputError.
+
+    Accepted: (H, W), (N, H, W), (H, W, 3|4), (N, H, W, 3|4); uint8, uint16, other integers,
+    float. ``rgb=None`` takes a last axis of 3 or 4 as colour.
+    """
+    data = np.asarray(array)
+    if data.dtype == bool or not (
+        np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)
+    ):
+        raise InputError(
+            f"{name} has dtype {data.dtype}; expected an integer (uint8, uint16) or float image"
+        )
+    if rgb is None:
+        rgb = data.ndim == 4 or (data.ndim == 3 and data.shape[-1] in _COLOUR_CHANNELS)
+    expected = "(H, W), (N, H, W), (H, W, 3) or (N, H, W, 3)"
+    if rgb:
+        if data.ndim not in (3, 4) or data.shape[-1] not in _COLOUR_CHANNELS:
+            raise InputError(f"{name} has {_describe(data)}; expected colour as {expected}")
+        stack = data[np.newaxis] if data.ndim == 3 else data
+    else:
+        if data.ndim not in (2, 3):
+            raise InputError(f"{name} has {_describe(data)}; expected {expected}")
+        stack = data[np.newaxis] if data.ndim == 2 else data
+    if stack.shape[0] == 0 or stack.shape[1] < 2 or stack.shape[2] < 2:
+        raise InputError(f"{name} has {_describe(data)}; expected at least one 2x2 slice")
+    if np.issubdtype(stack.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(stack)))
+        if bad:
+            raise InputError(
+                f"{name} has {bad} NaN or infinite pixels; expected finite values "
+                "(replace them, e.g. with numpy.nan_to_num)"
+            )
+    if stack.min() == stack.max():
+        raise InputError(
+            f"{name} is constant (every pixel is {stack.flat[0]}); expected an image with contrast"
+        )
+    return stack
+
+
+def as_label_stack(array: object, shape: tuple[int, int, int], name: str = "labels") -> np.ndarray:
+    """Return binary labels as a uint8 ``(N, H, W)`` stack of 0 and 1, or raise InputError.
+
+    Accepted values: {0, 1}, {0, 255} or bool. ``shape`` is the image stack's ``(N, H, W)``.
+    """
+    data = np.asarray(array)
+    stack = data[np.newaxis] if data.ndim == 2 else data
+    if stack.shape != tuple(shape):
+        raise InputError(
+            f"{name} have shape {tuple(data.shape)}; expected the image's shape {tuple(shape)}"
+            " (one label per pixel)"
+        )
+    if stack.dtype == bool:
+        return stack.astype(np.uint8)
+    values = np.unique(stack)
+    if np.isin(values, (0, 1)).all():
+        return stack.astype(np.uint8)
+    if np.isin(values, (0, 255)).all():
+        return (stack == 255).astype(np.uint8)
+    shown = ", ".join(str(v) for v in values[:8]) + (", ..." if values.size > 8 else "")
+    raise InputError(
+        f"{name} contain the values {{{shown}}}; expected binary labels: 0/1, 0/255 or bool "
+        "(0 = background, 1 or 255 = membrane/vessel)"
+    )
+
+
+def as_mask_stack(array: object, shape: tuple[int, int, int], name: str = "mask") -> np.ndarray:
+    """Return a field-of-view mask as a bool ``(N, H, W)`` stack (True = inside)."""
+    return as_label_stack(array, shape, name=name).astype(bool)
+
+
+def labelled_slices(labels: np.ndarray) -> np.ndarray:
+    """Indices of the slices that carry any annotation (any non-zero pixel)."""
+    stack = labels[np.newaxis] if labels.ndim == 2 else labels
+    return np.flatnonzero(stack.reshape(len(stack), -1).any(axis=1))
+
+
+@dataclass
+class Domain:
+    """A stack of images with optional binary labels and field-of-view masks.
+
+    Validated on construction: ``images`` becomes ``(N, H, W[, C])``, ``labels`` uint8
+    ``(N, H, W)`` in {0, 1}, ``masks`` bool ``(N, H, W)``.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray | None = None
+    masks: np.ndarray | None = None
+    name: str = "image"
+
+    def __post_init__(self) -> None:
+        self.images = as_image_stack(self.images, name=self.name)
+        shape = self.images.shape[:3]
+        if self.labels is not None:
+            self.labels = as_label_stack(self.labels, shape, name=f"{self.name} labels")
+        if self.masks is not None:
+            self.masks = as_mask_stack(self.masks, shape, name=f"{self.name} mask")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def slice_shape(self) -> tuple[int, int]:
+        """Height and width of one slice."""
+        return tuple(self.images.shape[1:3])

@@ -1,0 +1,168 @@
+"""Reading images and dataset directories; writing files atomically.
+
+Every file the package writes goes through :func:`atomic_write`: the data goes to a temporary
+file beside the target, is flushed to disk and renamed over it, so a crash or a full disk
+leaves the old file or none, never a broken one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .data import Domain
+from .errors import InputError
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``path`` in one rename.
+
+    Refuses an existing ``path`` unless ``overwrite``. On any error the temporary file is
+    removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} exists; choose another name or allow overwriting")
+    if not path.parent.is_dir():
+        raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as error:
+        raise InputError(f"cannot write {path}: {error.strerror}") from error
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise InputError(f"cannot write {path}: {error.strerror or error}") from error
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read one image file (TIFF via tifffile, others via scikit-image), or raise InputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            return tifffile.imread(path)
+        from skimage.io import imread
+
+        return imread(path)
+    except Exception as error:  # readers raise many types for broken files
+        raise InputError(
+            f"cannot read {path}: not a readable image ({type(error).__name__}: {error})"
+        ) from error
+
+
+def read_stack(paths: Sequence[str | Path]) -> np.ndarray:
+    """Read 2D images of one size into a stack, or raise InputError naming the odd one."""
+    images = [read_image(p) for p in paths]
+    if not images:
+        raise InputError("no images to read")
+    first = images[0].shape
+    for path, image in zip(paths, images, strict=True):
+        if image.shape != first:
+            raise InputError(
+                f"{path} has shape {image.shape}; expected {first} like {paths[0]} "
+                "(all slices of a stack must have one size)"
+            )
+    return np.stack(images)
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """The image files of ``folder``, sorted by name (a stack is its sorted slices)."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_volume(path: str | Path) -> np.ndarray:
+    """Read a TIFF stack, a single image, or a folder of images as one array."""
+    path = Path(path)
+    if path.is_dir():
+        files = list_images(path)
+        if not files:
+            raise InputError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return read_stack(files)
+    return read_image(path)
+
+
+def is_dataset(path: str | Path) -> bool:
+    """Whether ``path`` is a dataset directory of the data contract (has train/ or test/)."""
+    path = Path(path)
+    return path.is_dir() and any((path / s / "images").is_dir() for s in ("train", "test"))
+
+
+def load_dataset(
+    root: str | Path, split: str, labels: bool = True, name: str | None = None
+) -> Domain:
+    """Load ``root/split`` of a dataset directory: images, and labels and masks where present.
+
+    Slices are the sorted image files; labels and masks must share their stems.
+    """
+    root = Path(root)
+    folder = root / split / "images"
+    if not folder.is_dir():
+        raise InputError(
+            f"{root} has no {split}/images folder; expected a dataset directory with "
+            f"{split}/images/ (and {split}/labels/, optional {split}/masks/)"
+        )
+    files = list_images(folder)
+    if not files:
+        raise InputError(f"{folder} holds no images")
+    images = read_stack(files)
+    label_stack = _read_matching(root / split / "labels", files) if labels else None
+    if labels and label_stack is None:
+        raise InputError(f"{root} has no {split}/labels folder; expected labels for {split}")
+    masks = _read_matching(root / split / "masks", files)
+    return Domain(images, label_stack, masks, name=name or f"{root.name} {split}")
+
+
+def _read_matching(folder: Path, images: list[Path]) -> np.ndarray | None:
+    if not folder.is_dir():
+        return None
+    by_stem = {p.stem: p for p in list_images(folder)}
+    missing = [p.name for p in images if p.stem not in by_stem]
+    if missing:
+        raise InputError(
+            f"{folder} lacks files for {', '.join(missing[:3])}"
+            f"{' ...' if len(missing) > 3 else ''}; expected one per image, with the same stem"
+        )
+    return read_stack([by_stem[p.stem] for p in images])
+
+
+def write_tiff(
+    path: str | Path,
+    data: np.ndarray,
+    overwrite: bool = False,
+    pixel_size: Sequence[float] | None = None,
+) -> Path:
+    """Write ``data`` as a compressed TIFF atomically; ``pixel_size`` is (y, x) or (z, y, x)."""
+    import tifffile
+
+    kwargs: dict = {"compression": "zlib"}
+    if pixel_size is not None:
+        y, x = pixel_size[-2:]
+        kwargs["resolution"] = (1.0 / x, 1.0 / y)
+        if data.dtype in (np.uint8, np.uint16, np.float32):  # types that ImageJ reads
+            kwargs["imagej"] = True
+            kwargs["metadata"] = {"spacing": pixel_size[0]} if len(pixel_size) == 3 else {}
+    with atomic_write(path, overwrite=overwrite) as temporary:
+        tifffile.imwrite(temporary, data, **kwargs)
+    return Path(path)

@@ -1,0 +1,120 @@
+"""Networks: the U-Net segmentor, the domain classifier and the gradient reversal layer."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelSpec
+
+
+class GradientReversal(torch.autograd.Function):
+    """Identity in the forward pass; multiplies the gradient by ``-coefficient`` backwards.
+
+    Ganin et al., JMLR 2016: the segmentor minimises the supervised loss while *maximising*
+    the domain classifier's loss, in one backward pass.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, coefficient: float) -> torch.Tensor:
+        ctx.coefficient = float(coefficient)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return -ctx.coefficient * grad_output, None
+
+
+def grad_reverse(x: torch.Tensor, coefficient: float = 1.0) -> torch.Tensor:
+    """Apply gradient reversal with coefficient lambda."""
+    return GradientReversal.apply(x, coefficient)
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    return nn.InstanceNorm2d(channels, affine=True)
+
+
+class _DoubleConv(nn.Sequential):
+    def __init__(self, in_channels: int, out_channels: int, norm: str) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            _norm(norm, out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            _norm(norm, out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class UNet(nn.Module):
+    """2D U-Net (Ronneberger et al., 2015) returning logits of the same height and width.
+
+    Inputs of any size are padded to a multiple of ``2**depth`` and the output cropped back.
+    """
+
+    def __init__(self, spec: ModelSpec | None = None, in_channels: int = 1) -> None:
+        super().__init__()
+        self.spec = spec or ModelSpec()
+        widths = [self.spec.width * 2**level for level in range(self.spec.depth + 1)]
+        self.down = nn.ModuleList()
+        channels = in_channels
+        for width in widths[:-1]:
+            self.down.append(_DoubleConv(channels, width, self.spec.norm))
+            channels = width
+        self.bottom = _DoubleConv(widths[-2], widths[-1], self.spec.norm)
+        self.up = nn.ModuleList()
+        self.up_conv = nn.ModuleList()
+        for width in reversed(widths[:-1]):
+            self.up.append(nn.ConvTranspose2d(width * 2, width, 2, stride=2))
+            self.up_conv.append(_DoubleConv(width * 2, width, self.spec.norm))
+        self.head = nn.Conv2d(widths[0], 1, 1)
+
+    @property
+    def multiple(self) -> int:
+        """Side lengths the network sees without padding are multiples of this."""
+        return 2**self.spec.depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        pad_h, pad_w = -height % self.multiple, -width % self.multiple
+        if pad_h or pad_w:
+            # Reflection needs the pad to be shorter than the side; replicate otherwise.
+            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.bottom(x)
+        for up, conv, skip in zip(self.up, self.up_conv, reversed(skips), strict=True):
+            x = conv(torch.cat([up(x), skip], dim=1))
+        return self.head(x)[..., :height, :width]
+
+
+class DomainClassifier(nn.Module):
+    """Says whether a probability map came from the source (logit > 0) or the target.
+
+    It sees the whole output probability map of a patch (Javanmardi & Tasdizen, 2018):
+    four strided 4x4 convolutions, global average pooling and a linear layer.
+    """
+
+    def __init__(self, width: int = 16, in_channels: int = 1) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for level in range(4):
+            out = width * 2**level
+            layers += [nn.Conv2d(channels, out, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+            channels = out
+        self.features = nn.Sequential(*layers)
+        self.classify = nn.Linear(channels, 1)
+
+    def forward(self, probabilities: torch.Tensor) -> torch.Tensor:
+        features = self.features(probabilities).mean(dim=(-2, -1))
+        return self.classify(features).squeeze(-1)

@@ -1,0 +1,54 @@
+"""Turn validated image stacks into float32 network input, the same way in training and use."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import Preprocessing
+
+_LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def to_grey(stack: np.ndarray, channel: str) -> np.ndarray:
+    """Reduce an ``(N, H, W, C)`` colour stack to ``(N, H, W)`` float32; grey passes through."""
+    if stack.ndim == 3:
+        return stack.astype(np.float32, copy=False)
+    rgb = stack[..., :3].astype(np.float32)
+    if channel == "green":
+        return np.ascontiguousarray(rgb[..., 1])
+    if channel == "mean":
+        return rgb.mean(axis=-1)
+    return rgb @ _LUMINANCE
+
+
+def normalise_slice(
+    image: np.ndarray, spec: Preprocessing, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """Scale one grey slice so its robust low/high percentiles map to 0 and 1.
+
+    Statistics come from inside the field-of-view ``mask`` where one is given, so the dark
+    surround of a fundus photograph does not set the contrast.
+    """
+    values = image[mask] if mask is not None and mask.any() else image
+    low, high = np.percentile(values, spec.percentiles)
+    scale = max(float(high - low), 1e-6 * max(abs(float(high)), 1.0))
+    scaled = np.clip((image - low) / scale, -1.0, 2.0).astype(np.float32)
+    if spec.clahe:
+        from skimage.exposure import equalize_adapthist
+
+        scaled = equalize_adapthist(np.clip(scaled, 0, 1), clip_limit=spec.clahe_clip)
+        scaled = scaled.astype(np.float32)
+    if mask is not None:
+        scaled = np.where(mask, scaled, 0.0).astype(np.float32)
+    return scaled
+
+
+def preprocess(
+    stack: np.ndarray, spec: Preprocessing, masks: np.ndarray | None = None
+) -> np.ndarray:
+    """Normalise a validated ``(N, H, W[, C])`` stack into float32 ``(N, H, W)``."""
+    grey = to_grey(stack, spec.channel)
+    out = np.empty(grey.shape, dtype=np.float32)
+    for index, image in enumerate(grey):
+        out[index] = normalise_slice(image, spec, None if masks is None else masks[index])
+    return out

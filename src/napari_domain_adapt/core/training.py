@@ -1,0 +1,338 @@
+"""The training generator: one loop for every mode, yielding events as it goes.
+
+``train(config, source, target)`` validates its inputs at once (raising
+:class:`~napari_domain_adapt.core.errors.InputError`) and returns a generator of
+:class:`TrainEvent` (one per step) that ends with one :class:`TrainFinished` holding the
+model. The modes differ only in which losses are on:
+
+- ``source-only``: supervised loss on source patches (the baseline);
+- ``adversarial``: plus ``beta *`` the domain classifier's loss on the segmentor's output
+  probability maps of source and target patches, joined through gradient reversal
+  (Javanmardi & Tasdizen, ISBI 2018);
+- ``semi-supervised``: adversarial, with patches of the labelled target slices in the
+  supervised loss.
+
+Stopping is cooperative: :meth:`TrainControl.stop` ends the loop after the current step and
+the generator still ends with :class:`TrainFinished` and the model so far.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoints import SegmentationModel
+from .config import TrainConfig
+from .data import Domain, labelled_slices
+from .device import describe_device, resolve_device
+from .errors import InputError
+from .inference import predict_tiled
+from .models import DomainClassifier, UNet, grad_reverse
+from .patches import PatchBatch, PatchSampler
+from .preprocessing import preprocess
+
+
+class TrainControl:
+    """Cooperative stop and the target slice to preview; safe to set from another thread."""
+
+    def __init__(self, preview_index: int = 0) -> None:
+        self._stop = threading.Event()
+        self.preview_index = preview_index
+
+    def stop(self) -> None:
+        """Ask the loop to end after the current step."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stop.is_set()
+
+
+@dataclass
+class TrainEvent:
+    """What one training step did; ``preview`` is a target probability map, now and then."""
+
+    step: int
+    total_steps: int
+    supervised_loss: float
+    domain_loss: float | None
+    domain_accuracy: float | None
+    target_entropy: float | None
+    grl_lambda: float
+    elapsed: float
+    preview: np.ndarray | None = None
+    preview_index: int | None = None
+
+
+@dataclass
+class TrainFinished:
+    """The end of a run: the model so far, and whether it was stopped early."""
+
+    model: SegmentationModel
+    steps: int
+    stopped: bool
+    elapsed: float
+    device: str
+    history: list[dict[str, float | None]] = field(default_factory=list)
+
+
+def grl_lambda(step: int, config: TrainConfig) -> float:
+    """Gradient-reversal coefficient at ``step`` (1-based): 0 in warm-up, then the DANN ramp."""
+    warmup = int(config.warmup_fraction * config.steps)
+    if not config.adversarial or step <= warmup:
+        return 0.0
+    progress = (step - warmup) / max(config.steps - warmup, 1)
+    return config.lambda_max * (2.0 / (1.0 + math.exp(-config.lambda_gamma * progress)) - 1.0)
+
+
+def supervised_loss(
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, dice_weight: float
+) -> torch.Tensor:
+    """Binary cross-entropy plus soft Dice, counting only pixels with non-zero weight."""
+    total = weights.sum().clamp_min(1.0)
+    bce = F.binary_cross_entropy_with_logits(logits, labels, weight=weights, reduction="sum")
+    probabilities = torch.sigmoid(logits) * weights
+    overlap = (probabilities * labels).sum()
+    dice = 1.0 - (2.0 * overlap + 1.0) / (probabilities.sum() + (labels * weights).sum() + 1.0)
+    return bce / total + dice_weight * dice
+
+
+def mean_entropy(probabilities: torch.Tensor) -> float:
+    """Mean binary entropy of probabilities, in bits (0 = certain, 1 = undecided)."""
+    p = probabilities.detach().clamp(1e-6, 1 - 1e-6)
+    entropy = -(p * torch.log2(p) + (1 - p) * torch.log2(1 - p))
+    return float(entropy.mean())
+
+
+@dataclass
+class _Run:
+    config: TrainConfig
+    device: torch.device
+    segmentor: UNet
+    classifier: DomainClassifier | None
+    optimizer: torch.optim.Optimizer
+    source: PatchSampler
+    target: PatchSampler | None
+    target_labelled: PatchSampler | None
+    target_preview: np.ndarray | None
+
+
+def train(
+    config: TrainConfig,
+    source: Domain,
+    target: Domain | None = None,
+    control: TrainControl | None = None,
+    initial: SegmentationModel | None = None,
+) -> Iterator[TrainEvent | TrainFinished]:
+    """Validate the inputs now, then return the generator that trains.
+
+    ``source`` needs labels. ``target`` is needed by the adversarial modes (and used for
+    previews by every mode); its labels are used only in ``semi-supervised`` mode, and only
+    on slices that carry any annotation. ``initial`` starts from a trained segmentor
+    (copied, never changed) and its preprocessing.
+    """
+    run = _prepare(config, source, target, initial)
+    return _loop(run, control or TrainControl())
+
+
+def _prepare(
+    config: TrainConfig, source: Domain, target: Domain | None, initial: SegmentationModel | None
+) -> _Run:
+    if source.labels is None:
+        raise InputError("the source needs labels; expected a label stack beside its images")
+    if config.adversarial and target is None:
+        raise InputError(f"mode {config.mode!r} needs a target image; none was given")
+    if initial is not None:
+        config = dataclasses.replace(
+            config, model=initial.spec, preprocessing=initial.preprocessing
+        )
+    labelled = np.array([], dtype=int)
+    if config.mode == "semi-supervised":
+        if target is None or target.labels is None:
+            raise InputError("semi-supervised mode needs target labels on at least one slice")
+        labelled = labelled_slices(target.labels)
+        if labelled.size == 0:
+            raise InputError(
+                "semi-supervised mode needs at least one labelled target slice; "
+                "the target labels are empty"
+            )
+
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    segmentor = copy.deepcopy(initial.network) if initial is not None else UNet(config.model)
+    classifier = DomainClassifier(config.domain_width) if config.adversarial else None
+    groups = [{"params": segmentor.parameters(), "lr": config.learning_rate}]
+    if classifier is not None:
+        groups.append({"params": classifier.parameters(), "lr": config.domain_learning_rate})
+    optimizer = torch.optim.Adam(groups)
+
+    pre = config.preprocessing
+    size, augment = config.patch_size, config.augment
+    source_images = preprocess(source.images, pre, source.masks)
+    source_sampler = PatchSampler(
+        source_images, size, rng, source.labels, _weights(source), augment=augment, name="source"
+    )
+    target_sampler = labelled_sampler = target_images = None
+    if target is not None:
+        target_images = preprocess(target.images, pre, target.masks)
+        if config.adversarial:
+            target_sampler = PatchSampler(
+                target_images, size, rng, weights=None, augment=augment, name="target"
+            )
+        if labelled.size:
+            labelled_sampler = PatchSampler(
+                target_images,
+                size,
+                rng,
+                target.labels,
+                _weights(target),
+                slices=labelled,
+                augment=augment,
+                name="labelled target",
+            )
+    segmentor.to(device).train()
+    if classifier is not None:
+        classifier.to(device).train()
+    return _Run(
+        config,
+        device,
+        segmentor,
+        classifier,
+        optimizer,
+        source_sampler,
+        target_sampler,
+        labelled_sampler,
+        target_images,
+    )
+
+
+def _weights(domain: Domain) -> np.ndarray | None:
+    return None if domain.masks is None else domain.masks.astype(np.float32)
+
+
+def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(array).to(device)
+
+
+def _supervised_batch(run: _Run) -> tuple[PatchBatch, int]:
+    """Labelled patches and how many of them (the first ones) come from the source.
+
+    In semi-supervised mode a share of the batch comes from the labelled target slices.
+    """
+    size = run.config.batch_size
+    if run.target_labelled is None:
+        return run.source.sample(size), size
+    from_target = min(size, max(1, round(run.config.target_label_fraction * size)))
+    parts = [run.source.sample(size - from_target), run.target_labelled.sample(from_target)]
+    joined = PatchBatch(
+        *(
+            np.concatenate([getattr(p, name) for p in parts])
+            for name in ("images", "labels", "weights")
+        )
+    )
+    return joined, size - from_target
+
+
+def _step(run: _Run, step: int) -> dict[str, float | None]:
+    """One optimiser step; returns the losses and diagnostics of the step."""
+    config, device = run.config, run.device
+    supervised, from_source = _supervised_batch(run)
+    images = _tensor(supervised.images, device)
+    count = len(images)
+    if run.target is not None:
+        images = torch.cat([images, _tensor(run.target.sample(config.batch_size).images, device)])
+
+    logits = run.segmentor(images)
+    loss = supervised_loss(
+        logits[:count],
+        _tensor(supervised.labels, device),
+        _tensor(supervised.weights, device),
+        config.dice_weight,
+    )
+    result: dict[str, float | None] = {
+        "supervised_loss": float(loss.detach()),
+        "domain_loss": None,
+        "domain_accuracy": None,
+        "target_entropy": None,
+        "grl_lambda": grl_lambda(step, config),
+    }
+    if run.classifier is not None:
+        probabilities = torch.sigmoid(logits)
+        is_source = torch.zeros(len(images), device=device)
+        is_source[:from_source] = 1.0
+        domain_logits = run.classifier(grad_reverse(probabilities, result["grl_lambda"]))
+        domain_loss = F.binary_cross_entropy_with_logits(domain_logits, is_source)
+        loss = loss + config.beta * domain_loss
+        correct = ((domain_logits.detach() > 0).float() == is_source).float().mean()
+        result["domain_loss"] = float(domain_loss.detach())
+        result["domain_accuracy"] = float(correct)
+        result["target_entropy"] = mean_entropy(probabilities[count:])
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    return result
+
+
+def _preview(run: _Run, control: TrainControl) -> tuple[np.ndarray, int]:
+    index = int(np.clip(control.preview_index, 0, len(run.target_preview) - 1))
+    return predict_tiled(run.segmentor, run.target_preview[index]), index
+
+
+def _loop(run: _Run, control: TrainControl) -> Iterator[TrainEvent | TrainFinished]:
+    config = run.config
+    start = time.monotonic()
+    last_preview = -math.inf
+    history: list[dict[str, float | None]] = []
+    done = 0
+    for step in range(1, config.steps + 1):
+        if control.stopped:
+            break
+        values = _step(run, step)
+        history.append({"step": step, **values})
+        event = TrainEvent(step, config.steps, elapsed=time.monotonic() - start, **values)
+        now = time.monotonic()
+        due = now - last_preview >= config.preview_interval or step in (1, config.steps)
+        if run.target_preview is not None and due and not control.stopped:
+            event.preview, event.preview_index = _preview(run, control)
+            last_preview = now
+        done = step
+        yield event
+    run.segmentor.eval()
+    elapsed = time.monotonic() - start
+    model = SegmentationModel(
+        run.segmentor,
+        config.preprocessing,
+        config,
+        {"steps": done, "mode": config.mode, "stopped": control.stopped},
+    )
+    yield TrainFinished(
+        model, done, control.stopped, elapsed, describe_device(run.device), history
+    )
+
+
+def fit(
+    config: TrainConfig,
+    source: Domain,
+    target: Domain | None = None,
+    control: TrainControl | None = None,
+    initial: SegmentationModel | None = None,
+    on_event: Callable[[TrainEvent], None] | None = None,
+) -> TrainFinished:
+    """Run :func:`train` to the end (or to a stop) and return its :class:`TrainFinished`."""
+    for event in train(config, source, target, control, initial):
+        if isinstance(event, TrainFinished):
+            return event
+        if on_event is not None:
+            on_event(event)
+    raise AssertionError("the training generator ended without TrainFinished")
