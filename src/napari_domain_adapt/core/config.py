@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import InputError
+
 CONFIG_VERSION = 1
 
 #: Training modes: the source-only baseline, the paper's unsupervised adversarial adaptation,
@@ -23,7 +25,7 @@ NORMS = ("batch", "group", "instance")
 
 def _check(condition: bool, message: str) -> None:
     if not condition:
-        raise ValueError(message)
+        raise InputError(message)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -101,6 +103,12 @@ class TrainConfig:
     """Share of the steps trained on source only (lambda = 0) before adaptation starts."""
     domain_width: int = 16
     """Channels of the domain classifier's first convolution."""
+    domain_gradient: str = "both"
+    """Which probability maps pass the reversed gradient to the segmentor: ``both``
+    domains (the paper, DANN) or only the ``target`` (source maps are detached, so the
+    domain loss never pulls source predictions away from their labels)."""
+    spectral_norm: bool = False
+    """Spectral normalisation of the domain classifier's layers (limits its strength)."""
     target_label_fraction: float = 0.5
     """Semi-supervised: share of the supervised batch taken from labelled target slices."""
     dice_weight: float = 1.0
@@ -111,8 +119,8 @@ class TrainConfig:
     """Seed of weights, patch sampling and augmentation; runs on CPU are repeatable."""
     device: str = "auto"
     """``auto`` (CUDA, then MPS, then CPU), or a torch device such as ``cpu`` or ``cuda:1``."""
-    preview_interval: float = 3.0
-    """Seconds between live previews of the target (0: a preview at every step)."""
+    preview_interval: float | None = 3.0
+    """Seconds between live previews of the target (0: every step; None: no previews)."""
     model: ModelSpec = field(default_factory=ModelSpec)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     version: int = CONFIG_VERSION
@@ -129,7 +137,11 @@ class TrainConfig:
         for name in ("learning_rate", "domain_learning_rate"):
             value = getattr(self, name)
             _check(0 < value < 1, f"{name} must be in (0, 1); got {value}")
-        for name in ("beta", "lambda_max", "lambda_gamma", "dice_weight", "preview_interval"):
+        _check(
+            self.preview_interval is None or self.preview_interval >= 0,
+            f"preview_interval must be >= 0 or None; got {self.preview_interval}",
+        )
+        for name in ("beta", "lambda_max", "lambda_gamma", "dice_weight"):
             value = getattr(self, name)
             _check(value >= 0, f"{name} must be >= 0; got {value}")
         _check(
@@ -140,6 +152,7 @@ class TrainConfig:
             0 < self.target_label_fraction < 1,
             f"target_label_fraction must be in (0, 1); got {self.target_label_fraction}",
         )
+        _check_choice("domain_gradient", self.domain_gradient, ("both", "target"))
         _check(self.domain_width >= 1, f"domain_width must be >= 1; got {self.domain_width}")
         _check(
             self.version == CONFIG_VERSION,

@@ -156,7 +156,7 @@ def write_tiff(
     """Write ``data`` as a compressed TIFF atomically; ``pixel_size`` is (y, x) or (z, y, x)."""
     import tifffile
 
-    kwargs: dict = {"compression": "zlib"}
+    kwargs: dict = {"compression": "zlib", "photometric": "minisblack"}
     if pixel_size is not None:
         y, x = pixel_size[-2:]
         kwargs["resolution"] = (1.0 / x, 1.0 / y)

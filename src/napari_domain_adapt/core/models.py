@@ -104,16 +104,18 @@ class DomainClassifier(nn.Module):
     four strided 4x4 convolutions, global average pooling and a linear layer.
     """
 
-    def __init__(self, width: int = 16, in_channels: int = 1) -> None:
+    def __init__(self, width: int = 16, in_channels: int = 1, spectral_norm: bool = False) -> None:
         super().__init__()
+        wrap = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
         layers: list[nn.Module] = []
         channels = in_channels
         for level in range(4):
             out = width * 2**level
-            layers += [nn.Conv2d(channels, out, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+            conv = wrap(nn.Conv2d(channels, out, 4, stride=2, padding=1))
+            layers += [conv, nn.LeakyReLU(0.2, True)]
             channels = out
         self.features = nn.Sequential(*layers)
-        self.classify = nn.Linear(channels, 1)
+        self.classify = wrap(nn.Linear(channels, 1))
 
     def forward(self, probabilities: torch.Tensor) -> torch.Tensor:
         features = self.features(probabilities).mean(dim=(-2, -1))

@@ -171,7 +171,9 @@ def _prepare(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     segmentor = copy.deepcopy(initial.network) if initial is not None else UNet(config.model)
-    classifier = DomainClassifier(config.domain_width) if config.adversarial else None
+    classifier = None
+    if config.adversarial:
+        classifier = DomainClassifier(config.domain_width, spectral_norm=config.spectral_norm)
     groups = [{"params": segmentor.parameters(), "lr": config.learning_rate}]
     if classifier is not None:
         groups.append({"params": classifier.parameters(), "lr": config.domain_learning_rate})
@@ -271,6 +273,10 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
         probabilities = torch.sigmoid(logits)
         is_source = torch.zeros(len(images), device=device)
         is_source[:from_source] = 1.0
+        if config.domain_gradient == "target":
+            probabilities = torch.cat(
+                [probabilities[:from_source].detach(), probabilities[from_source:]]
+            )
         domain_logits = run.classifier(grad_reverse(probabilities, result["grl_lambda"]))
         domain_loss = F.binary_cross_entropy_with_logits(domain_logits, is_source)
         loss = loss + config.beta * domain_loss
@@ -302,7 +308,9 @@ def _loop(run: _Run, control: TrainControl) -> Iterator[TrainEvent | TrainFinish
         history.append({"step": step, **values})
         event = TrainEvent(step, config.steps, elapsed=time.monotonic() - start, **values)
         now = time.monotonic()
-        due = now - last_preview >= config.preview_interval or step in (1, config.steps)
+        due = config.preview_interval is not None and (
+            now - last_preview >= config.preview_interval or step in (1, config.steps)
+        )
         if run.target_preview is not None and due and not control.stopped:
             event.preview, event.preview_index = _preview(run, control)
             last_preview = now

@@ -1,0 +1,246 @@
+"""What each CLI subcommand does; :mod:`napari_domain_adapt.cli` parses the arguments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .core.checkpoints import load_checkpoint, save_checkpoint
+from .core.config import ModelSpec, Preprocessing, TrainConfig
+from .core.data import Domain, labelled_slices
+from .core.errors import InputError
+from .core.io import atomic_write, is_dataset, load_dataset, read_volume, write_tiff
+from .core.metrics import best_threshold, segmentation_scores
+from .core.sample_data import make_sample_pair
+from .core.training import TrainEvent, train
+
+
+def print_json(data: dict[str, Any]) -> None:
+    """Print ``data`` as indented JSON on stdout."""
+    print(json.dumps(data, indent=2, default=_json_default))
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _refuse_existing(paths: list[Path | None], overwrite: bool) -> None:
+    """Fail before any work if an output exists (unless ``overwrite``) or has no folder."""
+    for path in paths:
+        if path is None:
+            continue
+        if path.exists() and not overwrite:
+            raise InputError(f"{path} exists; choose another name or pass --overwrite")
+        if not path.parent.is_dir():
+            raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
+
+
+def _write_json(path: Path, data: dict[str, Any], overwrite: bool) -> None:
+    with atomic_write(path, overwrite=overwrite) as temporary:
+        temporary.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _load_source(args: argparse.Namespace) -> Domain:
+    if not Path(args.source).exists():
+        raise InputError(f"--source {args.source} does not exist")
+    if is_dataset(args.source):
+        return load_dataset(args.source, "train", labels=True, name="source")
+    if not args.source_labels:
+        raise InputError("--source is an image, not a dataset directory; give --source-labels")
+    return Domain(read_volume(args.source), read_volume(args.source_labels), name="source")
+
+
+def _parse_slices(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as error:
+        raise InputError(f"--label-slices must be integers like 0,3; got {text!r}") from error
+
+
+def _load_target(args: argparse.Namespace) -> tuple[Domain | None, Domain | None]:
+    """The target to adapt to, and a labelled target test split to score on (if any)."""
+    if args.target is None:
+        return None, None
+    if not is_dataset(args.target):
+        labels = read_volume(args.target_labels) if args.target_labels else None
+        return Domain(read_volume(args.target), labels, name="target"), None
+    root = Path(args.target)
+    target = load_dataset(root, "train", labels=False, name="target")
+    if args.label_slices:
+        chosen = _parse_slices(args.label_slices)
+        if not all(0 <= i < len(target) for i in chosen):
+            raise InputError(
+                f"--label-slices {args.label_slices} is out of range; the target train split "
+                f"has slices 0-{len(target) - 1}"
+            )
+        full = load_dataset(root, "train", labels=True).labels
+        labels = np.zeros_like(full)
+        labels[chosen] = full[chosen]
+        target = Domain(target.images, labels, target.masks, name="target")
+    test = None
+    if (root / "test" / "labels").is_dir():
+        test = load_dataset(root, "test", labels=True, name="target test")
+    return target, test
+
+
+def _config(args: argparse.Namespace, mode: str) -> TrainConfig:
+    extra = {}
+    if mode != "source-only":
+        extra = {"beta": args.beta, "lambda_max": args.lambda_max, "warmup_fraction": args.warmup}
+    return TrainConfig(
+        mode=mode,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        learning_rate=args.lr,
+        seed=args.seed,
+        device=args.device,
+        model=ModelSpec(depth=args.depth, width=args.width),
+        preprocessing=Preprocessing(channel=args.channel, clahe=args.clahe),
+        preview_interval=None,
+        **extra,
+    )
+
+
+def _scores(model, domain: Domain, threshold: float = 0.5) -> dict[str, Any]:
+    probabilities = model.predict(domain.images, domain.masks)
+    scores = segmentation_scores(probabilities, domain.labels, domain.masks, threshold)
+    cut, best = best_threshold(probabilities, domain.labels, domain.masks)
+    # The best threshold is picked on these very labels: an upper bound, never a result.
+    scores["oracle_threshold"], scores["oracle_f1"] = cut, best
+    return scores
+
+
+def _progress(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="step", file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
+
+
+def _run_training(args: argparse.Namespace, mode: str | None) -> int:
+    _refuse_existing([args.out, args.metrics], args.overwrite)
+    source = _load_source(args)
+    target, test = _load_target(args)
+    if mode is None:  # adapt: semi-supervised when labelled target slices are given
+        has_labels = target is not None and target.labels is not None
+        labelled = has_labels and labelled_slices(target.labels).size > 0
+        mode = args.mode or ("semi-supervised" if labelled else "adversarial")
+    config = _config(args, mode)
+    events = train(config, source, target)
+    bar = _progress(config.steps)
+    finished = None
+    for event in events:
+        if isinstance(event, TrainEvent):
+            bar.update(1)
+            losses = {"sup": f"{event.supervised_loss:.3f}"}
+            if event.domain_loss is not None:
+                losses["dom"] = f"{event.domain_loss:.3f}"
+                losses["acc"] = f"{event.domain_accuracy:.2f}"
+            bar.set_postfix(losses, refresh=False)
+        else:
+            finished = event
+    bar.close()
+    save_checkpoint(finished.model, args.out, overwrite=args.overwrite)
+    result: dict[str, Any] = {
+        "mode": mode,
+        "steps": finished.steps,
+        "seconds": round(finished.elapsed, 1),
+        "device": finished.device,
+        "checkpoint": str(args.out),
+        "config": config.to_dict(),
+    }
+    if test is not None:
+        result["target_test"] = _scores(finished.model, test)
+    print_json(result)
+    if args.metrics is not None:
+        _write_json(args.metrics, result, args.overwrite)
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``train``: the source-only baseline."""
+    return _run_training(args, "source-only")
+
+
+def run_adapt(args: argparse.Namespace) -> int:
+    """``adapt``: adversarial, or semi-supervised with labelled target slices."""
+    return _run_training(args, None)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """``predict``: probabilities (float32) or a 0/255 mask as TIFF."""
+    _refuse_existing([args.out], args.overwrite)
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise InputError(f"--threshold must be between 0 and 1; got {args.threshold}")
+    model = load_checkpoint(args.model, _device(args.device))
+    images = read_volume(args.input)
+    probabilities = model.predict(images, None, args.tile_size, args.overlap, args.batch_size)
+    if args.threshold is None:
+        write_tiff(args.out, probabilities.astype(np.float32), overwrite=args.overwrite)
+    else:
+        mask = (probabilities >= args.threshold).astype(np.uint8) * 255
+        write_tiff(args.out, mask, overwrite=args.overwrite)
+    print(f"wrote {args.out} ({probabilities.shape}, device {model.device})", file=sys.stderr)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``evaluate``: precision, recall, F1, IoU at a threshold, as JSON."""
+    _refuse_existing([args.metrics], args.overwrite)
+    model = load_checkpoint(args.model, _device(args.device))
+    if is_dataset(args.data):
+        domain = load_dataset(args.data, "test", labels=True)
+    else:
+        if not args.labels:
+            raise InputError("--data is an image, not a dataset directory; give --labels")
+        masks = read_volume(args.masks) if args.masks else None
+        domain = Domain(read_volume(args.data), read_volume(args.labels), masks)
+    result = {"model": str(args.model), "data": str(args.data)}
+    result.update(_scores(model, domain, args.threshold))
+    print_json(result)
+    if args.metrics is not None:
+        _write_json(args.metrics, result, args.overwrite)
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    """``sample``: write the generated pair as two dataset directories.
+
+    ``source`` has labelled train and test splits; ``target`` has train images for
+    adaptation (their labels too, for semi-supervised trials) and a separate labelled test
+    split for scoring.
+    """
+    root: Path = args.folder
+    if root.exists() and any(root.iterdir()) and not args.overwrite:
+        raise InputError(f"{root} exists and is not empty; choose another folder or --overwrite")
+    train_pair = make_sample_pair(size=args.size, seed=args.seed)
+    test_pair = make_sample_pair(n_source=4, n_target=4, size=args.size, seed=args.seed + 1000)
+    splits = {
+        ("source", "train"): (train_pair.source_image, train_pair.source_labels),
+        ("source", "test"): (test_pair.source_image, test_pair.source_labels),
+        ("target", "train"): (train_pair.target_image, train_pair.target_labels),
+        ("target", "test"): (test_pair.target_image, test_pair.target_labels),
+    }
+    for (name, split), (images, labels) in splits.items():
+        for kind, stack in (("images", images), ("labels", labels * 255)):
+            folder = root / name / split / kind
+            folder.mkdir(parents=True, exist_ok=True)
+            for index, image in enumerate(stack):
+                write_tiff(folder / f"slice_{index:03d}.tif", image, overwrite=args.overwrite)
+    print(f"wrote {root / 'source'} and {root / 'target'}", file=sys.stderr)
+    return 0
+
+
+def _device(name: str):
+    from .core.device import resolve_device
+
+    return resolve_device(name)

@@ -1,0 +1,142 @@
+"""The headless command line: ``napari-domain-adapt {sample,train,adapt,predict,evaluate}``.
+
+Every command is a thin wrapper around the core. Bad input prints one ``error:`` line on
+stderr and exits with status 2, having written nothing; outputs are written atomically and
+never overwrite an existing file without ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .core.config import MODES, ModelSpec, Preprocessing, TrainConfig
+from .core.errors import InputError
+
+EXIT_BAD_INPUT = 2
+
+
+def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--source", required=True, help="labelled source: dataset dir or image")
+    data.add_argument("--source-labels", help="source labels (when --source is an image file)")
+    data.add_argument(
+        "--target",
+        required=adapt,
+        help="unlabelled target: dataset dir (train split; test split scores) or image",
+    )
+    data.add_argument(
+        "--target-labels",
+        help="labels of some target slices (an image stack; slices with any label count) for "
+        "semi-supervised mode",
+    )
+    data.add_argument(
+        "--label-slices",
+        help="semi-supervised with a dataset dir: comma-separated target train slices whose "
+        "labels may be used, e.g. 0",
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
+    out.add_argument("--metrics", type=Path, help="also write the metrics JSON to this file")
+    out.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    defaults = TrainConfig()
+    run = parser.add_argument_group("training")
+    if adapt:
+        run.add_argument(
+            "--mode",
+            choices=[m for m in MODES if m != "source-only"],
+            help="adversarial (default) or semi-supervised (default when target labels are given)",
+        )
+        run.add_argument("--beta", type=float, default=defaults.beta, help="domain loss weight")
+        run.add_argument("--lambda-max", type=float, default=defaults.lambda_max)
+        run.add_argument(
+            "--warmup",
+            type=float,
+            default=defaults.warmup_fraction,
+            help="share of steps trained on source only before adapting",
+        )
+    run.add_argument("--steps", type=int, default=defaults.steps)
+    run.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    run.add_argument("--patch-size", type=int, default=defaults.patch_size)
+    run.add_argument("--lr", type=float, default=defaults.learning_rate, help="learning rate")
+    run.add_argument("--depth", type=int, default=ModelSpec().depth, help="U-Net poolings")
+    run.add_argument("--width", type=int, default=ModelSpec().width, help="U-Net base width")
+    run.add_argument(
+        "--channel",
+        default=Preprocessing().channel,
+        choices=["luminance", "green", "mean"],
+        help="how RGB becomes grey",
+    )
+    run.add_argument("--clahe", action="store_true", help="local contrast equalisation")
+    run.add_argument("--seed", type=int, default=defaults.seed)
+    run.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1, mps")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="napari-domain-adapt",
+        description="Adapt a segmentation U-Net to a new, unlabelled target domain "
+        "(adversarial domain adaptation, Javanmardi & Tasdizen, ISBI 2018).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sample = commands.add_parser("sample", help="write the generated EM sample pair as datasets")
+    sample.add_argument("folder", type=Path, help="creates FOLDER/source and FOLDER/target")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--size", type=int, default=256)
+    sample.add_argument("--overwrite", action="store_true")
+
+    train = commands.add_parser("train", help="train on the source only (the baseline)")
+    _add_training_options(train, adapt=False)
+    adapt = commands.add_parser("adapt", help="adapt to the target (adversarial/semi-supervised)")
+    _add_training_options(adapt, adapt=True)
+
+    predict = commands.add_parser("predict", help="predict probabilities or a mask")
+    predict.add_argument("--model", required=True, type=Path, help="checkpoint (.pt)")
+    predict.add_argument("--input", required=True, help="image file, folder or dataset dir")
+    predict.add_argument("--out", required=True, type=Path, help="TIFF to write")
+    predict.add_argument(
+        "--threshold",
+        type=float,
+        help="write a 0/255 uint8 mask at this threshold instead of probabilities",
+    )
+    predict.add_argument("--tile-size", type=int, default=256)
+    predict.add_argument("--overlap", type=int, default=32)
+    predict.add_argument("--batch-size", type=int, default=4)
+    predict.add_argument("--device", default="auto")
+    predict.add_argument("--overwrite", action="store_true")
+
+    evaluate = commands.add_parser("evaluate", help="score a model on labelled data (JSON)")
+    evaluate.add_argument("--model", required=True, type=Path, help="checkpoint (.pt)")
+    evaluate.add_argument(
+        "--data", required=True, help="dataset dir (its test split) or image file/folder"
+    )
+    evaluate.add_argument("--labels", help="labels when --data is an image file or folder")
+    evaluate.add_argument("--masks", help="field-of-view masks for --data images")
+    evaluate.add_argument("--threshold", type=float, default=0.5)
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--metrics", type=Path, help="also write the JSON to this file")
+    evaluate.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``napari-domain-adapt`` command."""
+    args = build_parser().parse_args(argv)
+    from . import _cli_commands as commands
+
+    try:
+        return getattr(commands, f"run_{args.command}")(args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

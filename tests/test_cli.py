@@ -1,0 +1,156 @@
+"""The command line on the generated sample datasets: outputs, JSON, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_domain_adapt.cli import EXIT_BAD_INPUT, main
+
+TINY = ["--steps", "3", "--batch-size", "2", "--patch-size", "32", "--depth", "2", "--width", "4"]
+TINY += ["--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sample")
+    assert main(["sample", str(root), "--size", "64"]) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(datasets, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("model") / "model.pt"
+    assert main(["train", "--source", str(datasets / "source"), "--out", str(out), *TINY]) == 0
+    return out
+
+
+def _json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out)
+
+
+def test_sample_writes_dataset_directories(datasets):
+    for name in ("source", "target"):
+        for split in ("train", "test"):
+            images = sorted((datasets / name / split / "images").iterdir())
+            labels = sorted((datasets / name / split / "labels").iterdir())
+            assert images
+            assert [p.name for p in images] == [p.name for p in labels]
+    label = tifffile.imread(next((datasets / "target" / "test" / "labels").iterdir()))
+    assert set(np.unique(label)) == {0, 255}
+
+
+def test_sample_refuses_a_non_empty_folder(datasets, capsys):
+    before = sorted(p.name for p in datasets.iterdir())
+    assert main(["sample", str(datasets), "--size", "64"]) == EXIT_BAD_INPUT
+    assert "not empty" in capsys.readouterr().err
+    assert sorted(p.name for p in datasets.iterdir()) == before
+
+
+def test_train_scores_the_target_test_split(datasets, tmp_path, capsys):
+    out, metrics = tmp_path / "m.pt", tmp_path / "m.json"
+    args = ["train", "--source", str(datasets / "source"), "--target", str(datasets / "target")]
+    assert main([*args, "--out", str(out), "--metrics", str(metrics), *TINY]) == 0
+    printed = _json(capsys)
+    assert printed["mode"] == "source-only"
+    assert printed["steps"] == 3
+    assert 0.0 <= printed["target_test"]["f1"] <= 1.0
+    assert json.loads(metrics.read_text()) == printed
+    assert out.stat().st_size > 0
+
+
+def test_adapt_with_label_slices_is_semi_supervised(datasets, tmp_path, capsys):
+    args = ["adapt", "--source", str(datasets / "source"), "--target", str(datasets / "target")]
+    out = tmp_path / "m.pt"
+    assert main([*args, "--label-slices", "0", "--out", str(out), *TINY]) == 0
+    assert _json(capsys)["mode"] == "semi-supervised"
+    assert main([*args, "--out", str(tmp_path / "a.pt"), *TINY]) == 0
+    assert _json(capsys)["mode"] == "adversarial"
+
+
+def test_existing_output_is_kept_without_overwrite(datasets, tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    out.write_bytes(b"precious")
+    args = ["train", "--source", str(datasets / "source"), "--out", str(out), *TINY]
+    assert main(args) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("error:")
+    assert "--overwrite" in err
+    assert err.count("\n") == 1
+    assert out.read_bytes() == b"precious"
+    assert main([*args, "--overwrite"]) == 0
+    assert out.read_bytes() != b"precious"
+
+
+def test_predict_writes_probabilities_and_masks(datasets, checkpoint, tmp_path):
+    images = datasets / "target" / "test" / "images"
+    probabilities, mask = tmp_path / "p.tif", tmp_path / "m.tif"
+    base = ["predict", "--model", str(checkpoint), "--input", str(images), "--device", "cpu"]
+    assert main([*base, "--out", str(probabilities)]) == 0
+    assert main([*base, "--out", str(mask), "--threshold", "0.5"]) == 0
+    prob, binary = tifffile.imread(probabilities), tifffile.imread(mask)
+    assert prob.dtype == np.float32
+    assert prob.shape == (4, 64, 64)
+    assert prob.min() >= 0.0
+    assert prob.max() <= 1.0
+    np.testing.assert_array_equal(binary, (prob >= 0.5) * 255)
+
+
+def test_evaluate_prints_metrics(datasets, checkpoint, capsys):
+    target = str(datasets / "target")
+    assert main(["evaluate", "--model", str(checkpoint), "--data", target, "--device", "cpu"]) == 0
+    scores = _json(capsys)
+    assert {"precision", "recall", "f1", "iou", "oracle_f1"} <= set(scores)
+    assert scores["oracle_f1"] >= scores["f1"] - 1e-9
+
+
+def _bad_label_dataset(root: Path, datasets: Path) -> Path:
+    bad = root / "bad"
+    for kind in ("images", "labels"):
+        (bad / "train" / kind).mkdir(parents=True)
+    image = tifffile.imread(next((datasets / "source" / "train" / "images").iterdir()))
+    tifffile.imwrite(bad / "train" / "images" / "a.tif", image)
+    labels = np.zeros_like(image)
+    labels[:4] = 7
+    tifffile.imwrite(bad / "train" / "labels" / "a.tif", labels)
+    return bad
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda d, t: ["train", "--source", str(t / "missing")], "does not exist"),
+        (lambda d, t: ["train", "--source", str(_bad_label_dataset(t, d))], "values {0, 7}"),
+        (
+            lambda d, t: [
+                "adapt",
+                "--source",
+                str(d / "source"),
+                "--target",
+                str(d / "target"),
+                "--label-slices",
+                "99",
+            ],
+            "out of range",
+        ),
+        (
+            lambda d, t: ["train", "--source", str(d / "source"), "--patch-size", "128"],
+            "smaller than the 128-pixel",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(datasets, tmp_path, capsys, make_args, message):
+    out = tmp_path / "out" / "m.pt"
+    out.parent.mkdir()
+    command, *args = make_args(datasets, tmp_path)
+    # The case's own options come after TINY, so they win (argparse keeps the last).
+    assert main([command, *TINY, *args, "--out", str(out)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("error:")
+    assert message in err
+    assert err.count("\n") == 1
+    assert list(out.parent.iterdir()) == []
