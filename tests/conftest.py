@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import pytest
+import torch
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from napari_domain_adapt.core import ModelSpec, TrainConfig, make_sample_pair  # noqa: E402
+from napari_domain_adapt.core import ModelSpec, TrainConfig, make_sample_pair
 
 # One thread: tiny test models gain nothing from more, and parallel pytest runs on a
 # two-core machine stall each other when every process spins several OpenMP threads.

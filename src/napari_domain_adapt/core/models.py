@@ -82,6 +82,10 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         pad_h, pad_w = -height % self.multiple, -width % self.multiple
+        if height + pad_h == self.multiple and width + pad_w == self.multiple:
+            # A 1x1 bottom leaves one value per channel, which InstanceNorm (and GroupNorm or
+            # BatchNorm with a batch of one) cannot normalise: widen to two cells there.
+            pad_w += self.multiple
         if pad_h or pad_w:
             # Reflection needs the pad to be shorter than the side; replicate otherwise.
             mode = "reflect" if pad_h < height and pad_w < width else "replicate"
