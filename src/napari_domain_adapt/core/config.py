@@ -16,11 +16,21 @@ from .errors import InputError
 CONFIG_VERSION = 1
 
 #: Training modes: the source-only baseline, the paper's unsupervised adversarial adaptation,
-#: and adversarial adaptation with labelled target slices in the supervised loss.
-MODES = ("source-only", "adversarial", "semi-supervised")
-ADVERSARIAL_MODES = ("adversarial", "semi-supervised")
+#: adversarial adaptation with labelled target slices in the supervised loss, mean-teacher
+#: self-training, and both adaptations together.
+MODES = (
+    "source-only",
+    "adversarial",
+    "semi-supervised",
+    "mean-teacher",
+    "adversarial+mean-teacher",
+)
+ADVERSARIAL_MODES = ("adversarial", "semi-supervised", "adversarial+mean-teacher")
+TEACHER_MODES = ("mean-teacher", "adversarial+mean-teacher")
 CHANNELS = ("luminance", "green", "mean")
-NORMS = ("batch", "group", "instance")
+NORMS = ("channel", "batch", "group", "instance")
+#: Smallest patch the domain classifier's four stride-2 convolutions can reduce to one pixel.
+MIN_DOMAIN_PATCH = 16
 
 
 def _check(condition: bool, message: str) -> None:
@@ -82,7 +92,8 @@ class TrainConfig:
     """Everything that decides a training run; saved inside each checkpoint."""
 
     mode: str = "adversarial"
-    """``source-only``, ``adversarial`` (the paper's method) or ``semi-supervised``."""
+    """``source-only``, ``adversarial`` (the paper's method), ``semi-supervised``,
+    ``mean-teacher`` or ``adversarial+mean-teacher``."""
     steps: int = 1000
     """Optimiser steps."""
     batch_size: int = 8
@@ -107,8 +118,18 @@ class TrainConfig:
     """Which probability maps pass the reversed gradient to the segmentor: ``both``
     domains (the paper, DANN) or only the ``target`` (source maps are detached, so the
     domain loss never pulls source predictions away from their labels)."""
+    domain_local: bool = False
+    """The domain classifier decides per 16x16 cell of the map (PatchGAN-like) instead of
+    once per patch (the paper), so its reversed gradient points at the regions that look
+    foreign rather than at global statistics of the map."""
     spectral_norm: bool = False
     """Spectral normalisation of the domain classifier's layers (limits its strength)."""
+    teacher_decay: float = 0.99
+    """Mean teacher: weight of the old teacher in its exponential moving average."""
+    consistency_weight: float = 1.0
+    """Mean teacher: weight of the loss between student and teacher pseudo-labels."""
+    confidence: float = 0.8
+    """Mean teacher: pixels count only where the teacher is at least this sure."""
     target_label_fraction: float = 0.5
     """Semi-supervised: share of the supervised batch taken from labelled target slices."""
     dice_weight: float = 1.0
@@ -134,6 +155,11 @@ class TrainConfig:
             f"patch_size must be a multiple of {2**self.model.depth} (2**depth); "
             f"got {self.patch_size}",
         )
+        _check(
+            self.mode not in ADVERSARIAL_MODES or self.patch_size >= MIN_DOMAIN_PATCH,
+            f"mode {self.mode!r} needs patch_size >= {MIN_DOMAIN_PATCH} (the domain "
+            f"classifier's input); got {self.patch_size}",
+        )
         for name in ("learning_rate", "domain_learning_rate"):
             value = getattr(self, name)
             _check(0 < value < 1, f"{name} must be in (0, 1); got {value}")
@@ -153,6 +179,17 @@ class TrainConfig:
             f"target_label_fraction must be in (0, 1); got {self.target_label_fraction}",
         )
         _check_choice("domain_gradient", self.domain_gradient, ("both", "target"))
+        _check(
+            0 <= self.teacher_decay < 1,
+            f"teacher_decay must be in [0, 1); got {self.teacher_decay}",
+        )
+        _check(
+            0.5 <= self.confidence < 1, f"confidence must be in [0.5, 1); got {self.confidence}"
+        )
+        _check(
+            self.consistency_weight >= 0,
+            f"consistency_weight must be >= 0; got {self.consistency_weight}",
+        )
         _check(self.domain_width >= 1, f"domain_width must be >= 1; got {self.domain_width}")
         _check(
             self.version == CONFIG_VERSION,
@@ -163,6 +200,16 @@ class TrainConfig:
     def adversarial(self) -> bool:
         """Whether this run trains a domain classifier."""
         return self.mode in ADVERSARIAL_MODES
+
+    @property
+    def mean_teacher(self) -> bool:
+        """Whether this run trains with an exponential-moving-average teacher."""
+        return self.mode in TEACHER_MODES
+
+    @property
+    def needs_target(self) -> bool:
+        """Whether this mode learns from target images."""
+        return self.mode != "source-only"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form (JSON-serialisable) for checkpoints and results files."""
@@ -176,10 +223,17 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         _check(not unknown, f"unknown configuration fields: {', '.join(unknown)}")
         if "model" in data:
-            data["model"] = ModelSpec(**data["model"])
+            data["model"] = ModelSpec(**_known(ModelSpec, data["model"], "model"))
         if "preprocessing" in data:
-            pre = dict(data["preprocessing"])
+            pre = _known(Preprocessing, data["preprocessing"], "preprocessing")
             if "percentiles" in pre:
                 pre["percentiles"] = tuple(pre["percentiles"])
             data["preprocessing"] = Preprocessing(**pre)
         return cls(**data)
+
+
+def _known(cls: type, data: dict[str, Any], name: str) -> dict[str, Any]:
+    """A copy of ``data`` after checking that ``cls`` has every field it names."""
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+    _check(not unknown, f"unknown {name} configuration fields: {', '.join(unknown)}")
+    return dict(data)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -33,12 +33,13 @@ def atomic_write(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
         raise InputError(f"{path} exists; choose another name or allow overwriting")
     if not path.parent.is_dir():
         raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
     try:
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        # Mode 0o666 less the umask, as for any new file (mkstemp's 0o600 would hide the
+        # result from the rest of a lab sharing a folder); O_EXCL never reuses a file.
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as error:
         raise InputError(f"cannot write {path}: {error.strerror}") from error
-    os.close(handle)
-    temporary = Path(name)
     try:
         yield temporary
         with open(temporary, "rb+") as written:
@@ -160,9 +161,12 @@ def write_tiff(
     if pixel_size is not None:
         y, x = pixel_size[-2:]
         kwargs["resolution"] = (1.0 / x, 1.0 / y)
-        if data.dtype in (np.uint8, np.uint16, np.float32):  # types that ImageJ reads
+        if data.dtype in (np.uint8, np.uint16, np.float32) and data.ndim in (2, 3):
+            # Types ImageJ reads; without axes it takes a stack's first axis for channels.
             kwargs["imagej"] = True
-            kwargs["metadata"] = {"spacing": pixel_size[0]} if len(pixel_size) == 3 else {}
+            kwargs["metadata"] = {"axes": "ZYX"[-data.ndim :]}
+            if len(pixel_size) == 3:
+                kwargs["metadata"]["spacing"] = pixel_size[0]
     with atomic_write(path, overwrite=overwrite) as temporary:
         tifffile.imwrite(temporary, data, **kwargs)
     return Path(path)

@@ -31,7 +31,29 @@ def grad_reverse(x: torch.Tensor, coefficient: float = 1.0) -> torch.Tensor:
     return GradientReversal.apply(x, coefficient)
 
 
+class ChannelNorm(nn.Module):
+    """Layer normalisation over the channels of each pixel (as in ConvNeXt).
+
+    Unlike batch, group or instance normalisation it uses neither the batch nor the image's
+    extent, so a pixel's output does not depend on the tile or batch it is predicted in.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=1, keepdim=True)
+        variance = (x - mean).pow(2).mean(dim=1, keepdim=True)
+        x = (x - mean) * torch.rsqrt(variance + self.eps)
+        return x * self.weight[:, None, None] + self.bias[:, None, None]
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "channel":
+        return ChannelNorm(channels)
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "group":
@@ -108,8 +130,15 @@ class DomainClassifier(nn.Module):
     four strided 4x4 convolutions, global average pooling and a linear layer.
     """
 
-    def __init__(self, width: int = 16, in_channels: int = 1, spectral_norm: bool = False) -> None:
+    def __init__(
+        self,
+        width: int = 16,
+        in_channels: int = 1,
+        spectral_norm: bool = False,
+        local: bool = False,
+    ) -> None:
         super().__init__()
+        self.local = local
         wrap = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
         layers: list[nn.Module] = []
         channels = in_channels
@@ -119,8 +148,12 @@ class DomainClassifier(nn.Module):
             layers += [conv, nn.LeakyReLU(0.2, True)]
             channels = out
         self.features = nn.Sequential(*layers)
-        self.classify = wrap(nn.Linear(channels, 1))
+        self.classify = wrap(nn.Conv2d(channels, 1, 1))
 
     def forward(self, probabilities: torch.Tensor) -> torch.Tensor:
-        features = self.features(probabilities).mean(dim=(-2, -1))
-        return self.classify(features).squeeze(-1)
+        """Logits: one per patch, or (``local``) one per 16x16 cell, ``(B, H/16, W/16)``."""
+        features = self.features(probabilities)
+        if not self.local:
+            features = features.mean(dim=(-2, -1), keepdim=True)
+        logits = self.classify(features)[:, 0]
+        return logits if self.local else logits[:, 0, 0]

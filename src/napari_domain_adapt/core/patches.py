@@ -55,8 +55,12 @@ class PatchSampler:
         if self.slices.size == 0:
             raise InputError(f"{name} has no slices to sample from")
 
-    def sample(self, batch_size: int) -> PatchBatch:
-        """Draw ``batch_size`` random patches (augmented if enabled)."""
+    def sample(self, batch_size: int, jitter: bool = True) -> PatchBatch:
+        """Draw ``batch_size`` random patches, augmented if enabled.
+
+        ``jitter=False`` keeps the geometric augmentation but not the intensity changes
+        (the weak view of a mean teacher).
+        """
         size = self.patch_size
         height, width = self.images.shape[1:]
         images = np.empty((batch_size, 1, size, size), np.float32)
@@ -75,19 +79,23 @@ class PatchSampler:
                 labels[i, 0] = _orient(self.labels[window], flip, turns)
             if self.weights is not None:
                 weights[i, 0] = _orient(self.weights[window], flip, turns)
-        if self.augment:
-            images = self._jitter_intensity(images)
+        if self.augment and jitter:
+            images = jitter_intensity(images, self.rng)
         return PatchBatch(images, labels, weights)
 
-    def _jitter_intensity(self, images: np.ndarray) -> np.ndarray:
-        """Random contrast, brightness, gamma-like curve and noise, per patch."""
-        count = len(images)
-        contrast = self.rng.uniform(0.75, 1.25, (count, 1, 1, 1)).astype(np.float32)
-        brightness = self.rng.uniform(-0.15, 0.15, (count, 1, 1, 1)).astype(np.float32)
-        noise = self.rng.uniform(0.0, 0.05, (count, 1, 1, 1)).astype(np.float32)
-        jittered = images * contrast + brightness
-        jittered += noise * self.rng.standard_normal(images.shape, dtype=np.float32)
-        return jittered
+
+def jitter_intensity(
+    images: np.ndarray, rng: np.random.Generator, strength: float = 1.0
+) -> np.ndarray:
+    """Random contrast, brightness and Gaussian noise per patch; ``strength`` widens them."""
+    count = len(images)
+    shape = (count, 1, 1, 1)
+    contrast = rng.uniform(1 - 0.25 * strength, 1 + 0.25 * strength, shape).astype(np.float32)
+    brightness = rng.uniform(-0.15 * strength, 0.15 * strength, shape).astype(np.float32)
+    noise = rng.uniform(0.0, 0.05 * strength, shape).astype(np.float32)
+    jittered = images * np.maximum(contrast, 0.1) + brightness
+    jittered += noise * rng.standard_normal(images.shape, dtype=np.float32)
+    return jittered
 
 
 def _orient(patch: np.ndarray, flip: int, turns: int) -> np.ndarray:

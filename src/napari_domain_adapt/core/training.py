@@ -10,7 +10,14 @@ model. The modes differ only in which losses are on:
   probability maps of source and target patches, joined through gradient reversal
   (Javanmardi & Tasdizen, ISBI 2018);
 - ``semi-supervised``: adversarial, with patches of the labelled target slices in the
-  supervised loss.
+  supervised loss;
+- ``mean-teacher``: self-training on the target; an exponential moving average of the
+  segmentor (the teacher) labels a weakly augmented target patch, and the segmentor learns
+  those labels, where the teacher is confident, on a strongly augmented view of it;
+- ``adversarial+mean-teacher``: both.
+
+Labelled target slices, where given, join the supervised loss in ``semi-supervised`` and
+the mean-teacher modes.
 
 Stopping is cooperative: :meth:`TrainControl.stop` ends the loop after the current step and
 the generator still ends with :class:`TrainFinished` and the model so far.
@@ -37,7 +44,7 @@ from .device import describe_device, resolve_device
 from .errors import InputError
 from .inference import predict_tiled
 from .models import DomainClassifier, UNet, grad_reverse
-from .patches import PatchBatch, PatchSampler
+from .patches import PatchBatch, PatchSampler, jitter_intensity
 from .preprocessing import preprocess
 
 
@@ -70,6 +77,8 @@ class TrainEvent:
     target_entropy: float | None
     grl_lambda: float
     elapsed: float
+    consistency_loss: float | None = None
+    confident_fraction: float | None = None
     preview: np.ndarray | None = None
     preview_index: int | None = None
 
@@ -86,13 +95,22 @@ class TrainFinished:
     history: list[dict[str, float | None]] = field(default_factory=list)
 
 
-def grl_lambda(step: int, config: TrainConfig) -> float:
-    """Gradient-reversal coefficient at ``step`` (1-based): 0 in warm-up, then the DANN ramp."""
+def adaptation_ramp(step: int, config: TrainConfig) -> float:
+    """Weight of the adaptation losses at ``step`` (1-based), from 0 to 1.
+
+    0 during the source-only warm-up, then the DANN ramp 2 / (1 + exp(-gamma p)) - 1 over
+    the remaining steps (Ganin et al., 2016).
+    """
     warmup = int(config.warmup_fraction * config.steps)
-    if not config.adversarial or step <= warmup:
+    if not config.needs_target or step <= warmup:
         return 0.0
     progress = (step - warmup) / max(config.steps - warmup, 1)
-    return config.lambda_max * (2.0 / (1.0 + math.exp(-config.lambda_gamma * progress)) - 1.0)
+    return 2.0 / (1.0 + math.exp(-config.lambda_gamma * progress)) - 1.0
+
+
+def grl_lambda(step: int, config: TrainConfig) -> float:
+    """Gradient-reversal coefficient at ``step``: ``lambda_max`` times the ramp."""
+    return config.lambda_max * adaptation_ramp(step, config) if config.adversarial else 0.0
 
 
 def supervised_loss(
@@ -114,11 +132,30 @@ def mean_entropy(probabilities: torch.Tensor) -> float:
     return float(entropy.mean())
 
 
+@torch.no_grad()
+def update_teacher(teacher: torch.nn.Module, student: torch.nn.Module, decay: float) -> None:
+    """Move the teacher's weights towards the student's: t = decay * t + (1 - decay) * s."""
+    for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
+        t.lerp_(s, 1.0 - decay)
+    for t, s in zip(teacher.buffers(), student.buffers(), strict=True):
+        t.copy_(s)
+
+
+def confident_pseudo_labels(
+    probabilities: torch.Tensor, confidence: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hard labels from teacher probabilities, and a weight of 1 where it is confident."""
+    labels = (probabilities >= 0.5).float()
+    weights = (torch.maximum(probabilities, 1 - probabilities) >= confidence).float()
+    return labels, weights
+
+
 @dataclass
 class _Run:
     config: TrainConfig
     device: torch.device
     segmentor: UNet
+    teacher: UNet | None
     classifier: DomainClassifier | None
     optimizer: torch.optim.Optimizer
     source: PatchSampler
@@ -136,10 +173,10 @@ def train(
 ) -> Iterator[TrainEvent | TrainFinished]:
     """Validate the inputs now, then return the generator that trains.
 
-    ``source`` needs labels. ``target`` is needed by the adversarial modes (and used for
-    previews by every mode); its labels are used only in ``semi-supervised`` mode, and only
-    on slices that carry any annotation. ``initial`` starts from a trained segmentor
-    (copied, never changed) and its preprocessing.
+    ``source`` needs labels. ``target`` is needed by every mode but ``source-only`` (which
+    uses it for previews); its labels are used only in the ``semi-supervised`` and
+    mean-teacher modes, and only on slices that carry any annotation. ``initial`` starts
+    from a trained segmentor (copied, never changed) and its preprocessing.
     """
     run = _prepare(config, source, target, initial)
     return _loop(run, control or TrainControl())
@@ -150,17 +187,19 @@ def _prepare(
 ) -> _Run:
     if source.labels is None:
         raise InputError("the source needs labels; expected a label stack beside its images")
-    if config.adversarial and target is None:
+    if config.needs_target and target is None:
         raise InputError(f"mode {config.mode!r} needs a target image; none was given")
     if initial is not None:
         config = dataclasses.replace(
             config, model=initial.spec, preprocessing=initial.preprocessing
         )
     labelled = np.array([], dtype=int)
+    uses_labels = config.mode == "semi-supervised" or config.mean_teacher
+    if uses_labels and target is not None and target.labels is not None:
+        labelled = labelled_slices(target.labels)
     if config.mode == "semi-supervised":
         if target is None or target.labels is None:
             raise InputError("semi-supervised mode needs target labels on at least one slice")
-        labelled = labelled_slices(target.labels)
         if labelled.size == 0:
             raise InputError(
                 "semi-supervised mode needs at least one labelled target slice; "
@@ -171,9 +210,12 @@ def _prepare(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     segmentor = copy.deepcopy(initial.network) if initial is not None else UNet(config.model)
+    teacher = copy.deepcopy(segmentor).requires_grad_(False) if config.mean_teacher else None
     classifier = None
     if config.adversarial:
-        classifier = DomainClassifier(config.domain_width, spectral_norm=config.spectral_norm)
+        classifier = DomainClassifier(
+            config.domain_width, spectral_norm=config.spectral_norm, local=config.domain_local
+        )
     groups = [{"params": segmentor.parameters(), "lr": config.learning_rate}]
     if classifier is not None:
         groups.append({"params": classifier.parameters(), "lr": config.domain_learning_rate})
@@ -188,7 +230,7 @@ def _prepare(
     target_sampler = labelled_sampler = target_images = None
     if target is not None:
         target_images = preprocess(target.images, pre, target.masks)
-        if config.adversarial:
+        if config.needs_target:
             target_sampler = PatchSampler(
                 target_images, size, rng, weights=None, augment=augment, name="target"
             )
@@ -203,13 +245,14 @@ def _prepare(
                 augment=augment,
                 name="labelled target",
             )
-    segmentor.to(device).train()
-    if classifier is not None:
-        classifier.to(device).train()
+    for network in (segmentor, teacher, classifier):
+        if network is not None:
+            network.to(device).train()
     return _Run(
         config,
         device,
         segmentor,
+        teacher,
         classifier,
         optimizer,
         source_sampler,
@@ -252,8 +295,16 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
     supervised, from_source = _supervised_batch(run)
     images = _tensor(supervised.images, device)
     count = len(images)
+    teacher_probabilities = None
     if run.target is not None:
-        images = torch.cat([images, _tensor(run.target.sample(config.batch_size).images, device)])
+        # The mean teacher sees the plain patch; the student a strongly jittered view of it.
+        target = run.target.sample(config.batch_size, jitter=run.teacher is None)
+        target_images = target.images
+        if run.teacher is not None:
+            weak = _tensor(target.images, device)
+            teacher_probabilities = torch.sigmoid(run.teacher(weak))
+            target_images = jitter_intensity(target.images, run.target.rng, strength=2.0)
+        images = torch.cat([images, _tensor(target_images, device)])
 
     logits = run.segmentor(images)
     loss = supervised_loss(
@@ -262,6 +313,7 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
         _tensor(supervised.weights, device),
         config.dice_weight,
     )
+    ramp = adaptation_ramp(step, config)
     result: dict[str, float | None] = {
         "supervised_loss": float(loss.detach()),
         "domain_loss": None,
@@ -269,8 +321,16 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
         "target_entropy": None,
         "grl_lambda": grl_lambda(step, config),
     }
+    probabilities = torch.sigmoid(logits)
+    if run.target is not None:
+        result["target_entropy"] = mean_entropy(probabilities[count:])
+    if teacher_probabilities is not None:
+        pseudo, confident = confident_pseudo_labels(teacher_probabilities, config.confidence)
+        consistency = supervised_loss(logits[count:], pseudo, confident, config.dice_weight)
+        loss = loss + config.consistency_weight * ramp * consistency
+        result["consistency_loss"] = float(consistency.detach())
+        result["confident_fraction"] = float(confident.mean())
     if run.classifier is not None:
-        probabilities = torch.sigmoid(logits)
         is_source = torch.zeros(len(images), device=device)
         is_source[:from_source] = 1.0
         if config.domain_gradient == "target":
@@ -278,21 +338,24 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
                 [probabilities[:from_source].detach(), probabilities[from_source:]]
             )
         domain_logits = run.classifier(grad_reverse(probabilities, result["grl_lambda"]))
+        is_source = is_source.view(-1, *[1] * (domain_logits.ndim - 1)).expand_as(domain_logits)
         domain_loss = F.binary_cross_entropy_with_logits(domain_logits, is_source)
         loss = loss + config.beta * domain_loss
         correct = ((domain_logits.detach() > 0).float() == is_source).float().mean()
         result["domain_loss"] = float(domain_loss.detach())
         result["domain_accuracy"] = float(correct)
-        result["target_entropy"] = mean_entropy(probabilities[count:])
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
+    if run.teacher is not None:
+        update_teacher(run.teacher, run.segmentor, config.teacher_decay)
     return result
 
 
 def _preview(run: _Run, control: TrainControl) -> tuple[np.ndarray, int]:
     index = int(np.clip(control.preview_index, 0, len(run.target_preview) - 1))
-    return predict_tiled(run.segmentor, run.target_preview[index]), index
+    network = run.teacher if run.teacher is not None else run.segmentor
+    return predict_tiled(network, run.target_preview[index]), index
 
 
 def _loop(run: _Run, control: TrainControl) -> Iterator[TrainEvent | TrainFinished]:
@@ -316,10 +379,12 @@ def _loop(run: _Run, control: TrainControl) -> Iterator[TrainEvent | TrainFinish
             last_preview = now
         done = step
         yield event
-    run.segmentor.eval()
+    # The teacher, an average of the student over time, is the steadier model to keep.
+    network = run.teacher if run.teacher is not None else run.segmentor
+    network.eval().requires_grad_(True)
     elapsed = time.monotonic() - start
     model = SegmentationModel(
-        run.segmentor,
+        network,
         config.preprocessing,
         config,
         {"steps": done, "mode": config.mode, "stopped": control.stopped},

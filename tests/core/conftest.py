@@ -1,0 +1,33 @@
+"""Fixtures of the core tests: small models trained once per session on the sample pair."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from napari_domain_adapt.core import Domain, ModelSpec, SegmentationModel, TrainConfig, fit
+
+
+@pytest.fixture(scope="session")
+def trained_model(sample_pair) -> Callable[[str], SegmentationModel]:
+    """``trained_model(norm)``: a depth-2 U-Net trained 60 steps on the source (cached)."""
+    cache: dict[str, SegmentationModel] = {}
+
+    def get(norm: str = "group") -> SegmentationModel:
+        if norm not in cache:
+            config = TrainConfig(
+                mode="source-only",
+                steps=60,
+                batch_size=2,
+                patch_size=32,
+                model=ModelSpec(depth=2, width=4, norm=norm),
+                preview_interval=1e6,
+                device="cpu",
+                seed=1,
+            )
+            source = Domain(sample_pair.source_image, sample_pair.source_labels)
+            cache[norm] = fit(config, source).model
+        return cache[norm]
+
+    return get

@@ -1,0 +1,158 @@
+"""Tests for checkpoints: exact round trip, and refusal of unsafe, broken or mismatched files."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_domain_adapt.core.checkpoints import (
+    SegmentationModel,
+    load_checkpoint,
+    save_checkpoint,
+)
+from napari_domain_adapt.core.config import ModelSpec, Preprocessing
+from napari_domain_adapt.core.errors import InputError
+
+
+class _Payload:
+    """Pickles to a call of ``os.system``: unpickling it runs a shell command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch '{self.marker}'",)
+
+
+def test_round_trip_reproduces_predictions_exactly(trained_model, sample_pair, tmp_path) -> None:
+    model = trained_model("group")
+    path = save_checkpoint(model, tmp_path / "model.pt")
+    assert path == tmp_path / "model.pt"
+    loaded = load_checkpoint(path)
+    assert loaded.spec == model.spec == ModelSpec(depth=2, width=4, norm="group")
+    assert loaded.preprocessing == model.preprocessing
+    assert loaded.config == model.config
+    assert loaded.metadata == {"steps": 60, "mode": "source-only", "stopped": False}
+    assert loaded.device == torch.device("cpu")
+    before = model.predict(sample_pair.target_image)
+    after = loaded.predict(sample_pair.target_image)
+    assert before.shape == (4, 96, 96)
+    assert before.max() - before.min() > 0.5
+    np.testing.assert_array_equal(after, before)
+
+
+def test_round_trip_keeps_preprocessing_and_batchnorm_statistics(trained_model, tmp_path) -> None:
+    model = trained_model("batch")
+    model = SegmentationModel(
+        model.network, Preprocessing(channel="green", percentiles=(2, 98), clahe=True)
+    )
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "m.pt"))
+    assert loaded.preprocessing == model.preprocessing
+    assert loaded.config is None
+    for name, value in model.network.state_dict().items():
+        assert torch.equal(loaded.network.state_dict()[name], value), name
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    assert loaded.predict(rgb).shape == (40, 50)
+    np.testing.assert_array_equal(loaded.predict(rgb), model.predict(rgb))
+
+
+def test_predict_shapes_and_masks() -> None:
+    torch.manual_seed(0)
+    model = SegmentationModel.create(ModelSpec(depth=2, width=4))
+    image = np.random.default_rng(0).integers(0, 256, (3, 30, 40), dtype=np.uint8)
+    assert model.predict(image).shape == (3, 30, 40)
+    assert model.predict(image[0]).shape == (30, 40)
+    mask = np.zeros((30, 40), np.uint8)
+    mask[5:25, 5:35] = 255
+    masked = model.predict(image[0], masks=mask)
+    assert not np.allclose(masked, model.predict(image[0]))
+    with pytest.raises(InputError, match="constant"):
+        model.predict(np.zeros((10, 10)))
+
+
+def test_save_refuses_existing_file(trained_model, tmp_path) -> None:
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"old")
+    with pytest.raises(InputError, match="exists"):
+        save_checkpoint(trained_model("group"), path)
+    assert path.read_bytes() == b"old"
+    save_checkpoint(trained_model("group"), path, overwrite=True)
+    assert load_checkpoint(path).spec.depth == 2
+
+
+@pytest.mark.parametrize("writer", ["torch", "pickle"])
+def test_pickled_code_is_refused_and_never_run(tmp_path, writer: str) -> None:
+    marker = tmp_path / "pwned"
+    # the payload is live: an ordinary unpickler runs it
+    control = tmp_path / "control"
+    pickle.loads(pickle.dumps(_Payload(control)))
+    assert control.exists()
+
+    path = tmp_path / "evil.pt"
+    checkpoint = {"format": "napari-domain-adapt/checkpoint", "version": 1, "x": _Payload(marker)}
+    if writer == "torch":
+        torch.save(checkpoint, path)
+    else:
+        path.write_bytes(pickle.dumps(checkpoint))
+    with pytest.raises(InputError, match="holds more than weights and plain values"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint(trained_model, tmp_path) -> None:
+    data = save_checkpoint(trained_model("group"), tmp_path / "model.pt").read_bytes()
+    for name, content in [("half.pt", data[: len(data) // 2]), ("empty.pt", b"")]:
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(InputError, match=f"cannot read checkpoint .*{name}: it is truncated"):
+            load_checkpoint(path)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(os.urandom(4096))
+    with pytest.raises(InputError, match="cannot read checkpoint"):
+        load_checkpoint(garbage)
+
+
+def test_missing_checkpoint(tmp_path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        load_checkpoint(tmp_path / "nothing.pt")
+
+
+def _resaved(original: SegmentationModel, path: Path, **changes) -> Path:
+    checkpoint = original.to_checkpoint()
+    checkpoint.update(changes)
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_other_architecture_is_refused(trained_model, tmp_path) -> None:
+    model = trained_model("group")
+    spec = {"depth": 3, "width": 4, "norm": "group"}
+    with pytest.raises(InputError, match="does not fit the model it describes"):
+        load_checkpoint(_resaved(model, tmp_path / "deeper.pt", model=spec))
+    wider = {"depth": 2, "width": 8, "norm": "group"}
+    with pytest.raises(InputError, match="size mismatch"):
+        load_checkpoint(_resaved(model, tmp_path / "wider.pt", model=wider))
+    state = dict(model.to_checkpoint()["state_dict"])
+    state.pop(next(iter(state)))
+    with pytest.raises(InputError, match="Missing key"):
+        load_checkpoint(_resaved(model, tmp_path / "missing.pt", state_dict=state))
+
+
+def test_not_a_checkpoint_or_other_version(trained_model, tmp_path) -> None:
+    model = trained_model("group")
+    plain = tmp_path / "weights.pt"
+    torch.save(model.network.state_dict(), plain)  # weights alone, no description
+    with pytest.raises(InputError, match="not a napari-domain-adapt checkpoint"):
+        load_checkpoint(plain)
+    with pytest.raises(InputError, match="checkpoint version 2 is not supported"):
+        load_checkpoint(_resaved(model, tmp_path / "v2.pt", version=2))
+    with pytest.raises(InputError, match="does not fit"):
+        load_checkpoint(_resaved(model, tmp_path / "bad.pt", model={"depth": 9}))
+    config = {**model.config.to_dict(), "steps": 0}
+    with pytest.raises(InputError, match="steps must be at least 1"):
+        load_checkpoint(_resaved(model, tmp_path / "config.pt", config=config))

@@ -1,0 +1,263 @@
+"""Tests for file input and output: atomic writes, TIFF export, image and dataset reading."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+
+from napari_domain_adapt.core.errors import InputError
+from napari_domain_adapt.core.io import (
+    atomic_write,
+    is_dataset,
+    list_images,
+    load_dataset,
+    read_image,
+    read_stack,
+    read_volume,
+    write_tiff,
+)
+
+
+class _Boom(Exception):
+    pass
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# --- atomic_write --------------------------------------------------------------------------
+
+
+def test_atomic_write_success(tmp_path) -> None:
+    path = tmp_path / "out.bin"
+    with atomic_write(path) as temporary:
+        assert temporary.parent == tmp_path
+        assert temporary != path
+        assert not path.exists()  # nothing visible until the write is complete
+        temporary.write_bytes(b"new")
+    assert path.read_bytes() == b"new"
+    assert os.listdir(tmp_path) == ["out.bin"]
+    # permissions of any new file (the umask's), not a private temporary file's 0o600
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _write(path: Path, content: bytes, error: BaseException | None = None, **kwargs) -> None:
+    """Write ``content`` through atomic_write, then raise ``error`` (if any) mid-write."""
+    with atomic_write(path, **kwargs) as temporary:
+        temporary.write_bytes(content)
+        if error is not None:
+            raise error
+
+
+def test_atomic_write_exception_leaves_no_file(tmp_path) -> None:
+    with pytest.raises(_Boom):
+        _write(tmp_path / "out.bin", b"partial", _Boom())
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_write_exception_keeps_the_old_file(tmp_path) -> None:
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"old")
+    with pytest.raises(_Boom):
+        _write(path, b"partial", _Boom(), overwrite=True)
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_atomic_write_os_error_becomes_input_error(tmp_path) -> None:
+    disk_full = OSError(28, "No space left on device")
+    with pytest.raises(InputError, match=r"cannot write .*out\.bin: No space left"):
+        _write(tmp_path / "out.bin", b"partial", disk_full)
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_write_refuses_existing_without_overwrite(tmp_path) -> None:
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"old")
+    with pytest.raises(InputError, match="exists; choose another name or allow overwriting"):
+        _write(path, b"new")
+    assert path.read_bytes() == b"old"
+    _write(path, b"new", overwrite=True)
+    assert path.read_bytes() == b"new"
+
+
+def test_atomic_write_missing_folder(tmp_path) -> None:
+    with pytest.raises(InputError, match=r"the folder .*missing does not exist"):
+        _write(tmp_path / "missing" / "out.bin", b"new")
+
+
+# --- write_tiff ----------------------------------------------------------------------------
+
+
+def test_write_tiff_round_trip_with_pixel_size(tmp_path) -> None:
+    data = np.random.default_rng(0).integers(0, 255, (3, 20, 30), dtype=np.uint8)
+    path = write_tiff(tmp_path / "mask.tif", data, pixel_size=(0.5, 0.25, 0.125))
+    np.testing.assert_array_equal(tifffile.imread(path), data)
+    with tifffile.TiffFile(path) as tif:
+        tags = tif.pages[0].tags
+        x_res, y_res = tags["XResolution"].value, tags["YResolution"].value
+        assert x_res[0] / x_res[1] == pytest.approx(8.0)  # pixels per unit = 1 / 0.125
+        assert y_res[0] / y_res[1] == pytest.approx(4.0)
+        assert tif.imagej_metadata["spacing"] == pytest.approx(0.5)
+        assert tif.imagej_metadata["slices"] == 3  # a z-stack, not three channels
+        assert tif.series[0].axes == "ZYX"
+    assert list_images(tmp_path) == [path]  # and no temporary file left
+
+
+def test_write_tiff_other_types_and_2d(tmp_path) -> None:
+    probabilities = np.random.default_rng(1).random((20, 30))  # float64: no ImageJ
+    path = write_tiff(tmp_path / "p.tif", probabilities, pixel_size=(2.0, 4.0))
+    np.testing.assert_array_equal(read_image(path), probabilities)
+    with tifffile.TiffFile(path) as tif:
+        x_res = tif.pages[0].tags["XResolution"].value
+        assert x_res[0] / x_res[1] == pytest.approx(0.25)
+    plain = write_tiff(tmp_path / "plain.tif", probabilities.astype(np.float32))
+    np.testing.assert_array_equal(read_image(plain), probabilities.astype(np.float32))
+    with pytest.raises(InputError, match="exists"):
+        write_tiff(plain, probabilities)
+    write_tiff(plain, probabilities, overwrite=True)
+    assert read_image(plain).dtype == np.float64
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def _png(path: Path, data: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, data)
+    return path
+
+
+def test_read_image_png_and_tiff(tmp_path) -> None:
+    data = np.random.default_rng(0).integers(0, 256, (20, 30), dtype=np.uint8)
+    np.testing.assert_array_equal(read_image(_png(tmp_path / "a.png", data)), data)
+    tifffile.imwrite(tmp_path / "b.TIF", data.astype(np.uint16) * 200)
+    np.testing.assert_array_equal(read_image(tmp_path / "b.TIF"), data.astype(np.uint16) * 200)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_read_image_broken_files(tmp_path, suffix: str) -> None:
+    data = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
+    good = tmp_path / f"good{suffix}"
+    if suffix == ".png":
+        _png(good, data)
+    else:
+        tifffile.imwrite(good, data, compression="zlib")
+    content = good.read_bytes()
+    truncated = tmp_path / f"truncated{suffix}"
+    truncated.write_bytes(content[: len(content) // 2])
+    garbage = tmp_path / f"garbage{suffix}"
+    garbage.write_bytes(b"this is not an image " * 20)
+    for path in (truncated, garbage):
+        with pytest.raises(InputError, match=f"cannot read .*{path.name}: not a readable image"):
+            read_image(path)
+    with pytest.raises(InputError, match="does not exist"):
+        read_image(tmp_path / f"missing{suffix}")
+
+
+def test_read_stack_and_volume(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    slices = [rng.integers(0, 256, (10, 12), dtype=np.uint8) for _ in range(3)]
+    for name, data in zip(["b.png", "a.png", "c.png"], slices, strict=True):
+        _png(tmp_path / "stack" / name, data)
+    (tmp_path / "stack" / "notes.txt").write_text("not an image")
+    files = list_images(tmp_path / "stack")
+    assert [f.name for f in files] == ["a.png", "b.png", "c.png"]
+    volume = read_volume(tmp_path / "stack")
+    np.testing.assert_array_equal(volume, np.stack([slices[1], slices[0], slices[2]]))
+    np.testing.assert_array_equal(read_volume(files[0]), slices[1])
+    _png(tmp_path / "odd" / "a.png", slices[0])
+    _png(tmp_path / "odd" / "b.png", slices[0][:, :5])
+    with pytest.raises(InputError, match=r"b.png has shape \(10, 5\); expected \(10, 12\)"):
+        read_volume(tmp_path / "odd")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no images"):
+        read_volume(tmp_path / "empty")
+    with pytest.raises(InputError, match="no images to read"):
+        read_stack([])
+
+
+# --- datasets ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    """A dataset directory of the data contract: RGB images, 0/255 labels, masks."""
+    root = tmp_path / "tiny"
+    rng = np.random.default_rng(0)
+    for split, stems in (("train", ["s1", "s2", "s3"]), ("test", ["t1"])):
+        for stem in stems:
+            _png(
+                root / split / "images" / f"{stem}.png",
+                rng.integers(0, 256, (24, 32, 3), np.uint8),
+            )
+            labels = (rng.random((24, 32)) < 0.3).astype(np.uint8) * 255
+            _png(root / split / "labels" / f"{stem}.png", labels)
+    for stem in ["s1", "s2", "s3"]:
+        mask = np.zeros((24, 32), np.uint8)
+        mask[2:22, 2:30] = 255
+        _png(root / "train" / "masks" / f"{stem}.png", mask)
+    (root / "README.md").write_text("generated for a test")
+    return root
+
+
+def test_load_dataset(dataset: Path) -> None:
+    assert is_dataset(dataset)
+    assert not is_dataset(dataset / "train")
+    train = load_dataset(dataset, "train")
+    assert train.name == "tiny train"
+    assert train.images.shape == (3, 24, 32, 3)
+    expected = read_image(dataset / "train" / "labels" / "s2.png") == 255
+    np.testing.assert_array_equal(train.labels[1], expected)
+    assert set(np.unique(train.labels)) == {0, 1}
+    assert train.masks.dtype == bool
+    assert train.masks[:, 2:22, 2:30].all()
+    assert not train.masks[:, 0].any()
+    test = load_dataset(dataset, "test", name="held out")
+    assert test.name == "held out"
+    assert len(test) == 1
+    assert test.masks is None
+
+
+def test_load_dataset_without_labels(dataset: Path) -> None:
+    for stem in ["s1", "s2", "s3"]:
+        (dataset / "train" / "labels" / f"{stem}.png").unlink()
+    (dataset / "train" / "labels").rmdir()
+    assert load_dataset(dataset, "train", labels=False).labels is None
+    with pytest.raises(InputError, match="has no train/labels folder; expected labels"):
+        load_dataset(dataset, "train")
+
+
+def test_load_dataset_missing_split(dataset: Path) -> None:
+    with pytest.raises(InputError, match="tiny has no val/images folder; expected a dataset"):
+        load_dataset(dataset, "val")
+
+
+def test_load_dataset_missing_label_file(dataset: Path) -> None:
+    (dataset / "train" / "labels" / "s2.png").unlink()
+    with pytest.raises(
+        InputError, match=r"labels lacks files for s2\.png; expected one per image"
+    ):
+        load_dataset(dataset, "train")
+    # without labels asked for, the images still load
+    assert len(load_dataset(dataset, "train", labels=False)) == 3
+
+
+def test_load_dataset_missing_mask_file(dataset: Path) -> None:
+    (dataset / "train" / "masks" / "s3.png").unlink()
+    with pytest.raises(InputError, match=r"masks lacks files for s3\.png"):
+        load_dataset(dataset, "train")
+
+
+def test_load_dataset_bad_labels(dataset: Path) -> None:
+    _png(dataset / "test" / "labels" / "t1.png", np.full((24, 32), 7, np.uint8))
+    with pytest.raises(InputError, match=r"tiny test labels contain the values \{7\}"):
+        load_dataset(dataset, "test")

@@ -1,0 +1,345 @@
+"""Tests for the training generator: every mode, gradient reversal, stop, seeds, previews."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from napari_domain_adapt.core import training
+from napari_domain_adapt.core.config import TrainConfig
+from napari_domain_adapt.core.data import Domain
+from napari_domain_adapt.core.errors import InputError
+from napari_domain_adapt.core.inference import predict_tiled
+from napari_domain_adapt.core.models import grad_reverse
+from napari_domain_adapt.core.training import (
+    TrainControl,
+    TrainEvent,
+    TrainFinished,
+    fit,
+    grl_lambda,
+    mean_entropy,
+    supervised_loss,
+    train,
+)
+
+
+@pytest.fixture
+def source(sample_pair) -> Domain:
+    return Domain(sample_pair.source_image, sample_pair.source_labels, name="source")
+
+
+@pytest.fixture
+def target(sample_pair) -> Domain:
+    return Domain(sample_pair.target_image, name="target")
+
+
+def _adversarial(config: TrainConfig, **changes) -> TrainConfig:
+    return dataclasses.replace(config, mode="adversarial", preview_interval=1e6, **changes)
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- losses and schedule -------------------------------------------------------------------
+
+
+def test_grl_lambda_schedule(tiny_config) -> None:
+    config = _adversarial(tiny_config, steps=100, warmup_fraction=0.2, lambda_max=0.8)
+    assert [grl_lambda(step, config) for step in (1, 10, 20)] == [0.0, 0.0, 0.0]
+    ramp = [grl_lambda(step, config) for step in range(21, 101)]
+    assert all(0 < a < b for a, b in itertools.pairwise(ramp))
+    assert ramp[-1] == pytest.approx(0.8 * (2 / (1 + math.exp(-10)) - 1))
+    assert grl_lambda(60, config) == pytest.approx(0.8 * (2 / (1 + math.exp(-5)) - 1))
+    assert grl_lambda(100, dataclasses.replace(config, mode="source-only")) == 0.0
+
+
+def test_supervised_loss_ignores_zero_weight_pixels() -> None:
+    labels = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
+    weights = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    logits = torch.tensor([[[[5.0, -5.0], [-9.0, 9.0]]]])  # wrong only where weight is 0
+    loss = supervised_loss(logits, labels, weights, dice_weight=1.0)
+    flipped = logits.clone()
+    flipped[..., 1, :] *= -1
+    assert float(loss) == pytest.approx(float(supervised_loss(flipped, labels, weights, 1.0)))
+    assert float(loss) < 0.05
+    wrong = supervised_loss(-logits, labels, weights, dice_weight=1.0)
+    assert float(wrong) > 2.0
+    bce_only = supervised_loss(logits, labels, torch.ones_like(weights), dice_weight=0.0)
+    expected = F.binary_cross_entropy_with_logits(logits, labels)
+    assert float(bce_only) == pytest.approx(float(expected))
+
+
+def test_mean_entropy() -> None:
+    assert mean_entropy(torch.full((4,), 0.5)) == pytest.approx(1.0)
+    assert mean_entropy(torch.tensor([0.0, 1.0])) < 1e-4
+    assert mean_entropy(torch.tensor([0.1, 0.9])) == pytest.approx(0.469, abs=1e-3)
+
+
+# --- learning ------------------------------------------------------------------------------
+
+
+def test_training_lowers_the_supervised_loss(tiny_config, source) -> None:
+    config = dataclasses.replace(tiny_config, steps=40, preview_interval=1e6)
+    finished = fit(config, source)
+    losses = [entry["supervised_loss"] for entry in finished.history]
+    assert len(losses) == 40
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    assert last < 0.9 * first, (first, last)
+
+
+def test_events_per_mode(tiny_config, source, target, sample_pair) -> None:
+    events: list[TrainEvent] = []
+    finished = fit(
+        dataclasses.replace(tiny_config, steps=3), source, target, on_event=events.append
+    )
+    assert [e.step for e in events] == [1, 2, 3]
+    assert all(e.total_steps == 3 for e in events)
+    assert all(e.domain_loss is None and e.domain_accuracy is None for e in events)
+    assert all(e.grl_lambda == 0.0 for e in events)
+    assert finished.steps == 3
+    assert not finished.stopped
+    assert finished.device.startswith("cpu")
+    assert [h["step"] for h in finished.history] == [1, 2, 3]
+    assert not finished.model.network.training
+
+    config = _adversarial(tiny_config, steps=4, warmup_fraction=0.5)
+    events = []
+    finished = fit(config, source, target, on_event=events.append)
+    for event in events:
+        assert event.domain_loss > 0
+        assert 0.0 <= event.domain_accuracy <= 1.0
+        assert 0.0 <= event.target_entropy <= 1.0
+    assert [e.grl_lambda > 0 for e in events] == [False, False, True, True]
+    assert finished.model.config.mode == "adversarial"
+    assert finished.model.predict(sample_pair.target_image[0]).shape == (96, 96)
+
+
+def _gradient_spy(monkeypatch) -> dict[str, torch.Tensor | float]:
+    """Replace the GRL in training by one that records the gradients on both of its sides."""
+    seen: dict[str, torch.Tensor | float] = {}
+
+    def spy(x: torch.Tensor, coefficient: float) -> torch.Tensor:
+        seen["lambda"] = coefficient
+        seen["probabilities"] = x.detach().clone()
+        x.register_hook(lambda grad: seen.__setitem__("into_unet", grad.clone()))
+        out = grad_reverse(x, coefficient)
+        out.register_hook(lambda grad: seen.__setitem__("from_domain", grad.clone()))
+        return out
+
+    monkeypatch.setattr(training, "grad_reverse", spy)
+    return seen
+
+
+def test_adversarial_step_reverses_the_domain_gradient(
+    tiny_config, source, target, monkeypatch
+) -> None:
+    seen = _gradient_spy(monkeypatch)
+    config = _adversarial(tiny_config, steps=10, warmup_fraction=0.0, beta=0.5)
+    run = training._prepare(config, source, target, None)
+    classifier_before = copy.deepcopy(run.classifier)
+    classifier_state, segmentor_state = _state(run.classifier), _state(run.segmentor)
+
+    result = training._step(run, 5)
+
+    lam = grl_lambda(5, config)
+    assert seen["lambda"] == result["grl_lambda"] == lam > 0
+    from_domain, into_unet = seen["from_domain"], seen["into_unet"]
+    assert from_domain.abs().sum() > 0
+    # the U-Net's output receives the domain gradient times -lambda: opposite sign
+    torch.testing.assert_close(into_unet, -lam * from_domain)
+    assert float((into_unet * from_domain).sum()) < 0
+    # and that gradient is beta times the domain loss's gradient w.r.t. the probabilities
+    probabilities = seen["probabilities"].requires_grad_(True)
+    is_source = torch.tensor([1.0] * config.batch_size + [0.0] * config.batch_size)
+    domain_loss = F.binary_cross_entropy_with_logits(classifier_before(probabilities), is_source)
+    assert float(domain_loss) == pytest.approx(result["domain_loss"], rel=1e-5)
+    (expected,) = torch.autograd.grad(domain_loss, probabilities)
+    torch.testing.assert_close(from_domain, config.beta * expected)
+    # both networks were updated
+    assert not _same_state(classifier_state, _state(run.classifier))
+    assert not _same_state(segmentor_state, _state(run.segmentor))
+
+
+def _unet_gradients(config: TrainConfig, source: Domain, target: Domain, step: int):
+    run = training._prepare(config, source, target, None)
+    classifier_state = _state(run.classifier)
+    training._step(run, step)
+    gradients = {n: p.grad.clone() for n, p in run.segmentor.named_parameters()}
+    return gradients, not _same_state(classifier_state, _state(run.classifier))
+
+
+def test_domain_loss_reaches_the_unet_only_through_lambda(tiny_config, source, target) -> None:
+    config = _adversarial(tiny_config, steps=10, warmup_fraction=0.5, beta=0.5)
+    without, classifier_moved = _unet_gradients(
+        dataclasses.replace(config, beta=0.0), source, target, 8
+    )
+    assert not classifier_moved  # beta = 0: the domain loss has no weight at all
+    adapting, classifier_moved = _unet_gradients(config, source, target, 8)
+    assert classifier_moved
+    assert any(not torch.allclose(adapting[n], without[n]) for n in without)
+    # in warm-up lambda is 0: the classifier learns, the U-Net sees the supervised loss only
+    warmup, classifier_moved = _unet_gradients(config, source, target, 2)
+    assert classifier_moved
+    for name, gradient in without.items():
+        torch.testing.assert_close(warmup[name], gradient, rtol=1e-6, atol=1e-8)
+
+
+# --- semi-supervised -----------------------------------------------------------------------
+
+
+def _origins(patches: np.ndarray, stack: np.ndarray) -> list[tuple[int, int, int]]:
+    """Where (slice, row, column) in ``stack`` each un-augmented patch occurs."""
+    size = patches.shape[-1]
+    windows = np.lib.stride_tricks.sliding_window_view(stack, (size, size), axis=(1, 2))
+    found = []
+    for patch in patches[:, 0]:
+        hits = np.argwhere((windows == patch).all(axis=(-2, -1)))
+        assert len(hits), "a patch that is no window of the stack"
+        found += [tuple(hit) for hit in hits.tolist()]
+    return found
+
+
+def test_semi_supervised_uses_only_labelled_target_slices(
+    tiny_config, source, sample_pair
+) -> None:
+    labels = np.zeros_like(sample_pair.target_labels)
+    labels[2] = sample_pair.target_labels[2]
+    target = Domain(sample_pair.target_image, labels, name="target")
+    config = dataclasses.replace(tiny_config, mode="semi-supervised", augment=False, batch_size=4)
+    run = training._prepare(config, source, target, None)
+    np.testing.assert_array_equal(run.target_labelled.slices, [2])
+    batch = run.target_labelled.sample(24)
+    places = _origins(batch.images, run.target_preview)
+    assert {z for z, _, _ in places} == {2}
+    for label, (_, y, x) in zip(batch.labels[:, 0], places, strict=True):
+        np.testing.assert_array_equal(label, labels[2, y : y + 32, x : x + 32])
+    # a control: the unlabelled target sampler does draw from the other slices
+    assert {z for z, _, _ in _origins(run.target.sample(24).images, run.target_preview)} > {2}
+
+    supervised, from_source = training._supervised_batch(run)
+    assert from_source == 2  # target_label_fraction 0.5 of a batch of 4
+    places = _origins(supervised.images[from_source:], run.target_preview)
+    assert {z for z, _, _ in places} == {2}
+    events = list(train(dataclasses.replace(config, steps=2), source, target))
+    assert isinstance(events[-1], TrainFinished)
+    assert events[0].domain_loss is not None
+
+
+def test_semi_supervised_needs_labelled_slices(tiny_config, source, sample_pair) -> None:
+    config = dataclasses.replace(tiny_config, mode="semi-supervised")
+    empty = Domain(sample_pair.target_image, np.zeros_like(sample_pair.target_labels))
+    with pytest.raises(InputError, match=r"at least one labelled target slice; .* are empty"):
+        train(config, source, empty)
+    unlabelled = Domain(sample_pair.target_image)
+    with pytest.raises(InputError, match="semi-supervised mode needs target labels"):
+        train(config, source, unlabelled)
+    with pytest.raises(InputError, match="needs a target image; none was given"):
+        train(config, source, None)
+
+
+# --- control, seeds, previews --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_cooperative_stop(tiny_config, source, target, k: int) -> None:
+    control = TrainControl()
+    events = []
+    for event in train(dataclasses.replace(tiny_config, steps=20), source, target, control):
+        events.append(event)
+        if isinstance(event, TrainEvent) and event.step == k:
+            control.stop()
+    assert [type(e) for e in events] == [TrainEvent] * k + [TrainFinished]
+    finished = events[-1]
+    assert finished.stopped
+    assert control.stopped
+    assert finished.steps == k
+    assert len(finished.history) == k
+    assert finished.model.metadata == {"steps": k, "mode": "source-only", "stopped": True}
+
+
+def test_stop_before_the_first_step(tiny_config, source) -> None:
+    control = TrainControl()
+    control.stop()
+    events = list(train(tiny_config, source, control=control))
+    assert len(events) == 1
+    assert events[0].steps == 0
+    assert events[0].stopped
+
+
+def test_seeded_runs_repeat_exactly(tiny_config, source, target) -> None:
+    config = _adversarial(tiny_config, steps=6, warmup_fraction=0.0)
+    a, b = fit(config, source, target), fit(config, source, target)
+    assert a.history == b.history
+    assert _same_state(_state(a.model.network), _state(b.model.network))
+    c = fit(dataclasses.replace(config, seed=1), source, target)
+    assert c.history != a.history
+    assert not _same_state(_state(a.model.network), _state(c.model.network))
+
+
+def test_previews_follow_the_preview_index(tiny_config, source, target) -> None:
+    control = TrainControl(preview_index=1)
+    run = training._prepare(dataclasses.replace(tiny_config, steps=5), source, target, None)
+    events = training._loop(run, control)
+    for expected_index, next_index in [(1, 3), (3, 99), (3, -5), (0, 0)]:
+        event = next(events)
+        assert event.preview_index == expected_index
+        assert event.preview.shape == (96, 96)
+        assert event.preview.dtype == np.float32
+        # the generator is paused, so the network is the one that made the preview
+        expected = predict_tiled(run.segmentor, run.target_preview[expected_index])
+        np.testing.assert_array_equal(event.preview, expected)
+        control.preview_index = next_index  # out-of-range values are clipped
+
+
+def test_previews_are_rationed(tiny_config, source, target) -> None:
+    config = dataclasses.replace(tiny_config, steps=4, preview_interval=1e6)
+    events = [e for e in train(config, source, target) if isinstance(e, TrainEvent)]
+    assert [e.preview is not None for e in events] == [True, False, False, True]
+    no_target = [e for e in train(config, source) if isinstance(e, TrainEvent)]
+    assert all(e.preview is None for e in no_target)
+
+
+def test_initial_model_is_copied_not_changed(tiny_config, source, trained_model) -> None:
+    initial = trained_model("batch")
+    before = _state(initial.network)
+    finished = fit(dataclasses.replace(tiny_config, steps=2), source, initial=initial)
+    assert finished.model.spec == initial.spec  # not tiny_config's group norm
+    assert finished.model.network is not initial.network
+    assert _same_state(before, _state(initial.network))
+    assert not _same_state(before, _state(finished.model.network))
+    fresh = fit(dataclasses.replace(tiny_config, steps=2), source)
+    assert finished.history[0]["supervised_loss"] < fresh.history[0]["supervised_loss"]
+
+
+# --- bad inputs ----------------------------------------------------------------------------
+
+
+def test_bad_inputs_raise_at_once(tiny_config, source, target, sample_pair) -> None:
+    """Every check happens when train() is called, before any step."""
+    adversarial = _adversarial(tiny_config)
+    with pytest.raises(InputError, match="the source needs labels"):
+        train(tiny_config, Domain(sample_pair.source_image))
+    with pytest.raises(InputError, match="mode 'adversarial' needs a target image; none"):
+        train(adversarial, source)
+    small = Domain(sample_pair.target_image[:, :20, :40], name="target")
+    with pytest.raises(InputError, match="target slices are 20x40 pixels, smaller than the 32"):
+        train(adversarial, source, small)
+    small_source = Domain(
+        sample_pair.source_image[:, :24], sample_pair.source_labels[:, :24], name="source"
+    )
+    with pytest.raises(InputError, match="source slices are 24x96 pixels"):
+        train(tiny_config, small_source)
+    # a small target is fine where no patches are drawn from it (source-only previews)
+    assert isinstance(fit(dataclasses.replace(tiny_config, steps=1), source, small), TrainFinished)

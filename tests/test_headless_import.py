@@ -1,0 +1,95 @@
+"""The core imports and trains without napari or Qt: a GUI import there fails this test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+# napari and its GUI stack: Qt bindings and their helpers, magicgui, vispy, npe2, app-model
+BLOCKED = (
+    "napari",
+    "qtpy",
+    "PyQt5",
+    "PyQt6",
+    "PySide2",
+    "PySide6",
+    "shiboken2",
+    "shiboken6",
+    "magicgui",
+    "superqt",
+    "vispy",
+    "npe2",
+    "app_model",
+)
+
+SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc
+    import sys
+
+    BLOCKED = {blocked!r}
+
+
+    def blocked(name):
+        return name.split(".")[0] in BLOCKED
+
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if blocked(name):
+                raise ImportError(f"{{name}} is blocked in this test")
+            return None
+
+
+    sys.meta_path.insert(0, Block())
+    try:
+        import napari  # the block works
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("napari was not blocked")
+
+    import numpy as np
+
+    import napari_domain_adapt.core as core
+
+    pair = core.make_sample_pair(n_source=1, n_target=1, size=64)
+    config = core.TrainConfig(
+        mode="adversarial", steps=1, batch_size=1, patch_size=32,
+        model=core.ModelSpec(depth=2, width=2), domain_width=2, device="cpu",
+    )
+    finished = core.fit(
+        config,
+        core.Domain(pair.source_image, pair.source_labels),
+        core.Domain(pair.target_image),
+    )
+    assert finished.model.predict(pair.target_image[0]).shape == (64, 64)
+    loaded = [name for name in sys.modules if blocked(name)]
+    assert not loaded, loaded
+    print("headless ok")
+    """
+).format(blocked=BLOCKED)
+
+
+def test_core_imports_and_trains_without_gui() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "headless ok"
+
+
+def test_a_gui_import_would_be_caught() -> None:
+    """The same harness fails when the imported code pulls in a blocked module."""
+    script = SCRIPT.replace("import napari_domain_adapt.core as core", "import qtpy  # noqa")
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    assert "qtpy is blocked in this test" in result.stderr
