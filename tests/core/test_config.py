@@ -14,6 +14,7 @@ from napari_domain_adapt.core.config import (
     Preprocessing,
     TrainConfig,
 )
+from napari_domain_adapt.core.errors import InputError
 
 
 def test_defaults_are_valid_and_adversarial() -> None:
@@ -138,3 +139,9 @@ def test_from_dict_validates() -> None:
         TrainConfig.from_dict({"mode": "magic"})
     with pytest.raises(ValueError, match="norm must be one of"):
         TrainConfig.from_dict({"model": {"norm": "none"}})
+
+
+@pytest.mark.parametrize("field", ["steps", "batch_size", "patch_size", "seed"])
+def test_integer_fields_refuse_fractions(field: str) -> None:
+    with pytest.raises(InputError, match=f"{field} must be an integer; got 2.5"):
+        TrainConfig(**{field: 2.5})

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from napari_domain_adapt.core.config import NORMS, ModelSpec
+from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.inference import blend_window, predict_tiled, tile_starts
 from napari_domain_adapt.core.models import UNet
 from napari_domain_adapt.core.preprocessing import preprocess
@@ -173,6 +174,7 @@ def test_progress_can_abort() -> None:
 def test_invalid_arguments() -> None:
     network = UNet(ModelSpec(depth=2, width=4))
     image = np.zeros((20, 20), np.float32)
-    for kwargs in ({"overlap": -1}, {"tile_size": 0}, {"batch_size": 0}):
-        with pytest.raises(ValueError, match="tile_size and batch_size must be >= 1"):
+    cases = ({"overlap": -1}, {"tile_size": 0}, {"batch_size": 0}, {"tile_size": 8, "overlap": 8})
+    for kwargs in cases:
+        with pytest.raises(InputError, match=r"must be >= 1 and overlap \(-?\d+\) between 0"):
             predict_tiled(network, image, **kwargs)

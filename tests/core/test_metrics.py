@@ -65,6 +65,7 @@ def test_empty_prediction_and_truth() -> None:
     assert scores["f1"] == 1.0  # nothing to find and nothing found
     assert scores["iou"] == 1.0
     assert scores["accuracy"] == 1.0
+    assert scores["precision"] == scores["recall"] == 1.0
     missed = segmentation_scores(np.zeros((3, 3)), np.eye(3))
     assert missed["f1"] == missed["recall"] == missed["precision"] == 0.0
 

@@ -42,6 +42,15 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     _check(value in choices, f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
+def _check_integers(config: object, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(config, name)
+        _check(
+            isinstance(value, int) and not isinstance(value, bool),
+            f"{name} must be an integer; got {value!r}",
+        )
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How raw pixels become network input; stored with the model so it predicts alone."""
@@ -82,6 +91,7 @@ class ModelSpec:
     """
 
     def __post_init__(self) -> None:
+        _check_integers(self, ("depth", "width"))
         _check(1 <= self.depth <= 6, f"depth must be between 1 and 6; got {self.depth}")
         _check(1 <= self.width <= 256, f"width must be between 1 and 256; got {self.width}")
         _check_choice("norm", self.norm, NORMS)
@@ -147,6 +157,7 @@ class TrainConfig:
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
+        _check_integers(self, ("steps", "batch_size", "patch_size", "domain_width", "seed"))
         _check_choice("mode", self.mode, MODES)
         _check(self.steps >= 1, f"steps must be at least 1; got {self.steps}")
         _check(self.batch_size >= 1, f"batch_size must be at least 1; got {self.batch_size}")

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import InputError
+
 
 def tile_starts(length: int, tile: int, overlap: int, multiple: int = 1) -> list[int]:
     """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap``.
@@ -69,8 +71,11 @@ def predict_tiled(
     smooth window. An image no larger than one tile is predicted whole. ``progress(done,
     total)`` is called after each batch; an exception raised there aborts the prediction.
     """
-    if overlap < 0 or tile_size < 1 or batch_size < 1:
-        raise ValueError("tile_size and batch_size must be >= 1 and overlap >= 0")
+    if tile_size < 1 or batch_size < 1 or not 0 <= overlap < tile_size:
+        raise InputError(
+            f"tile_size ({tile_size}) and batch_size ({batch_size}) must be >= 1 and overlap "
+            f"({overlap}) between 0 and tile_size - 1"
+        )
     single = images.ndim == 2
     stack = images[np.newaxis] if single else images
     height, width = stack.shape[1:]

@@ -21,8 +21,9 @@ def _select(probabilities: np.ndarray, labels: np.ndarray, mask: np.ndarray | No
 
 
 def _scores(tp: float, fp: float, fn: float, tn: float) -> dict[str, float]:
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
+    # With nothing predicted (or nothing to find), a perfect answer scores 1, a miss 0.
+    precision = tp / (tp + fp) if tp + fp else float(fn == 0)
+    recall = tp / (tp + fn) if tp + fn else float(fp == 0)
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
     iou = tp / (tp + fp + fn) if tp + fp + fn else 1.0
     accuracy = (tp + tn) / (tp + fp + fn + tn) if tp + fp + fn + tn else 1.0
