@@ -26,7 +26,7 @@ def tiny_config() -> TrainConfig:
         steps=4,
         batch_size=2,
         patch_size=32,
-        model=ModelSpec(depth=2, width=4),
+        model=ModelSpec(depth=2, width=8),
         domain_width=4,
         preview_interval=0.0,
         device="cpu",

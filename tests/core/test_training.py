@@ -297,8 +297,8 @@ def test_previews_follow_the_preview_index(tiny_config, source, target) -> None:
         assert event.preview_index == expected_index
         assert event.preview.shape == (96, 96)
         assert event.preview.dtype == np.float32
-        # the generator is paused, so the network is the one that made the preview
-        expected = predict_tiled(run.segmentor, run.target_preview[expected_index])
+        # the generator is paused, so the kept (averaged) network made the preview
+        expected = predict_tiled(run.teacher, run.target_preview[expected_index])
         np.testing.assert_array_equal(event.preview, expected)
         control.preview_index = next_index  # out-of-range values are clipped
 

@@ -82,12 +82,14 @@ class ModelSpec:
     """Number of poolings; inputs are padded to a multiple of 2**depth internally."""
     width: int = 16
     """Channels of the first level; doubled at each level."""
-    norm: str = "group"
-    """Normalisation layer: ``group`` (default), ``batch`` or ``instance``.
+    norm: str = "channel"
+    """Normalisation layer: ``channel`` (default), ``batch``, ``group`` or ``instance``.
 
-    GroupNorm does not depend on the batch, so mixing source and target patches in one
-    batch (the adversarial modes) does not shift its statistics; BatchNorm's running
-    statistics of such mixed batches cost target accuracy in our tests.
+    ``channel`` normalises the channels of each pixel on their own: it depends neither on
+    the batch (mixing source and target patches in one batch, as the adaptive modes do,
+    shifted BatchNorm's statistics and cost target accuracy in our tests) nor on the size
+    of the image (GroupNorm and InstanceNorm predict differently on a 64-pixel patch, a
+    256-pixel tile and a whole image).
     """
 
     def __post_init__(self) -> None:
@@ -134,8 +136,12 @@ class TrainConfig:
     foreign rather than at global statistics of the map."""
     spectral_norm: bool = False
     """Spectral normalisation of the domain classifier's layers (limits its strength)."""
+    average_weights: bool = True
+    """Keep an exponential moving average of the segmentor's weights and return it as the
+    model (Polyak averaging): it smooths out the swings of adversarial training. The
+    mean-teacher modes always keep it: it is their teacher."""
     teacher_decay: float = 0.99
-    """Mean teacher: weight of the old teacher in its exponential moving average."""
+    """Weight of the old average in the moving average of the weights (the teacher)."""
     consistency_weight: float = 1.0
     """Mean teacher: weight of the loss between student and teacher pseudo-labels."""
     confidence: float = 0.8

@@ -210,7 +210,9 @@ def _prepare(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     segmentor = copy.deepcopy(initial.network) if initial is not None else UNet(config.model)
-    teacher = copy.deepcopy(segmentor).requires_grad_(False) if config.mean_teacher else None
+    teacher = None
+    if config.mean_teacher or config.average_weights:
+        teacher = copy.deepcopy(segmentor).requires_grad_(False)
     classifier = None
     if config.adversarial:
         classifier = DomainClassifier(
@@ -298,9 +300,9 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
     teacher_probabilities = None
     if run.target is not None:
         # The mean teacher sees the plain patch; the student a strongly jittered view of it.
-        target = run.target.sample(config.batch_size, jitter=run.teacher is None)
+        target = run.target.sample(config.batch_size, jitter=not config.mean_teacher)
         target_images = target.images
-        if run.teacher is not None:
+        if config.mean_teacher:
             weak = _tensor(target.images, device)
             teacher_probabilities = torch.sigmoid(run.teacher(weak))
             target_images = jitter_intensity(target.images, run.target.rng, strength=2.0)
@@ -379,7 +381,7 @@ def _loop(run: _Run, control: TrainControl) -> Iterator[TrainEvent | TrainFinish
             last_preview = now
         done = step
         yield event
-    # The teacher, an average of the student over time, is the steadier model to keep.
+    # The average of the segmentor over time (the teacher) is the steadier model to keep.
     network = run.teacher if run.teacher is not None else run.segmentor
     network.eval().requires_grad_(True)
     elapsed = time.monotonic() - start
