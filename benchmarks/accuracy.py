@@ -66,8 +66,13 @@ class Profile:
 
 
 PROFILES = {
-    "full": Profile(steps=1500, seeds=(0, 1, 2), pairs=tuple(PAIRS)),
-    "quick": Profile(steps=300, seeds=(0,), pairs=(("isbi2012", "vnc"),)),
+    "full": Profile(
+        steps=1000,
+        seeds=(0, 1, 2),
+        pairs=tuple(PAIRS),
+        modes=("adversarial", "semi-supervised", "mean-teacher"),
+    ),
+    "quick": Profile(steps=250, seeds=(0,), pairs=(("isbi2012", "vnc"),), patch_size=96),
 }
 
 
@@ -115,15 +120,15 @@ def plan(profile: Profile) -> list[Unit]:
     for source, target in profile.pairs:
         needed.setdefault(source, set()).add(target)  # baseline on the target
         needed.setdefault(target, set()).add(target)  # upper bound on the target
-    units = [
-        Unit("supervised", dataset, None, seed, tuple(sorted(targets)))
-        for seed in profile.seeds
-        for dataset, targets in sorted(needed.items())
-    ]
-    for kind in profile.modes:
+    units = []
+    for seed in profile.seeds:  # seed by seed, so a partial suite already fills every cell
+        units += [
+            Unit("supervised", dataset, None, seed, tuple(sorted(targets)))
+            for dataset, targets in sorted(needed.items())
+        ]
         units += [
             Unit(kind, source, target, seed, (target,))
-            for seed in profile.seeds
+            for kind in profile.modes
             for source, target in profile.pairs
         ]
     return units
@@ -158,8 +163,15 @@ def run_unit(unit: Unit, profile: Profile, data: Path) -> dict:
             probabilities, test.labels, test.masks
         )
         scores[name] = result
+    tail = finished.history[-50:]
+    diagnostics = {
+        name: statistics.fmean(values)
+        for name in tail[0]
+        if name != "step" and (values := [h[name] for h in tail if h[name] is not None])
+    }
     return {
         "unit": dataclasses.asdict(unit),
+        "last_50_steps": diagnostics,
         "key": unit.key,
         "scores": scores,
         "seconds": round(seconds, 1),

@@ -138,6 +138,20 @@ def _bad_label_dataset(root: Path, datasets: Path) -> Path:
             "out of range",
         ),
         (
+            lambda d, t: [
+                "adapt",
+                "--source",
+                str(d / "source"),
+                "--target",
+                str(d / "target"),
+                "--label-slices",
+                "0",
+                "--mode",
+                "adversarial",
+            ],
+            "does not use them",
+        ),
+        (
             lambda d, t: ["train", "--source", str(d / "source"), "--patch-size", "128"],
             "smaller than the 128-pixel",
         ),

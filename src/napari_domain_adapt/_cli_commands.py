@@ -134,6 +134,11 @@ def _run_training(args: argparse.Namespace, mode: str | None) -> int:
         has_labels = target is not None and target.labels is not None
         labelled = has_labels and labelled_slices(target.labels).size > 0
         mode = args.mode or ("semi-supervised" if labelled else "adversarial")
+        if labelled and mode == "adversarial":
+            raise InputError(
+                "labelled target slices were given, but mode adversarial does not use them; "
+                "choose --mode semi-supervised or a mean-teacher mode, or drop the labels"
+            )
     config = _config(args, mode)
     events = train(config, source, target)
     bar = _progress(config.steps)
@@ -237,6 +242,17 @@ def run_sample(args: argparse.Namespace) -> int:
             for index, image in enumerate(stack):
                 write_tiff(folder / f"slice_{index:03d}.tif", image, overwrite=args.overwrite)
     print(f"wrote {root / 'source'} and {root / 'target'}", file=sys.stderr)
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``demo``: napari with the generated sample pair loaded and the widget docked."""
+    import napari
+
+    viewer = napari.Viewer(title="napari-domain-adapt demo")
+    viewer.open_sample("napari-domain-adapt", "em_pair")
+    viewer.window.add_plugin_dock_widget("napari-domain-adapt", "Domain adaptation")
+    napari.run()
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The headless command line: ``napari-domain-adapt {sample,train,adapt,predict,evaluate}``.
+"""The command line: ``napari-domain-adapt {demo,sample,train,adapt,predict,evaluate}``.
 
 Every command is a thin wrapper around the core. Bad input prints one ``error:`` line on
 stderr and exits with status 2, having written nothing; outputs are written atomically and
@@ -47,7 +47,8 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
         run.add_argument(
             "--mode",
             choices=[m for m in MODES if m != "source-only"],
-            help="adversarial (default) or semi-supervised (default when target labels are given)",
+            help="adversarial (the paper; default), semi-supervised (default when target labels "
+            "are given), mean-teacher or adversarial+mean-teacher",
         )
         run.add_argument("--beta", type=float, default=defaults.beta, help="domain loss weight")
         run.add_argument("--lambda-max", type=float, default=defaults.lambda_max)
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(adversarial domain adaptation, Javanmardi & Tasdizen, ISBI 2018).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("demo", help="open napari with the sample pair and the widget docked")
 
     sample = commands.add_parser("sample", help="write the generated EM sample pair as datasets")
     sample.add_argument("folder", type=Path, help="creates FOLDER/source and FOLDER/target")
