@@ -212,8 +212,9 @@ def _cell(values: list[float]) -> str:
     if not values:
         return "–"
     mean = statistics.fmean(values)
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * mean:.2f} ± {100 * sd:.2f} (n={len(values)})"
+    if len(values) == 1:
+        return f"{100 * mean:.2f} (n=1)"
+    return f"{100 * mean:.2f} ± {100 * statistics.stdev(values):.2f} (n={len(values)})"
 
 
 def _paper(value: float | None) -> str:
@@ -221,9 +222,26 @@ def _paper(value: float | None) -> str:
 
 
 def report(args: argparse.Namespace) -> int:
-    """Print the Markdown tables of the finished units."""
-    results = list(_results(args.out))
-    profile = PROFILES[args.profile]
+    """Print the Markdown table of the finished units, or write it into ``--update``."""
+    table = results_table(args.out, PROFILES[args.profile])
+    if args.update is None:
+        print(table)
+        return 0
+    document = args.update.read_text()
+    start, end = f"<!-- benchmark:{args.profile} -->", f"<!-- /benchmark:{args.profile} -->"
+    if start not in document or end not in document:
+        print(f"error: {args.update} has no {start} ... {end} markers", file=sys.stderr)
+        return 2
+    before, rest = document.split(start, 1)
+    after = rest.split(end, 1)[1]
+    with atomic_write(args.update, overwrite=True) as temporary:
+        temporary.write_text(f"{before}{start}\n{table}\n{end}{after}")
+    return 0
+
+
+def results_table(out: Path, profile: Profile) -> str:
+    """The Markdown table of the units finished under ``out``."""
+    results = list(_results(out))
 
     def f1(kind: str, source: str, target: str | None, scored: str, key: str = "f1") -> list:
         return [
@@ -258,8 +276,7 @@ def report(args: argparse.Namespace) -> int:
         "",
         f"{len(results)} runs, {seconds / 3600:.2f} h of training, on {', '.join(devices)}.",
     ]
-    print("\n".join(lines))
-    return 0
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,10 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["run", "report"])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/full"))
+    parser.add_argument("--out", type=Path, help="results folder (benchmarks/results/PROFILE)")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument(
+        "--update", type=Path, help="report: write the table between this file's markers"
+    )
     args = parser.parse_args(argv)
+    args.out = args.out or Path("benchmarks/results") / args.profile
     return run(args) if args.command == "run" else report(args)
 
 
