@@ -168,3 +168,17 @@ def test_bad_input_is_one_line_and_writes_nothing(datasets, tmp_path, capsys, ma
     assert message in err
     assert err.count("\n") == 1
     assert list(out.parent.iterdir()) == []
+
+
+def test_membranes_from_instance_ids(tmp_path):
+    ids = np.ones((2, 6, 6), np.uint16)
+    ids[:, :, 3:] = 5
+    ids[1, :2] = 0
+    source, out, valid = tmp_path / "ids.tif", tmp_path / "m.tif", tmp_path / "v.tif"
+    tifffile.imwrite(source, ids)
+    args = ["membranes", "--input", str(source), "--out", str(out), "--width", "2"]
+    assert main([*args, "--zero", "ignore", "--valid-out", str(valid)]) == 0
+    membranes = tifffile.imread(out)
+    np.testing.assert_array_equal(membranes[0], [[0, 0, 255, 255, 0, 0]] * 6)
+    np.testing.assert_array_equal(tifffile.imread(valid), (ids != 0) * 255)
+    assert main(args) == EXIT_BAD_INPUT  # exists, no --overwrite

@@ -245,6 +245,19 @@ def run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_membranes(args: argparse.Namespace) -> int:
+    """``membranes``: instance ids to a 0/255 membrane mask, slice by slice."""
+    from .core.labels import instances_to_membranes
+
+    _refuse_existing([args.out, args.valid_out], args.overwrite)
+    membranes, valid = instances_to_membranes(read_volume(args.input), args.width, args.zero)
+    write_tiff(args.out, membranes * np.uint8(255), overwrite=args.overwrite)
+    if args.valid_out is not None:
+        write_tiff(args.valid_out, valid.astype(np.uint8) * 255, overwrite=args.overwrite)
+    print(f"wrote {args.out}: {membranes.mean():.1%} membrane", file=sys.stderr)
+    return 0
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """``demo``: napari with the generated sample pair loaded and the widget docked."""
     import napari

@@ -1,4 +1,4 @@
-"""The command line: ``napari-domain-adapt {demo,sample,train,adapt,predict,evaluate}``.
+"""The command line: ``napari-domain-adapt COMMAND``; ``--help`` lists the commands.
 
 Every command is a thin wrapper around the core. Bad input prints one ``error:`` line on
 stderr and exits with status 2, having written nothing; outputs are written atomically and
@@ -111,6 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=4)
     predict.add_argument("--device", default="auto")
     predict.add_argument("--overwrite", action="store_true")
+
+    membranes = commands.add_parser(
+        "membranes", help="membrane ground truth (0/255 TIFF) from instance labels (ids)"
+    )
+    membranes.add_argument("--input", required=True, help="instance label image or stack")
+    membranes.add_argument("--out", required=True, type=Path, help="membrane TIFF to write")
+    membranes.add_argument("--width", type=int, default=1, help="membrane width in pixels")
+    membranes.add_argument(
+        "--zero",
+        choices=["background", "ignore"],
+        default="background",
+        help="id 0 is an instance like any other, or unlabelled (see --valid-out)",
+    )
+    membranes.add_argument("--valid-out", type=Path, help="also write the valid-pixel mask")
+    membranes.add_argument("--overwrite", action="store_true")
 
     evaluate = commands.add_parser("evaluate", help="score a model on labelled data (JSON)")
     evaluate.add_argument("--model", required=True, type=Path, help="checkpoint (.pt)")
