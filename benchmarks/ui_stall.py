@@ -1,0 +1,126 @@
+"""How long does the Qt event loop stall while the widget trains? A 10 ms QTimer probe.
+
+Run under a display (e.g. ``xvfb-run -a``)::
+
+    OMP_NUM_THREADS=1 xvfb-run -a python benchmarks/ui_stall.py --seconds 20
+
+It opens napari with the sample data, docks the widget with its default settings, clicks
+Adapt, and records the gap between ticks of a 10 ms timer for ``--seconds``; then stops the
+run and waits for the result layers. A gap much above 10 ms is time the viewer could not
+react to the user. :class:`StallProbe` is reusable around any other piece of GUI work.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from qtpy.QtCore import QElapsedTimer, QTimer
+
+
+class StallProbe:
+    """Records the gaps between ticks of a short-interval QTimer on the GUI thread."""
+
+    def __init__(self, interval_ms: int = 10) -> None:
+        self.interval_ms = interval_ms
+        self.gaps_ms: list[float] = []
+        self.times_s: list[float] = []
+        self._clock = QElapsedTimer()
+        self._since = QElapsedTimer()
+        self._timer = QTimer()
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self._tick)
+
+    def start(self) -> None:
+        """Begin recording (forgets earlier gaps)."""
+        self.gaps_ms.clear()
+        self.times_s.clear()
+        self._clock.start()
+        self._since.start()
+        self._timer.start()
+
+    def stop(self) -> None:
+        """Stop recording."""
+        self._timer.stop()
+
+    def _tick(self) -> None:
+        self.gaps_ms.append(self._clock.nsecsElapsed() / 1e6)
+        self.times_s.append(self._since.nsecsElapsed() / 1e9)
+        self._clock.restart()
+
+    def summary(self, after_s: float = 0.0) -> dict[str, float]:
+        """Largest, 99th-percentile and median gap (ms), and the number of ticks.
+
+        ``after_s`` leaves out the ticks of the first seconds (e.g. a run's start-up).
+        """
+        times = np.asarray(self.times_s[1:])
+        gaps = np.asarray(self.gaps_ms[1:])[times >= after_s] if times.size else np.zeros(0)
+        gaps = gaps if gaps.size else np.zeros(1)
+        return {
+            "max_ms": float(gaps.max()),
+            "p99_ms": float(np.percentile(gaps, 99)),
+            "median_ms": float(np.median(gaps)),
+            "ticks": float(len(gaps)),
+        }
+
+
+def run_loop(seconds: float, until=None) -> bool:
+    """Run the real Qt event loop for ``seconds``, or until ``until()`` is true."""
+    from qtpy.QtCore import QEventLoop
+
+    loop = QEventLoop()
+    QTimer.singleShot(round(seconds * 1000), loop.quit)
+    poll = QTimer()
+    if until is not None:
+        poll.setInterval(20)
+        poll.timeout.connect(lambda: until() and loop.quit())
+        poll.start()
+    loop.exec()
+    poll.stop()
+    return until() if until is not None else True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="training time probed")
+    args = parser.parse_args()
+
+    import napari
+
+    viewer = napari.Viewer(show=True)
+    viewer.open_sample("napari-domain-adapt", "em_pair")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-domain-adapt", "Domain adaptation")
+    run_loop(1.0)  # let the window settle
+
+    probe = StallProbe()
+    probe.start()
+    widget.adapt_button.click()
+    run_loop(args.seconds)
+    during = probe.summary()
+    steady = probe.summary(after_s=3.0)
+    steps = widget.progress.value()
+    widget.stop_button.click()
+    finished = run_loop(120.0, until=lambda: not widget.busy)
+    probe.stop()
+    overall = probe.summary()
+
+    print(f"device: {widget.device_label.text()}; steps in {args.seconds:.0f} s: {steps}")
+    print(
+        "training: max stall {max_ms:.0f} ms, p99 {p99_ms:.0f} ms, median {median_ms:.1f} ms "
+        "over {ticks:.0f} ticks".format(**during)
+    )
+    print(
+        "training after its first 3 s: max stall {max_ms:.0f} ms, p99 {p99_ms:.0f} ms".format(
+            **steady
+        )
+    )
+    print(
+        "training + stop + whole-target prediction: max stall {max_ms:.0f} ms, "
+        "p99 {p99_ms:.0f} ms".format(**overall)
+    )
+    print(f"result layers added: {finished and 'target segmentation' in viewer.layers}")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""The inputs of a run: layer pickers that fill themselves, and the training settings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
+from qtpy.QtCore import QTimer, Signal
+from qtpy.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
+from superqt import QCollapsible
+
+from ._jobs import TrainInputs
+from ._layers import ROLES, LayerInfo, labelled_slice_count, labelled_text, pick_all
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Layer
+
+    from .core import TrainConfig
+
+#: Defaults for a CPU laptop on the 256x256 sample data.
+DEFAULT_STEPS = 600
+DEFAULT_PATCH = 64
+DEFAULT_BATCH = 8
+DEFAULT_DEPTH = 3
+DEFAULT_WIDTH = 16
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+_LABELS = {
+    "source_image": "Source image",
+    "source_labels": "Source labels",
+    "target_image": "Target image",
+    "target_labels": "Target labels",
+}
+
+
+class LayerCombo(ComboBox):
+    """A picker of layers of one kind (``image`` or ``labels``) of a viewer."""
+
+    null_string = "(none)"
+
+    def __init__(self, viewer: napari.Viewer, kind: str, nullable: bool = False) -> None:
+        self._viewer = viewer
+        self._kind = kind
+        super().__init__(choices=self._layer_choices, nullable=nullable)
+
+    def _layer_choices(self, _widget: Any = None) -> list[tuple[str, Layer]]:
+        return [
+            (layer.name, layer) for layer in self._viewer.layers if layer_kind(layer) == self._kind
+        ]
+
+
+def layer_kind(layer: Layer) -> str:
+    """``image``, ``labels`` or ``other``; ``isinstance`` sees through napari's layer proxies."""
+    from napari.layers import Image, Labels
+
+    if isinstance(layer, Image):
+        return "image"
+    return "labels" if isinstance(layer, Labels) else "other"
+
+
+class InputsForm(QWidget):
+    """Pickers for the four input layers and the settings of a run.
+
+    Pickers fill themselves from layer names (:func:`~._layers.pick_all`) until the user
+    chooses by hand. Labelled target slices switch the mode to semi-supervised.
+    """
+
+    changed = Signal()
+
+    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from .core import MODES, TrainConfig
+
+        defaults = TrainConfig()
+        self.default_mode = defaults.mode
+        self._viewer = viewer
+        self._setting = False
+        self._watched: Layer | None = None
+        # Painting emits before the data changes, and many times per stroke: count later, once.
+        self._recount = QTimer(self)
+        self._recount.setSingleShot(True)
+        self._recount.setInterval(50)
+        self._recount.timeout.connect(self.update_labelled)
+        self.pickers = {
+            role: LayerCombo(viewer, kind, nullable=role == "target_labels")
+            for role, kind in ROLES.items()
+        }
+        self._auto = dict.fromkeys(ROLES, True)
+        self._auto_mode = True
+        self.labelled_label = QLabel(labelled_text(0))
+        self.labelled_label.setWordWrap(True)
+
+        self.mode = ComboBox(choices=MODES, value=defaults.mode)
+        self.steps = SpinBox(value=DEFAULT_STEPS, min=1, max=1_000_000, step=50)
+        self.beta = FloatSpinBox(value=defaults.beta, min=0.0, max=100.0, step=0.01)
+        self.patch_size = SpinBox(value=DEFAULT_PATCH, min=8, max=2048, step=16)
+        self.batch_size = SpinBox(value=DEFAULT_BATCH, min=1, max=1024)
+        self.learning_rate = FloatSpinBox(
+            value=defaults.learning_rate, min=1e-6, max=0.5, step=1e-4
+        )
+        self.depth = SpinBox(value=DEFAULT_DEPTH, min=1, max=6)
+        self.width = SpinBox(value=DEFAULT_WIDTH, min=1, max=256)
+        self.device = ComboBox(choices=DEVICES, value="auto")
+        self.seed = SpinBox(value=defaults.seed, min=0, max=2**31 - 1)
+        self.augment = CheckBox(value=defaults.augment, text="")
+        self._layout()
+
+        for role, picker in self.pickers.items():
+            picker.changed.connect(lambda _value, role=role: self._picked(role))
+        self.mode.changed.connect(self._mode_picked)
+        events = viewer.layers.events
+        for event in (events.inserted, events.removed, events.moved):
+            event.connect(self.refresh)
+        for layer in viewer.layers:
+            layer.events.name.connect(self.refresh)
+        self.refresh()
+
+    def _layout(self) -> None:
+        form = QFormLayout()
+        for role, picker in self.pickers.items():
+            form.addRow(_LABELS[role], picker.native)
+        form.addRow("", self.labelled_label)
+        form.addRow("Mode", self.mode.native)
+        form.addRow("Iterations", self.steps.native)
+        advanced = QFormLayout()
+        for text, widget in (
+            ("Beta (domain loss)", self.beta),
+            ("Patch size", self.patch_size),
+            ("Batch size", self.batch_size),
+            ("Learning rate", self.learning_rate),
+            ("Model depth", self.depth),
+            ("Model width", self.width),
+            ("Augmentation", self.augment),
+            ("Device", self.device),
+            ("Seed", self.seed),
+        ):
+            advanced.addRow(text, widget.native)
+        inner = QWidget()
+        inner.setLayout(advanced)
+        self.advanced = QCollapsible("Advanced")
+        self.advanced.addWidget(inner)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(form)
+        layout.addWidget(self.advanced)
+
+    # pickers -------------------------------------------------------------------------------
+
+    def layer(self, role: str) -> Layer | None:
+        """The layer picked for ``role`` (None if none)."""
+        return self.pickers[role].value
+
+    def set_layer(self, role: str, layer: Layer | None) -> None:
+        """Pick ``layer`` for ``role`` by hand (auto-picking stops for that role)."""
+        self.pickers[role].value = layer
+
+    def refresh(self, event: Any = None) -> None:
+        """Re-read the viewer's layers, auto-pick where the user has not chosen."""
+        if event is not None and getattr(event, "type", None) == "inserted":
+            event.value.events.name.connect(self.refresh)
+        self._setting = True
+        try:
+            for picker in self.pickers.values():
+                picker.reset_choices()
+            infos = [LayerInfo(layer.name, layer_kind(layer)) for layer in self._viewer.layers]
+            for role, name in pick_all(infos).items():
+                if self._auto[role] and name is not None:
+                    self.pickers[role].value = self._viewer.layers[name]
+        finally:
+            self._setting = False
+        self._watch_target_labels()
+        self.changed.emit()
+
+    def _picked(self, role: str) -> None:
+        if not self._setting:
+            self._auto[role] = False
+        if role == "target_labels":
+            self._watch_target_labels()
+        self.changed.emit()
+
+    def _watch_target_labels(self) -> None:
+        layer = self.layer("target_labels")
+        if layer is not self._watched:
+            if self._watched is not None:
+                for event in (self._watched.events.data, self._watched.events.paint):
+                    event.disconnect(self._labels_edited)
+            if layer is not None:
+                for event in (layer.events.data, layer.events.paint):
+                    event.connect(self._labels_edited)
+            self._watched = layer
+        self.update_labelled()
+
+    def _labels_edited(self, _event: Any = None) -> None:
+        self._recount.start()
+
+    # mode ----------------------------------------------------------------------------------
+
+    def labelled_count(self) -> int:
+        """Target slices that carry any annotation."""
+        layer = self.layer("target_labels")
+        return 0 if layer is None else labelled_slice_count(np.asarray(layer.data))
+
+    def update_labelled(self, _event: Any = None) -> None:
+        """Say how many target slices are labelled; switch the mode if it was not chosen."""
+        count = self.labelled_count()
+        self.labelled_label.setText(labelled_text(count))
+        if not self._auto_mode:
+            return
+        self._setting = True
+        try:
+            if count:
+                self.mode.value = "semi-supervised"
+            elif self.mode.value == "semi-supervised":
+                self.mode.value = self.default_mode
+        finally:
+            self._setting = False
+
+    def _mode_picked(self, _value: str) -> None:
+        if not self._setting:
+            self._auto_mode = False
+
+    # outputs -------------------------------------------------------------------------------
+
+    def config(self, overrides: dict[str, Any] | None = None) -> TrainConfig:
+        """The run's configuration; ``overrides`` replace any field (raises ValueError)."""
+        from .core import ModelSpec, TrainConfig
+
+        values: dict[str, Any] = {
+            "mode": self.mode.value,
+            "steps": self.steps.value,
+            "beta": self.beta.value,
+            "patch_size": self.patch_size.value,
+            "batch_size": self.batch_size.value,
+            "learning_rate": self.learning_rate.value,
+            "augment": self.augment.value,
+            "device": self.device.value,
+            "seed": self.seed.value,
+            "model": ModelSpec(depth=self.depth.value, width=self.width.value),
+        }
+        values.update(overrides or {})
+        return TrainConfig(**values)
+
+    def inputs(self, mode: str) -> TrainInputs:
+        """The picked layers' data as numpy arrays (raises ValueError if one is missing)."""
+        from .core import InputError
+
+        missing = [
+            _LABELS[role].lower()
+            for role in ("source_image", "source_labels")
+            if self.layer(role) is None
+        ]
+        target = self.layer("target_image")
+        if target is None and mode != "source-only":
+            missing.append("target image")
+        if missing:
+            raise InputError(f"choose a layer for: {', '.join(missing)}")
+        labels = self.layer("target_labels")
+        return TrainInputs(
+            source_image=np.asarray(self.layer("source_image").data),
+            source_labels=np.asarray(self.layer("source_labels").data),
+            target_image=None if target is None else np.asarray(target.data),
+            target_labels=None if labels is None else np.asarray(labels.data),
+            target_rgb=bool(target is not None and target.rgb),
+        )

@@ -1,0 +1,94 @@
+"""The generators that the widget runs in napari's ``thread_worker``: no Qt, no layers.
+
+They take numpy arrays, call the core, and yield what it yields plus prediction progress;
+the widget turns each yielded object into layer updates in the main thread. The core (and
+torch) is imported inside the generators, on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .core import SegmentationModel, TrainConfig, TrainControl
+
+
+@dataclass
+class PredictionStarted:
+    """Whole-stack prediction begins: ``total`` slices to go."""
+
+    total: int
+
+
+@dataclass
+class SlicePredicted:
+    """One more slice of the stack is predicted (``done`` of ``total``)."""
+
+    done: int
+    total: int
+
+
+@dataclass
+class PredictionDone:
+    """The probabilities of the whole stack, shaped like the image without colour."""
+
+    probabilities: np.ndarray
+    target: str
+
+
+@dataclass
+class TrainInputs:
+    """The arrays of a run, taken from layers in the main thread."""
+
+    source_image: np.ndarray
+    source_labels: np.ndarray
+    target_image: np.ndarray | None
+    target_labels: np.ndarray | None = None
+    target_rgb: bool = False
+
+
+def as_slices(image: np.ndarray, rgb: bool) -> tuple[np.ndarray, bool]:
+    """A stack of slices and whether ``image`` was a single slice."""
+    single = image.ndim == (3 if rgb else 2)
+    return (image[np.newaxis] if single else image), single
+
+
+def predict_job(
+    model: SegmentationModel, image: np.ndarray, rgb: bool, target: str
+) -> Iterator[PredictionStarted | SlicePredicted | PredictionDone]:
+    """Predict ``image`` slice by slice, yielding after each so a quit is honoured at once."""
+    stack, single = as_slices(np.asarray(image), rgb)
+    yield PredictionStarted(len(stack))
+    result = np.zeros(stack.shape[:3], np.float32)
+    for index in range(len(stack)):
+        result[index] = model.predict(stack[index])
+        yield SlicePredicted(index + 1, len(stack))
+    yield PredictionDone(result[0] if single else result, target)
+
+
+def train_job(config: TrainConfig, inputs: TrainInputs, control: TrainControl) -> Iterator[Any]:
+    """Validate the inputs, train, then predict the whole target with the model trained.
+
+    Yields the core's :class:`TrainEvent` objects, one :class:`TrainFinished`, then
+    :func:`predict_job`'s objects when there is a target.
+    """
+    from .core import Domain, TrainFinished, train
+
+    source = Domain(inputs.source_image, inputs.source_labels, name="source")
+    target = None
+    if inputs.target_image is not None:
+        # Only the modes that use target labels get them (others need not validate them).
+        uses_labels = config.mode == "semi-supervised" or getattr(config, "mean_teacher", False)
+        labels = inputs.target_labels if uses_labels else None
+        target = Domain(inputs.target_image, labels, name="target")
+    finished = None
+    for event in train(config, source, target, control):
+        yield event
+        if isinstance(event, TrainFinished):
+            finished = event
+    if finished is not None and inputs.target_image is not None:
+        yield from predict_job(finished.model, inputs.target_image, inputs.target_rgb, "target")

@@ -1,0 +1,447 @@
+"""The dock widget: inputs -> TrainConfig -> ``train()`` in a thread worker -> layer updates.
+
+The widget is thin. :class:`~._form.InputsForm` turns layers and settings into a
+configuration and numpy arrays; :func:`~._jobs.train_job` runs the core in napari's
+``thread_worker``; the main thread turns each yielded event into progress, plot and layer
+updates. Layers are touched only here, in the main thread. The core (and torch) is imported
+when the widget is created, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, FloatSlider
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._dialogs import Dialogs
+from ._form import InputsForm, LayerCombo, layer_kind
+from ._jobs import PredictionDone, PredictionStarted, SlicePredicted, predict_job, train_job
+from ._layers import LIVE_NAME, binarize, result_names, slice_index
+from ._placement import PROBABILITY_LOOK, place_layer, show_preview
+from ._plot import LossPlot
+from ._writer import write_mask
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image, Labels, Layer
+
+    from .core import SegmentationModel, TrainControl
+
+_log = logging.getLogger(__name__)
+_PLOT_INTERVAL_MS = 250
+_MODEL_FILTER = "Model checkpoint (*.pt)"
+_TIFF_FILTER = "TIFF (*.tif *.tiff)"
+
+
+class _Job:
+    """The running worker and its stop token; a plain object the closing hooks can hold."""
+
+    def __init__(self) -> None:
+        self.worker: Any = None
+        self.control: TrainControl | None = None
+        self.training = False
+
+    def stop(self) -> None:
+        """End training at once (keeping the model) and the worker after it."""
+        if self.control is not None:
+            self.control.stop()
+        if self.worker is not None:
+            self.worker.quit()
+
+
+def _format_time(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class AdaptWidget(QWidget):
+    """Adapt a segmentor from a labelled source stack to an unlabelled target, live."""
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from . import core
+
+        self._core = core
+        self.viewer = napari_viewer
+        self.model: SegmentationModel | None = None
+        #: TrainConfig fields that replace the form's values (e.g. in tests or scripts).
+        self.config_overrides: dict[str, Any] = {}
+        self.dialogs = Dialogs(self)
+        self.job = _Job()
+        self._run_target: Layer | None = None
+        self._result: tuple[Image, Labels] | None = None
+        self._plot_timer = QTimer(self)
+        self._plot_timer.setInterval(_PLOT_INTERVAL_MS)
+
+        self.form = InputsForm(napari_viewer)
+        self._build()
+        self._plot_timer.timeout.connect(self.plot.redraw)
+        self._predict_chosen = self._syncing = False
+        self.predict_picker.changed.connect(self._predict_picked)
+        self.form.changed.connect(self._sync_predict_picker)
+        self._sync_predict_picker()
+        napari_viewer.dims.events.current_step.connect(self._follow_slice)
+        job = self.job
+        self.destroyed.connect(lambda *_: job.stop())
+        self._set_busy(False)
+
+    # layout --------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self.adapt_button = QPushButton("Adapt")
+        self.adapt_button.setToolTip("Train on the source, adapt to the target, then predict it")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("End now and keep the model trained so far")
+        self.progress = QProgressBar()
+        self.progress.setFormat("%v / %m")
+        self.status = QLabel("Ready")
+        self.status.setWordWrap(True)
+        self.plot = LossPlot()
+
+        self.device_label = QLabel("–")
+        self.threshold = FloatSlider(value=0.5, min=0.01, max=0.99, step=0.01)
+        self.export_format = ComboBox(choices=[("0/1", 1), ("0/255", 255)], value=255)
+        self.export_button = QPushButton("Export mask…")
+        self.model_label = QLabel("no model yet")
+        self.model_label.setWordWrap(True)
+        self.save_button = QPushButton("Save model…")
+        self.load_button = QPushButton("Load model…")
+        self.predict_picker = LayerCombo(self.viewer, "image")
+        self.predict_button = QPushButton("Predict")
+
+        run = QGroupBox("Run")
+        run_layout = QVBoxLayout(run)
+        run_layout.addWidget(self.form)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.adapt_button)
+        buttons.addWidget(self.stop_button)
+        run_layout.addLayout(buttons)
+        run_layout.addWidget(self.progress)
+        run_layout.addWidget(self.status)
+        run_layout.addWidget(self.plot)
+
+        results = QGroupBox("Result")
+        results_form = QFormLayout(results)
+        results_form.addRow("Device", self.device_label)
+        results_form.addRow("Threshold", self.threshold.native)
+        export_row = QHBoxLayout()
+        export_row.addWidget(self.export_format.native)
+        export_row.addWidget(self.export_button)
+        results_form.addRow("Export as", export_row)
+
+        model = QGroupBox("Model")
+        model_form = QFormLayout(model)
+        model_form.addRow(self.model_label)
+        files = QHBoxLayout()
+        files.addWidget(self.save_button)
+        files.addWidget(self.load_button)
+        model_form.addRow(files)
+        predict_row = QHBoxLayout()
+        predict_row.addWidget(self.predict_picker.native)
+        predict_row.addWidget(self.predict_button)
+        model_form.addRow("Predict on", predict_row)
+
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        for box in (run, results, model):
+            layout.addWidget(box)
+        layout.addStretch(1)
+        scroll = QScrollArea()  # small screens, and the Advanced section unfolded
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(content)
+        scroll.setMinimumWidth(content.minimumSizeHint().width() + 16)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+
+        self.adapt_button.clicked.connect(self.start_training)
+        self.stop_button.clicked.connect(self.stop)
+        self.threshold.changed.connect(self.apply_threshold)
+        self.export_button.clicked.connect(lambda: self.export_segmentation())
+        self.save_button.clicked.connect(lambda: self.save_model())
+        self.load_button.clicked.connect(lambda: self.load_model())
+        self.predict_button.clicked.connect(self.start_prediction)
+
+    def _sync_predict_picker(self) -> None:
+        """Offer the current image layers; follow the target picker until chosen by hand."""
+        self._syncing = True
+        try:
+            self.predict_picker.reset_choices()
+            target = self.form.layer("target_image")
+            if not self._predict_chosen and target is not None:
+                self.predict_picker.value = target
+        finally:
+            self._syncing = False
+
+    def _predict_picked(self, _value: Any) -> None:
+        if not self._syncing:
+            self._predict_chosen = True
+
+    def _set_busy(self, busy: bool) -> None:
+        for button in (self.adapt_button, self.predict_button, self.load_button):
+            button.setEnabled(not busy)
+        self.stop_button.setEnabled(busy)
+        self.save_button.setEnabled(not busy and self.model is not None)
+        self.predict_button.setEnabled(not busy and self.model is not None)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a training or prediction worker is running."""
+        return self.job.worker is not None
+
+    # running -------------------------------------------------------------------------------
+
+    def start_training(self) -> Any:
+        """Start a run in a worker from the form's inputs; returns the worker, or None."""
+        if self.busy:
+            return None
+        try:
+            config = self.form.config(self.config_overrides)
+            inputs = self.form.inputs(config.mode)
+        except ValueError as error:  # InputError, and TrainConfig's validation
+            show_error(f"Cannot start: {error}")
+            return None
+        self._run_target = target = self.form.layer("target_image")
+        self.job.control = self._core.TrainControl(preview_index=self._current_slice())
+        if target is not None:  # the live layer's first draw is slow: have it now, not later
+            shape = target.data.shape[-3:-1] if target.rgb else target.data.shape[-2:]
+            self._show_preview(np.zeros(shape, np.float32), self.job.control.preview_index)
+        self.job.training = True
+        self.plot.clear()
+        self.progress.setRange(0, config.steps)
+        self.progress.setValue(0)
+        self.status.setText(f"Starting {config.mode} training…")
+        return self._start(train_job, config, inputs, self.job.control)
+
+    def start_prediction(self) -> Any:
+        """Predict the picked image layer with the current model in a worker."""
+        layer = self.predict_picker.value
+        if self.busy:
+            return None
+        if self.model is None or layer is None:
+            show_warning("Train or load a model, and pick an image layer, to predict")
+            return None
+        self._run_target = layer
+        self.job.control = None
+        self.job.training = False
+        target = self.form.layer("target_image")
+        is_target = target is not None and layer.name == target.name
+        name = "target" if is_target else layer.name
+        self.status.setText(f"Predicting {layer.name}…")
+        return self._start(predict_job, self.model, np.asarray(layer.data), layer.rgb, name)
+
+    def _start(self, function: Any, *args: Any) -> Any:
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(
+            function,
+            *args,
+            _connect={
+                "yielded": self._on_yielded,
+                "errored": self._on_errored,
+                "warned": self._on_warned,
+                "aborted": self._on_aborted,
+                "finished": self._on_finished,
+            },
+        )
+        self.job.worker = worker
+        self._set_busy(True)
+        self._plot_timer.start()
+        return worker
+
+    def stop(self) -> None:
+        """Stop training (the model so far is kept and predicted), or cancel a prediction."""
+        if self.job.training and self.job.control is not None:
+            self.job.control.stop()
+            self.status.setText("Stopping after this step…")
+        elif self.job.worker is not None:
+            self.job.worker.quit()
+
+    def _current_slice(self) -> int:
+        layer = self._run_target
+        if layer is None:
+            return 0
+        stacked = layer.ndim >= 3
+        count = layer.data.shape[0] if stacked else 1
+        return slice_index(self.viewer.dims.point, layer.scale, layer.translate, count)
+
+    def _follow_slice(self, _event: Any = None) -> None:
+        if self.job.control is not None:
+            self.job.control.preview_index = self._current_slice()
+
+    # worker events (main thread) -----------------------------------------------------------
+
+    def _on_yielded(self, item: Any) -> None:
+        core = self._core
+        if isinstance(item, core.TrainEvent):
+            self._on_step(item)
+        elif isinstance(item, core.TrainFinished):
+            self._on_trained(item)
+        elif isinstance(item, PredictionStarted):
+            self.job.training = False
+            self.progress.setRange(0, item.total)
+            self.progress.setValue(0)
+            self.status.setText(f"Predicting {item.total} slice(s)…")
+        elif isinstance(item, SlicePredicted):
+            self.progress.setValue(item.done)
+        elif isinstance(item, PredictionDone):
+            self._show_result(item)
+
+    def _on_step(self, event: Any) -> None:
+        self.progress.setValue(event.step)
+        remaining = event.elapsed / event.step * (event.total_steps - event.step)
+        self.status.setText(
+            f"Step {event.step} / {event.total_steps} · "
+            f"{_format_time(event.elapsed)} elapsed · ETA {_format_time(remaining)}"
+        )
+        self.plot.add(event.step, vars(event))
+        if event.preview is not None and self._run_target is not None:
+            self._show_preview(event.preview, event.preview_index or 0)
+
+    def _on_trained(self, finished: Any) -> None:
+        self.model = finished.model
+        self.plot.redraw()
+        how = "stopped at" if finished.stopped else "trained"
+        self.device_label.setText(finished.device)
+        self.model_label.setText(
+            f"{finished.model.config.mode}, {how} {finished.steps} steps "
+            f"in {_format_time(finished.elapsed)} on {finished.device}"
+        )
+        if finished.stopped:
+            text = f"Training stopped at step {finished.steps}"
+        else:
+            text = f"Training finished: {finished.steps} steps"
+        show_info(f"{text} on {finished.device}")
+
+    def _on_errored(self, error: Exception) -> None:
+        if isinstance(error, ValueError):  # InputError: bad input, said plainly
+            show_error(f"Cannot run: {error}")
+        else:
+            _log.error("worker failed", exc_info=error)
+            show_error(f"Run failed: {type(error).__name__}: {error}")
+
+    def _on_warned(self, warning: tuple) -> None:
+        show_warning(str(warning[0]))
+
+    def _on_aborted(self) -> None:
+        self.status.setText("Cancelled; the model is kept")
+
+    def _on_finished(self) -> None:
+        self.job.worker = None
+        self.job.control = None
+        self.job.training = False
+        self._plot_timer.stop()
+        self.plot.redraw()
+        self._set_busy(False)
+        if self.status.text().startswith(("Step", "Starting", "Stopping", "Predicting")):
+            self.status.setText("Done")
+
+    # layers (main thread only) -------------------------------------------------------------
+
+    def _show_preview(self, preview: np.ndarray, index: int) -> None:
+        show_preview(self.viewer, self._run_target, preview, index)
+
+    def _show_result(self, done: PredictionDone) -> None:
+        like = self._run_target
+        if like is None:
+            return
+        probability_name, segmentation_name = result_names(like.name, done.target == "target")
+        viewer = self.viewer
+        probability = place_layer(
+            viewer, done.probabilities, probability_name, "image", like, **PROBABILITY_LOOK
+        )
+        mask = binarize(done.probabilities, self.threshold.value)
+        segmentation = place_layer(viewer, mask, segmentation_name, "labels", like, opacity=0.5)
+        self._result = (probability, segmentation)
+        if done.target == "target" and LIVE_NAME in self.viewer.layers:
+            self.viewer.layers.remove(LIVE_NAME)
+        self.status.setText(f"Done: {probability_name!r} and {segmentation_name!r}")
+
+    def apply_threshold(self, _value: float | None = None) -> None:
+        """Re-threshold the last probability layer into its segmentation layer."""
+        if self._result is None:
+            return
+        probability, segmentation = self._result
+        if probability in self.viewer.layers and segmentation in self.viewer.layers:
+            segmentation.data = binarize(probability.data, self.threshold.value)
+
+    # files ---------------------------------------------------------------------------------
+
+    def segmentation_layer(self) -> Labels | None:
+        """The layer Export writes: the last result, else the selected Labels layer."""
+        if self._result is not None and self._result[1] in self.viewer.layers:
+            return self._result[1]
+        active = self.viewer.layers.selection.active
+        return active if active is not None and layer_kind(active) == "labels" else None
+
+    def export_segmentation(self, path: str | Path | None = None) -> Path | None:
+        """Write the segmentation as a compressed TIFF; asks before replacing a file."""
+        layer = self.segmentation_layer()
+        if layer is None:
+            show_warning("Nothing to export: run Adapt or Predict, or select a Labels layer")
+            return None
+        chosen = self.dialogs.path_to_write(path, "Export mask", _TIFF_FILTER)
+        if chosen is None:
+            return None
+        try:
+            written = write_mask(
+                chosen[0], layer.data, layer.scale, self.export_format.value, chosen[1]
+            )
+        except ValueError as error:
+            show_error(f"Cannot export: {error}")
+            return None
+        show_info(f"Saved {layer.name} to {written}")
+        return written
+
+    def save_model(self, path: str | Path | None = None) -> Path | None:
+        """Save the current model as a checkpoint; asks before replacing a file."""
+        if self.model is None:
+            show_warning("No model to save yet: run Adapt or load a model")
+            return None
+        chosen = self.dialogs.path_to_write(path, "Save model", _MODEL_FILTER)
+        if chosen is None:
+            return None
+        try:
+            written = self._core.save_checkpoint(self.model, chosen[0], overwrite=chosen[1])
+        except ValueError as error:
+            show_error(f"Cannot save the model: {error}")
+            return None
+        show_info(f"Saved the model to {written}")
+        return written
+
+    def load_model(self, path: str | Path | None = None) -> SegmentationModel | None:
+        """Load a checkpoint as the current model (for Predict), on the chosen device."""
+        path = self.dialogs.open_path("Load model", _MODEL_FILTER) if path is None else path
+        if path is None:
+            return None
+        try:
+            device = self._core.resolve_device(self.form.device.value)
+            model = self._core.load_checkpoint(path, device=device)
+        except ValueError as error:
+            show_error(f"Cannot load the model: {error}")
+            return None
+        self.model = model
+        steps = model.metadata.get("steps", "?")
+        mode = model.metadata.get("mode", "unknown mode")
+        self.model_label.setText(f"loaded {Path(path).name}: {mode}, {steps} steps")
+        self._set_busy(self.busy)
+        return model

@@ -1,0 +1,55 @@
+"""The npe2 writer contribution: a Labels layer as a compressed TIFF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def label_dtype(data: np.ndarray) -> np.dtype:
+    """The smallest unsigned type that holds every label of ``data``."""
+    data = np.asarray(data)
+    if data.size and data.min() < 0:
+        raise ValueError("labels must not be negative to be saved as TIFF")
+    peak = int(data.max()) if data.size else 0
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if peak <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.uint64)
+
+
+def pixel_size(scale: Any) -> tuple[float, ...] | None:
+    """The (z, y, x) or (y, x) pixel size from a layer's scale, or None."""
+    if scale is None:
+        return None
+    values = tuple(float(s) for s in scale)
+    return values[-3:] if len(values) >= 2 else None
+
+
+def write_mask(
+    path: str | Path, labels: Any, scale: Any, foreground: int, overwrite: bool = False
+) -> Path:
+    """Write labels as a binary uint8 mask of 0 and ``foreground`` (1 or 255), compressed.
+
+    Any non-zero label counts as foreground; the pixel size comes from ``scale``.
+    """
+    from ._layers import export_values
+    from .core.io import write_tiff
+
+    mask = export_values(labels, foreground)
+    return write_tiff(path, mask, overwrite=overwrite, pixel_size=pixel_size(scale))
+
+
+def write_labels_tiff(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """Write a Labels layer's data to ``path`` as it is (label values kept), zlib-compressed.
+
+    The pixel size comes from the layer's scale. napari asks before it overwrites a file.
+    """
+    from .core.io import write_tiff
+
+    array = np.asarray(data)
+    array = array.astype(label_dtype(array), copy=False)
+    written = write_tiff(path, array, overwrite=True, pixel_size=pixel_size(meta.get("scale")))
+    return [str(written)]

@@ -1,0 +1,280 @@
+"""The dock widget in a real (headless, Xvfb) napari viewer: run it under ``xvfb-run -a``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_domain_adapt import _dialogs, _widget
+from napari_domain_adapt._layers import LIVE_NAME, PROBABILITY_NAME, SEGMENTATION_NAME
+from napari_domain_adapt._sample_data import make_sample_data
+from napari_domain_adapt.core import ModelSpec
+
+pytestmark = pytest.mark.gui
+
+PLUGIN, WIDGET = "napari-domain-adapt", "Domain adaptation"
+WAIT_MS = 30_000
+#: Settings that train a tiny model in a fraction of a second.
+TINY = {"patch_size": 32, "batch_size": 2, "domain_width": 4, "preview_interval": 0.0}
+
+
+@pytest.fixture(autouse=True)
+def no_dialogs(monkeypatch):
+    """A test that reaches a real (modal) dialog fails instead of hanging."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a test opened a dialog; patch widget.dialogs instead")
+
+    for name in ("save_path", "open_path", "confirm_overwrite"):
+        monkeypatch.setattr(_dialogs.Dialogs, name, refuse)
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    """Notifications the widget shows, by kind."""
+    shown: dict[str, list[str]] = {"error": [], "warning": [], "info": []}
+    for kind in shown:
+        monkeypatch.setattr(_widget, f"show_{kind}", shown[kind].append)
+    return shown
+
+
+def dock(viewer):
+    """The widget, found and docked through npe2 like a user would."""
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    return widget
+
+
+def small_sample(viewer, n_target: int = 3) -> None:
+    """The sample pair's layers, small, with the names the sample data uses."""
+    for data, meta, kind in make_sample_data(n_source=2, n_target=n_target, size=64):
+        getattr(viewer, f"add_{kind}")(data, **meta)
+
+
+def tiny(widget, steps: int) -> None:
+    """A tiny model set through the form's advanced fields, and the rest as overrides."""
+    widget.form.depth.value = 2
+    widget.form.width.value = 4
+    widget.form.steps.value = steps
+    widget.form.device.value = "cpu"
+    widget.config_overrides = dict(TINY)
+
+
+def finish(qtbot, widget) -> None:
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+
+
+@pytest.fixture
+def ready(make_napari_viewer, notes):
+    """A viewer with the small sample and the docked widget, set to train tiny models."""
+    viewer = make_napari_viewer()
+    small_sample(viewer)
+    widget = dock(viewer)
+    tiny(widget, steps=6)
+    return viewer, widget
+
+
+def test_widget_module_does_not_import_torch():
+    code = "import sys, napari_domain_adapt._widget; print('torch' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
+
+
+def test_sample_data_fills_the_pickers(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "em_pair")
+    widget = dock(viewer)
+    picked = {role: widget.form.layer(role) for role in widget.form.pickers}
+    assert {role: layer and layer.name for role, layer in picked.items()} == {
+        "source_image": "source image",
+        "source_labels": "source labels",
+        "target_image": "target image",
+        "target_labels": None,  # the target's ground truth is for checking only
+    }
+    assert widget.form.mode.value == widget.form.default_mode
+    assert "unsupervised" in widget.form.labelled_label.text()
+    assert widget.predict_picker.value is picked["target_image"]
+    assert not widget.form.advanced.isExpanded()
+    config = widget.form.config()
+    assert (config.steps, config.patch_size, config.batch_size) == (600, 64, 8)
+    assert (config.model.depth, config.model.width) == (3, 16)
+
+
+def test_labelled_target_slice_switches_to_semi_supervised(ready, qtbot):
+    viewer, widget = ready
+    shape = viewer.layers["target image"].data.shape
+    labels = viewer.add_labels(np.zeros(shape, np.uint8), name="target labels")
+    assert widget.form.layer("target_labels") is labels
+    assert "no labelled" in widget.form.labelled_label.text()
+    labels.paint((1, 10, 10), 1)
+    text = "1 labelled target slice → semi-supervised"
+    qtbot.waitUntil(lambda: widget.form.labelled_label.text() == text)
+    assert widget.form.config().mode == "semi-supervised"
+    labels.data = np.zeros(shape, np.uint8)
+    qtbot.waitUntil(lambda: widget.form.mode.value == widget.form.default_mode)
+
+
+def test_user_choice_beats_auto_pick(ready):
+    viewer, widget = ready
+    widget.form.set_layer("target_image", viewer.layers["source image"])
+    viewer.add_image(np.ones((4, 4)), name="another target")
+    assert widget.form.layer("target_image").name == "source image"
+
+
+def test_run_previews_then_results(ready, qtbot, tmp_path, monkeypatch, notes):
+    viewer, widget = ready
+    target = viewer.layers["target image"]
+    target.scale = (2.0, 0.5, 0.5)
+    target.translate = (0.0, 10.0, 20.0)
+    previews = []
+    show_preview = widget._show_preview
+    monkeypatch.setattr(
+        widget, "_show_preview", lambda *a: (previews.append(a[1]), show_preview(*a))
+    )
+    inserted = []
+    viewer.layers.events.inserted.connect(lambda e: inserted.append(e.value.name))
+
+    widget.adapt_button.click()
+    assert widget.busy
+    assert not widget.adapt_button.isEnabled()
+    finish(qtbot, widget)
+
+    assert not notes["error"], notes["error"]
+    assert previews
+    assert LIVE_NAME in inserted
+    assert LIVE_NAME not in viewer.layers  # the final result replaces the live preview
+    probability, segmentation = viewer.layers[PROBABILITY_NAME], viewer.layers[SEGMENTATION_NAME]
+    assert probability.data.shape == segmentation.data.shape == target.data.shape
+    for layer in (probability, segmentation):
+        np.testing.assert_allclose(layer.scale, target.scale)
+        np.testing.assert_allclose(layer.translate, target.translate)
+    assert widget.model is not None
+    assert widget.device_label.text().startswith("cpu")
+    assert widget.progress.value() == widget.progress.maximum()
+
+    widget.threshold.value = 0.9
+    np.testing.assert_array_equal(segmentation.data, probability.data >= 0.9)
+
+    path = tmp_path / "mask.tif"
+    widget.export_format.value = 1
+    assert widget.export_segmentation(path) == path
+    np.testing.assert_array_equal(tifffile.imread(path), segmentation.data)
+
+    # An existing file is replaced only when the user agrees.
+    asked = []
+    monkeypatch.setattr(widget.dialogs, "confirm_overwrite", lambda p: asked.append(p) or False)
+    widget.export_format.value = 255
+    assert widget.export_segmentation(path) is None
+    assert asked == [path]
+    np.testing.assert_array_equal(tifffile.imread(path), segmentation.data)
+    monkeypatch.setattr(widget.dialogs, "confirm_overwrite", lambda p: True)
+    monkeypatch.setattr(widget.dialogs, "save_path", lambda *a: path)
+    widget.export_button.click()
+    np.testing.assert_array_equal(tifffile.imread(path), segmentation.data * 255)
+
+    # A second run replaces the result layers instead of piling them up.
+    names = [layer.name for layer in viewer.layers]
+    widget.adapt_button.click()
+    finish(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == names
+    assert viewer.layers[SEGMENTATION_NAME] is segmentation
+
+
+def test_stop_keeps_model_and_follows_the_slider(ready, qtbot, notes):
+    viewer, widget = ready
+    tiny(widget, steps=100_000)
+    worker = widget.start_training()
+    qtbot.waitUntil(lambda: widget.progress.value() >= 2, timeout=WAIT_MS)
+    viewer.dims.current_step = (2, *viewer.dims.current_step[1:])
+    assert widget.job.control.preview_index == 2
+    widget.stop_button.click()
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        pass
+    assert widget.model is not None
+    target_slice = viewer.layers["target image"].data[0]
+    assert widget.model.predict(target_slice).shape == target_slice.shape
+    assert widget.model.metadata["stopped"]
+    assert "stopped at" in widget.model_label.text()
+    assert SEGMENTATION_NAME in viewer.layers
+    assert PROBABILITY_NAME in viewer.layers
+    assert widget.adapt_button.isEnabled()
+    assert not widget.stop_button.isEnabled()
+    assert not notes["error"]
+
+
+def test_save_load_and_predict_another_layer(ready, qtbot, tmp_path, monkeypatch, notes):
+    viewer, widget = ready
+    widget.start_training()
+    finish(qtbot, widget)
+    path = widget.save_model(tmp_path / "model.pt")
+    assert path.is_file()
+    monkeypatch.setattr(widget.dialogs, "confirm_overwrite", lambda p: False)
+    assert widget.save_model(path) is None
+
+    widget.model = None
+    assert widget.load_model(path) is not None
+    source = viewer.layers["source image"]
+    widget.predict_picker.value = source
+    widget.predict_button.click()
+    finish(qtbot, widget)
+    result = viewer.layers["source image segmentation"]
+    assert result.data.shape == source.data.shape
+    np.testing.assert_allclose(result.translate, source.translate)
+    assert not notes["error"]
+
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    assert widget.load_model(tmp_path / "broken.pt") is None
+    assert "Cannot load" in notes["error"][-1]
+
+
+def test_bad_inputs_notify_instead_of_raising(make_napari_viewer, qtbot, notes):
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    widget.adapt_button.click()  # no layers at all
+    assert "choose a layer" in notes["error"][-1]
+
+    small_sample(viewer)
+    tiny(widget, steps=3)
+    widget.config_overrides["patch_size"] = 30  # not a multiple of 2**depth
+    widget.adapt_button.click()
+    assert "patch_size" in notes["error"][-1]
+    assert not widget.busy
+
+    widget.config_overrides["patch_size"] = 32
+    viewer.layers["source labels"].data = viewer.layers["source labels"].data * 3  # {0, 3}
+    widget.adapt_button.click()
+    finish(qtbot, widget)
+    assert "expected binary labels" in notes["error"][-1]
+    assert widget.model is None
+    assert widget.adapt_button.isEnabled()
+
+    viewer.layers.selection.active = viewer.layers["target image"]
+    widget.export_segmentation()
+    assert "Nothing to export" in notes["warning"][-1]
+    widget.start_prediction()
+    assert "Train or load a model" in notes["warning"][-1]
+
+
+def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    small_sample(viewer)
+    widget = dock(viewer)
+    tiny(widget, steps=100_000)
+    worker = widget.start_training()
+    control = widget.job.control
+    qtbot.waitUntil(lambda: widget.progress.value() >= 1, timeout=WAIT_MS)
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        viewer.close()
+    assert control.stopped
+
+
+def test_default_model_is_the_form_model(ready):
+    _, widget = ready
+    config = widget.form.config(widget.config_overrides)
+    assert config.model == ModelSpec(depth=2, width=4)
+    assert config.preview_interval == 0.0
