@@ -77,7 +77,9 @@ class AdaptWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         from . import core
+        from .core.training import warm_up
 
+        warm_up()  # now, not as a freeze in the first second of the first run
         self._core = core
         self.viewer = napari_viewer
         self.model: SegmentationModel | None = None
