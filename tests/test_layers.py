@@ -81,6 +81,7 @@ def test_labelled_slices_are_counted():
     assert labelled_text(1) == "1 labelled target slice → semi-supervised"
     assert labelled_text(3).startswith("3 labelled target slices")
     assert "unsupervised" in labelled_text(0)
+    assert labelled_text(3, pixels=1850) == "1,850 labelled pixels on 3 slices → semi-supervised"
 
 
 @pytest.mark.parametrize(

@@ -119,6 +119,27 @@ def test_labelled_target_slice_switches_to_semi_supervised(ready, qtbot):
     qtbot.waitUntil(lambda: widget.form.mode.value == widget.form.default_mode)
 
 
+def test_scribbles_count_pixels_and_train(ready, qtbot, notes):
+    viewer, widget = ready
+    shape = viewer.layers["target image"].data.shape
+    scribbles = np.zeros(shape, np.uint8)
+    scribbles[0, 5, 2:12] = 1  # a background stroke
+    scribbles[2, 20:25, 30] = 2  # a membrane stroke
+    viewer.add_labels(scribbles, name="target labels")
+    widget.form.label_kind.value = "sparse"
+    text = "15 labelled pixels on 2 slices → semi-supervised"
+    qtbot.waitUntil(lambda: widget.form.labelled_label.text() == text)
+    widget.adapt_button.click()
+    finish(qtbot, widget)
+    assert not notes["error"], notes["error"]
+    assert SEGMENTATION_NAME in viewer.layers
+    # The same layer read as whole labelled slices does not fit: one clear notification.
+    widget.form.label_kind.value = "dense"
+    widget.adapt_button.click()
+    finish(qtbot, widget)
+    assert any("values {0, 1, 2}" in note for note in notes["error"]), notes["error"]
+
+
 def test_user_choice_beats_auto_pick(ready):
     viewer, widget = ready
     widget.form.set_layer("target_image", viewer.layers["source image"])

@@ -92,6 +92,12 @@ class InputsForm(QWidget):
         self.labelled_label = QLabel(labelled_text(0))
         self.labelled_label.setWordWrap(True)
 
+        self.label_kind = ComboBox(
+            choices=[("whole slices (0/1)", "dense"), ("scribbles (1 bg, 2 fg)", "sparse")],
+            value="dense",
+            tooltip="Whole slices: every pixel of a labelled slice counts (0 background, "
+            "1 structure). Scribbles: only painted pixels count (1 background, 2 structure).",
+        )
         self.mode = ComboBox(choices=MODES, value=defaults.mode)
         self.steps = SpinBox(value=DEFAULT_STEPS, min=1, max=1_000_000, step=50)
         self.beta = FloatSpinBox(value=defaults.beta, min=0.0, max=100.0, step=0.01)
@@ -110,6 +116,7 @@ class InputsForm(QWidget):
         for role, picker in self.pickers.items():
             picker.changed.connect(lambda _value, role=role: self._picked(role))
         self.mode.changed.connect(self._mode_picked)
+        self.label_kind.changed.connect(self.update_labelled)
         events = viewer.layers.events
         for event in (events.inserted, events.removed, events.moved):
             event.connect(self.refresh)
@@ -121,6 +128,7 @@ class InputsForm(QWidget):
         form = QFormLayout()
         for role, picker in self.pickers.items():
             form.addRow(_LABELS[role], picker.native)
+        form.addRow("Labels are", self.label_kind.native)
         form.addRow("", self.labelled_label)
         form.addRow("Mode", self.mode.native)
         form.addRow("Iterations", self.steps.native)
@@ -205,7 +213,11 @@ class InputsForm(QWidget):
     def update_labelled(self, _event: Any = None) -> None:
         """Say how many target slices are labelled; switch the mode if it was not chosen."""
         count = self.labelled_count()
-        self.labelled_label.setText(labelled_text(count))
+        pixels = None
+        layer = self.layer("target_labels")
+        if count and self.label_kind.value == "sparse" and layer is not None:
+            pixels = int(np.count_nonzero(np.asarray(layer.data)))
+        self.labelled_label.setText(labelled_text(count, pixels))
         if not self._auto_mode:
             return
         self._setting = True
@@ -263,4 +275,5 @@ class InputsForm(QWidget):
             target_image=None if target is None else np.asarray(target.data),
             target_labels=None if labels is None else np.asarray(labels.data),
             target_rgb=bool(target is not None and target.rgb),
+            target_label_kind=self.label_kind.value,
         )

@@ -49,6 +49,7 @@ class TrainInputs:
     target_image: np.ndarray | None
     target_labels: np.ndarray | None = None
     target_rgb: bool = False
+    target_label_kind: str = "dense"
 
 
 def as_slices(image: np.ndarray, rgb: bool) -> tuple[np.ndarray, bool]:
@@ -82,9 +83,11 @@ def train_job(config: TrainConfig, inputs: TrainInputs, control: TrainControl) -
     target = None
     if inputs.target_image is not None:
         # Only the modes that use target labels get them (others need not validate them).
-        uses_labels = config.mode == "semi-supervised" or getattr(config, "mean_teacher", False)
+        uses_labels = config.mode == "semi-supervised" or config.mean_teacher
         labels = inputs.target_labels if uses_labels else None
-        target = Domain(inputs.target_image, labels, name="target")
+        target = Domain(
+            inputs.target_image, labels, name="target", label_kind=inputs.target_label_kind
+        )
     finished = None
     for event in train(config, source, target, control):
         yield event

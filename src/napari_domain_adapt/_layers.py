@@ -115,11 +115,13 @@ def labelled_slice_count(labels: np.ndarray | None) -> int:
     return int(np.count_nonzero(data.reshape(data.shape[0], -1).any(axis=1)))
 
 
-def labelled_text(count: int) -> str:
-    """What the widget says about the target labels."""
+def labelled_text(count: int, pixels: int | None = None) -> str:
+    """What the widget says about the target labels (``pixels``: of scribbles, if any)."""
     if count == 0:
         return "no labelled target slices → unsupervised"
     plural = "slice" if count == 1 else "slices"
+    if pixels is not None:
+        return f"{pixels:,} labelled pixels on {count} {plural} → semi-supervised"
     return f"{count} labelled target {plural} → semi-supervised"
 
 

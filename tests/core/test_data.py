@@ -182,3 +182,46 @@ def test_domain_errors_name_the_domain(sample_pair) -> None:
         Domain(sample_pair.target_image, sample_pair.target_labels[:2], name="target")
     with pytest.raises(InputError, match=r"^target mask contain the values"):
         Domain(sample_pair.target_image, masks=sample_pair.target_labels * 3, name="target")
+
+
+def test_sparse_labels_become_labels_and_annotation() -> None:
+    image = np.arange(2 * 5 * 5, dtype=np.uint8).reshape(2, 5, 5)
+    scribbles = np.zeros((2, 5, 5), np.uint8)
+    scribbles[1, 0, :3] = [1, 2, 2]
+    domain = Domain(image, scribbles, label_kind="sparse")
+    np.testing.assert_array_equal(domain.labels[1, 0], [0, 1, 1, 0, 0])
+    np.testing.assert_array_equal(domain.annotated[1, 0], [True, True, True, False, False])
+    assert not domain.annotated[0].any()
+    assert list(domain.labelled_slices()) == [1]
+    assert domain.annotation_summary() == (3, 1)
+    np.testing.assert_array_equal(domain.loss_weights(), domain.annotated.astype(np.float32))
+
+
+def test_dense_labels_count_whole_slices() -> None:
+    image = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
+    labels = np.zeros((3, 4, 5), np.uint8)
+    labels[2, 1, 1] = 255
+    domain = Domain(image, labels)
+    assert list(domain.labelled_slices()) == [2]
+    assert domain.annotation_summary() == (20, 1)
+    assert domain.loss_weights() is None
+
+
+@pytest.mark.parametrize(
+    ("values", "kind", "message"),
+    [
+        ((0, 255), "sparse", r"values \{0, 255\}; sparse annotations"),
+        ((0, 1, 2), "dense", r"values \{0, 1, 2\}; expected binary labels"),
+    ],
+)
+def test_label_values_must_fit_the_kind(values, kind, message) -> None:
+    image = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    labels = np.zeros((4, 4), np.uint8)
+    labels.flat[: len(values)] = values
+    with pytest.raises(InputError, match=message):
+        Domain(image, labels, label_kind=kind)
+
+
+def test_unknown_label_kind() -> None:
+    with pytest.raises(InputError, match="label kind must be one of dense, sparse"):
+        Domain(np.arange(16).reshape(4, 4), label_kind="scribble")

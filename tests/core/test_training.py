@@ -343,3 +343,32 @@ def test_bad_inputs_raise_at_once(tiny_config, source, target, sample_pair) -> N
         train(tiny_config, small_source)
     # a small target is fine where no patches are drawn from it (source-only previews)
     assert isinstance(fit(dataclasses.replace(tiny_config, steps=1), source, small), TrainFinished)
+
+
+def test_unlabelled_pixels_send_no_gradient() -> None:
+    """The masked loss of scribbles: pixels outside the annotation get exactly zero gradient."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 1, 8, 8, generator=generator, requires_grad=True)
+    labels = (torch.rand(2, 1, 8, 8, generator=generator) > 0.5).float()
+    weights = torch.zeros(2, 1, 8, 8)
+    weights[0, 0, 2, 3:6] = 1.0  # a short stroke
+    weights[1, 0, 5:7, 1] = 1.0
+    supervised_loss(logits, labels, weights, dice_weight=1.0).backward()
+    assert torch.all(logits.grad[weights == 0] == 0)
+    assert torch.all(logits.grad[weights == 1] != 0)
+
+
+def test_scribbles_train_only_on_annotated_pixels(tiny_config, source, sample_pair) -> None:
+    scribbles = np.zeros_like(sample_pair.target_labels)
+    scribbles[2, 10, 5:40] = 1 + sample_pair.target_labels[2, 10, 5:40]  # 1 bg, 2 membrane
+    scribbles[2, 50:60, 30] = 1 + sample_pair.target_labels[2, 50:60, 30]
+    target = Domain(sample_pair.target_image, scribbles, label_kind="sparse")
+    config = dataclasses.replace(tiny_config, mode="semi-supervised")
+    run = training._prepare(config, source, target, None)
+    assert list(run.target_labelled.slices) == [2]
+    batch = run.target_labelled.sample(16)
+    # Only scribbled pixels weigh in the loss, and only they carry a label of 1.
+    assert 0 < batch.weights.mean() < 0.05
+    assert np.all(batch.labels[batch.weights == 0] == 0)
+    finished = fit(config, source, target)
+    assert finished.steps == config.steps

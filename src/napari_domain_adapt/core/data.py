@@ -7,7 +7,7 @@ or ``(N, H, W, C)`` (colour) for images and ``(N, H, W)`` for labels and masks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -86,6 +86,34 @@ def as_label_stack(array: object, shape: tuple[int, int, int], name: str = "labe
     )
 
 
+#: How labels are given: ``dense`` (every pixel of a labelled slice: 0/1, 0/255 or bool;
+#: a slice without any foreground counts as unlabelled) or ``sparse`` (scribbles:
+#: 0 = unlabelled, 1 = background, 2 = structure, as painted in a napari Labels layer).
+LABEL_KINDS = ("dense", "sparse")
+
+
+def as_sparse_label_stack(
+    array: object, shape: tuple[int, int, int], name: str = "labels"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scribbles (0 unlabelled, 1 background, 2 structure) as binary labels and a mask of
+    the annotated pixels, or raise InputError."""
+    data = np.asarray(array)
+    stack = data[np.newaxis] if data.ndim == 2 else data
+    if stack.shape != tuple(shape):
+        raise InputError(
+            f"{name} have shape {tuple(data.shape)}; expected the image's shape {tuple(shape)}"
+        )
+    values = np.unique(stack)
+    if not np.isin(values, (0, 1, 2)).all() or stack.dtype == bool:
+        shown = ", ".join(str(v) for v in values[:8]) + (", ..." if values.size > 8 else "")
+        raise InputError(
+            f"{name} contain the values {{{shown}}}; sparse annotations (scribbles) take "
+            "0 = unlabelled, 1 = background, 2 = membrane/vessel (for whole labelled slices "
+            "of 0/1 or 0/255 choose dense labels)"
+        )
+    return (stack == 2).astype(np.uint8), stack > 0
+
+
 def as_mask_stack(array: object, shape: tuple[int, int, int], name: str = "mask") -> np.ndarray:
     """Return a field-of-view mask as a bool ``(N, H, W)`` stack (True = inside)."""
     return as_label_stack(array, shape, name=name).astype(bool)
@@ -99,24 +127,61 @@ def labelled_slices(labels: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Domain:
-    """A stack of images with optional binary labels and field-of-view masks.
+    """A stack of images with optional labels and field-of-view masks.
 
     Validated on construction: ``images`` becomes ``(N, H, W[, C])``, ``labels`` uint8
-    ``(N, H, W)`` in {0, 1}, ``masks`` bool ``(N, H, W)``.
+    ``(N, H, W)`` in {0, 1}, ``masks`` bool ``(N, H, W)``. With ``label_kind="sparse"``
+    the labels are scribbles (0 unlabelled, 1 background, 2 structure) and ``annotated``
+    marks the pixels that carry a label; only those count in the loss.
     """
 
     images: np.ndarray
     labels: np.ndarray | None = None
     masks: np.ndarray | None = None
     name: str = "image"
+    label_kind: str = "dense"
+    annotated: np.ndarray | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.images = as_image_stack(self.images, name=self.name)
         shape = self.images.shape[:3]
-        if self.labels is not None:
+        if self.label_kind not in LABEL_KINDS:
+            raise InputError(
+                f"label kind must be one of {', '.join(LABEL_KINDS)}; got {self.label_kind!r}"
+            )
+        if self.labels is not None and self.label_kind == "sparse":
+            self.labels, self.annotated = as_sparse_label_stack(
+                self.labels, shape, name=f"{self.name} labels"
+            )
+        elif self.labels is not None:
             self.labels = as_label_stack(self.labels, shape, name=f"{self.name} labels")
         if self.masks is not None:
             self.masks = as_mask_stack(self.masks, shape, name=f"{self.name} mask")
+
+    def labelled_slices(self) -> np.ndarray:
+        """Indices of the slices with any label (dense: any foreground; sparse: any scribble)."""
+        if self.labels is None:
+            return np.array([], dtype=int)
+        return labelled_slices(self.annotated if self.annotated is not None else self.labels)
+
+    def loss_weights(self) -> np.ndarray | None:
+        """1 where a pixel's label counts in the loss (inside the field of view, annotated),
+        else 0; None when every pixel counts."""
+        weights = None
+        if self.masks is not None:
+            weights = self.masks.astype(np.float32)
+        if self.annotated is not None:
+            annotated = self.annotated.astype(np.float32)
+            weights = annotated if weights is None else weights * annotated
+        return weights
+
+    def annotation_summary(self) -> tuple[int, int]:
+        """Labelled pixels and labelled slices, e.g. to show "1,850 labelled pixels on 3
+        slices" (dense labels count every pixel of a labelled slice)."""
+        slices = self.labelled_slices()
+        if self.annotated is not None:
+            return int(self.annotated.sum()), int(slices.size)
+        return int(slices.size * self.images.shape[1] * self.images.shape[2]), int(slices.size)
 
     def __len__(self) -> int:
         return len(self.images)

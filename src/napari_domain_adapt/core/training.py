@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from .checkpoints import SegmentationModel
 from .config import TrainConfig
-from .data import Domain, labelled_slices
+from .data import Domain
 from .device import describe_device, resolve_device
 from .errors import InputError
 from .inference import predict_tiled
@@ -195,8 +195,8 @@ def _prepare(
         )
     labelled = np.array([], dtype=int)
     uses_labels = config.mode == "semi-supervised" or config.mean_teacher
-    if uses_labels and target is not None and target.labels is not None:
-        labelled = labelled_slices(target.labels)
+    if uses_labels and target is not None:
+        labelled = target.labelled_slices()
     if config.mode == "semi-supervised":
         if target is None or target.labels is None:
             raise InputError("semi-supervised mode needs target labels on at least one slice")
@@ -227,7 +227,13 @@ def _prepare(
     size, augment = config.patch_size, config.augment
     source_images = preprocess(source.images, pre, source.masks)
     source_sampler = PatchSampler(
-        source_images, size, rng, source.labels, _weights(source), augment=augment, name="source"
+        source_images,
+        size,
+        rng,
+        source.labels,
+        source.loss_weights(),
+        augment=augment,
+        name="source",
     )
     target_sampler = labelled_sampler = target_images = None
     if target is not None:
@@ -242,7 +248,7 @@ def _prepare(
                 size,
                 rng,
                 target.labels,
-                _weights(target),
+                target.loss_weights(),
                 slices=labelled,
                 augment=augment,
                 name="labelled target",
@@ -262,10 +268,6 @@ def _prepare(
         labelled_sampler,
         target_images,
     )
-
-
-def _weights(domain: Domain) -> np.ndarray | None:
-    return None if domain.masks is None else domain.masks.astype(np.float32)
 
 
 def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
