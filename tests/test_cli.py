@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +183,33 @@ def test_membranes_from_instance_ids(tmp_path):
     np.testing.assert_array_equal(membranes[0], [[0, 0, 255, 255, 0, 0]] * 6)
     np.testing.assert_array_equal(tifffile.imread(valid), (ids != 0) * 255)
     assert main(args) == EXIT_BAD_INPUT  # exists, no --overwrite
+
+
+def test_export_writes_a_package_that_predict_and_evaluate_accept(
+    datasets, checkpoint, tmp_path, capsys
+):
+    pytest.importorskip("bioimageio.core")
+    image = datasets / "target" / "test" / "images" / "slice_000.tif"
+    package = tmp_path / "model.zip"
+    args = ["export", "--model", str(checkpoint), "--image", str(image), "--out", str(package)]
+    assert main([*args, "--name", "EM membranes", "--author", "A. Person"]) == 0
+    assert zipfile.is_zipfile(package)
+    before = package.read_bytes()
+    assert main(args) == EXIT_BAD_INPUT  # exists, no --overwrite
+    assert "exists" in capsys.readouterr().err
+    assert package.read_bytes() == before
+    assert main([*args, "--overwrite", "--license", "not-a-licence"]) == EXIT_BAD_INPUT
+    assert "SPDX" in capsys.readouterr().err
+    assert package.read_bytes() == before
+
+    images = datasets / "target" / "test" / "images"
+    outputs = {}
+    for name, model in (("pt", checkpoint), ("zip", package)):
+        outputs[name] = tmp_path / f"{name}.tif"
+        predict = ["predict", "--model", str(model), "--input", str(images), "--device", "cpu"]
+        assert main([*predict, "--out", str(outputs[name])]) == 0
+    np.testing.assert_array_equal(tifffile.imread(outputs["zip"]), tifffile.imread(outputs["pt"]))
+    capsys.readouterr()
+    target = str(datasets / "target")
+    assert main(["evaluate", "--model", str(package), "--data", target, "--device", "cpu"]) == 0
+    assert "f1" in _json(capsys)

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .core.checkpoints import load_checkpoint, save_checkpoint
+from .core.bioimageio import DEFAULT_AUTHOR, export_bioimageio, load_model
+from .core.checkpoints import save_checkpoint
 from .core.config import ModelSpec, Preprocessing, TrainConfig
-from .core.data import Domain, labelled_slices
+from .core.data import Domain
 from .core.errors import InputError
-from .core.io import atomic_write, is_dataset, load_dataset, read_volume, write_tiff
+from .core.io import (
+    IMAGE_SUFFIXES,
+    atomic_write,
+    is_dataset,
+    load_dataset,
+    read_volume,
+    write_tiff,
+)
 from .core.metrics import best_threshold, segmentation_scores
 from .core.sample_data import make_sample_pair
 from .core.training import TrainEvent, train
@@ -33,15 +42,46 @@ def _json_default(value: object) -> object:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-def _refuse_existing(paths: list[Path | None], overwrite: bool) -> None:
-    """Fail before any work if an output exists (unless ``overwrite``) or has no folder."""
-    for path in paths:
-        if path is None:
-            continue
+def _refuse_existing(
+    paths: list[Path | None], overwrite: bool, inputs: list[str | Path | None] = ()
+) -> None:
+    """Fail before any work if an output exists (unless ``overwrite``), has no folder or a
+    read-only one, is named twice, or would replace or join one of the ``inputs``."""
+    chosen = [Path(path) for path in paths if path is not None]
+    read = [Path(path) for path in inputs if path is not None]
+    files = {path.resolve() for path in read if path.is_file()}
+    stacks = {folder.resolve() for path in read for folder in _stack_folders(path)}
+    seen: set[Path] = set()
+    for path in chosen:
+        where = path.resolve()
+        if where in seen:
+            raise InputError(f"{path} is named for two outputs; expected one file per output")
+        seen.add(where)
+        if where in files:
+            raise InputError(f"{path} is an input of this command; choose another output name")
+        if path.suffix.lower() in IMAGE_SUFFIXES and where.parent in stacks:
+            raise InputError(
+                f"{path} would be written into the input folder {path.parent}, where the next "
+                "run would read it as one more slice; choose another folder"
+            )
+        if path.is_dir():
+            raise InputError(f"{path} is a folder; expected a file name to write")
         if path.exists() and not overwrite:
             raise InputError(f"{path} exists; choose another name or pass --overwrite")
         if not path.parent.is_dir():
             raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise InputError(f"cannot write {path}: the folder {path.parent} is not writable")
+
+
+def _stack_folders(path: Path) -> list[Path]:
+    """The folders whose images an input path is read from (none for a file)."""
+    if not path.is_dir():
+        return []
+    if is_dataset(path):
+        kinds = ("images", "labels", "masks")
+        return [path / split / kind for split in ("train", "test") for kind in kinds]
+    return [path]
 
 
 def _write_json(path: Path, data: dict[str, Any], overwrite: bool) -> None:
@@ -51,7 +91,9 @@ def _write_json(path: Path, data: dict[str, Any], overwrite: bool) -> None:
 
 def _load_source(args: argparse.Namespace) -> Domain:
     if not Path(args.source).exists():
-        raise InputError(f"--source {args.source} does not exist")
+        raise InputError(
+            f"--source {args.source} does not exist; expected a dataset directory or images"
+        )
     if is_dataset(args.source):
         return load_dataset(args.source, "train", labels=True, name="source")
     if not args.source_labels:
@@ -72,7 +114,8 @@ def _load_target(args: argparse.Namespace) -> tuple[Domain | None, Domain | None
         return None, None
     if not is_dataset(args.target):
         labels = read_volume(args.target_labels) if args.target_labels else None
-        return Domain(read_volume(args.target), labels, name="target"), None
+        kind = args.target_label_kind
+        return Domain(read_volume(args.target), labels, name="target", label_kind=kind), None
     root = Path(args.target)
     target = load_dataset(root, "train", labels=False, name="target")
     if args.label_slices:
@@ -127,12 +170,12 @@ def _progress(total: int):
 
 
 def _run_training(args: argparse.Namespace, mode: str | None) -> int:
-    _refuse_existing([args.out, args.metrics], args.overwrite)
+    inputs = [args.source, args.source_labels, args.target, args.target_labels]
+    _refuse_existing([args.out, args.metrics], args.overwrite, inputs)
     source = _load_source(args)
     target, test = _load_target(args)
     if mode is None:  # adapt: semi-supervised when labelled target slices are given
-        has_labels = target is not None and target.labels is not None
-        labelled = has_labels and labelled_slices(target.labels).size > 0
+        labelled = target is not None and target.labelled_slices().size > 0
         mode = args.mode or ("semi-supervised" if labelled else "adversarial")
         if labelled and mode == "adversarial":
             raise InputError(
@@ -183,10 +226,10 @@ def run_adapt(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """``predict``: probabilities (float32) or a 0/255 mask as TIFF."""
-    _refuse_existing([args.out], args.overwrite)
+    _refuse_existing([args.out], args.overwrite, [args.model, args.input])
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise InputError(f"--threshold must be between 0 and 1; got {args.threshold}")
-    model = load_checkpoint(args.model, _device(args.device))
+    model = load_model(args.model, _device(args.device))
     images = read_volume(args.input)
     probabilities = model.predict(images, None, args.tile_size, args.overlap, args.batch_size)
     if args.threshold is None:
@@ -198,10 +241,30 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_export(args: argparse.Namespace) -> int:
+    """``export``: a bioimage.io model package (zip) with test data cut from ``--image``."""
+    _refuse_existing([args.out], args.overwrite, [args.model, args.image])
+    model = load_model(args.model, "cpu")
+    export_bioimageio(
+        model,
+        read_volume(args.image),
+        args.out,
+        name=args.name,
+        authors=args.author or [DEFAULT_AUTHOR],
+        license=args.license,
+        description=args.description,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {args.out} (bioimage.io model package)", file=sys.stderr)
+    return 0
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     """``evaluate``: precision, recall, F1, IoU at a threshold, as JSON."""
-    _refuse_existing([args.metrics], args.overwrite)
-    model = load_checkpoint(args.model, _device(args.device))
+    _refuse_existing(
+        [args.metrics], args.overwrite, [args.model, args.data, args.labels, args.masks]
+    )
+    model = load_model(args.model, _device(args.device))
     if is_dataset(args.data):
         domain = load_dataset(args.data, "test", labels=True)
     else:
@@ -249,7 +312,7 @@ def run_membranes(args: argparse.Namespace) -> int:
     """``membranes``: instance ids to a 0/255 membrane mask, slice by slice."""
     from .core.labels import instances_to_membranes
 
-    _refuse_existing([args.out, args.valid_out], args.overwrite)
+    _refuse_existing([args.out, args.valid_out], args.overwrite, [args.input])
     membranes, valid = instances_to_membranes(read_volume(args.input), args.width, args.zero)
     write_tiff(args.out, membranes * np.uint8(255), overwrite=args.overwrite)
     if args.valid_out is not None:

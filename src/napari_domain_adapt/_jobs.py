@@ -41,6 +41,27 @@ class PredictionDone:
 
 
 @dataclass
+class InputRefused:
+    """The core refused the job's input (an InputError); ``message`` says what and why."""
+
+    message: str
+
+
+def refusing(job: Any, *args: Any) -> Iterator[Any]:
+    """Run the generator ``job(*args)``, ending with :class:`InputRefused` on bad input.
+
+    Bad input is the user's to fix, not a crash: it ends the job as a yielded object, so
+    napari does not also report it as a worker error with a traceback.
+    """
+    from .core import InputError
+
+    try:
+        yield from job(*args)
+    except InputError as error:
+        yield InputRefused(str(error))
+
+
+@dataclass
 class TrainInputs:
     """The arrays of a run, taken from layers in the main thread."""
 
@@ -61,12 +82,18 @@ def as_slices(image: np.ndarray, rgb: bool) -> tuple[np.ndarray, bool]:
 def predict_job(
     model: SegmentationModel, image: np.ndarray, rgb: bool, target: str
 ) -> Iterator[PredictionStarted | SlicePredicted | PredictionDone]:
-    """Predict ``image`` slice by slice, yielding after each so a quit is honoured at once."""
+    """Predict ``image`` slice by slice, yielding after each so a quit is honoured at once.
+
+    The whole stack is validated first; a blank slice in a stack with contrast is predicted.
+    """
+    from .core.data import as_image_stack
+
     stack, single = as_slices(np.asarray(image), rgb)
+    as_image_stack(stack, name=target, rgb=rgb)
     yield PredictionStarted(len(stack))
     result = np.zeros(stack.shape[:3], np.float32)
     for index in range(len(stack)):
-        result[index] = model.predict(stack[index])
+        result[index] = model.predict(stack[index], allow_constant=True)
         yield SlicePredicted(index + 1, len(stack))
     yield PredictionDone(result[0] if single else result, target)
 

@@ -32,7 +32,15 @@ from qtpy.QtWidgets import (
 
 from ._dialogs import Dialogs
 from ._form import InputsForm, LayerCombo, layer_kind
-from ._jobs import PredictionDone, PredictionStarted, SlicePredicted, predict_job, train_job
+from ._jobs import (
+    InputRefused,
+    PredictionDone,
+    PredictionStarted,
+    SlicePredicted,
+    predict_job,
+    refusing,
+    train_job,
+)
 from ._layers import LIVE_NAME, binarize, result_names, slice_index
 from ._placement import PROBABILITY_LOOK, place_layer, show_preview
 from ._plot import LossPlot
@@ -255,6 +263,7 @@ class AdaptWidget(QWidget):
         from napari.qt.threading import create_worker
 
         worker = create_worker(
+            refusing,
             function,
             *args,
             _connect={
@@ -307,6 +316,9 @@ class AdaptWidget(QWidget):
             self.progress.setValue(item.done)
         elif isinstance(item, PredictionDone):
             self._show_result(item)
+        elif isinstance(item, InputRefused):
+            self.status.setText(f"Cannot run: {item.message}")
+            show_error(f"Cannot run: {item.message}")
 
     def _on_step(self, event: Any) -> None:
         self.progress.setValue(event.step)
@@ -354,6 +366,9 @@ class AdaptWidget(QWidget):
         self._plot_timer.stop()
         self.plot.redraw()
         self._set_busy(False)
+        # A run that failed or was cancelled before its result leaves no half-done preview.
+        if LIVE_NAME in self.viewer.layers:
+            self.viewer.layers.remove(LIVE_NAME)
         if self.status.text().startswith(("Step", "Starting", "Stopping", "Predicting")):
             self.status.setText("Done")
 

@@ -12,10 +12,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .core.bioimageio import DEFAULT_AUTHOR, DEFAULT_LICENSE, DEFAULT_NAME
 from .core.config import MODES, ModelSpec, Preprocessing, TrainConfig
 from .core.errors import InputError
 
 EXIT_BAD_INPUT = 2
+_MODEL_HELP = "checkpoint (.pt) or bioimage.io package (.zip)"
 
 
 def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
@@ -31,6 +33,13 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
         "--target-labels",
         help="labels of some target slices (an image stack; slices with any label count) for "
         "semi-supervised mode",
+    )
+    data.add_argument(
+        "--target-label-kind",
+        choices=["dense", "sparse"],
+        default="dense",
+        help="dense: whole labelled slices (0/1 or 0/255; empty slices are unlabelled); "
+        "sparse: scribbles (0 unlabelled, 1 background, 2 structure)",
     )
     data.add_argument(
         "--label-slices",
@@ -98,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(adapt, adapt=True)
 
     predict = commands.add_parser("predict", help="predict probabilities or a mask")
-    predict.add_argument("--model", required=True, type=Path, help="checkpoint (.pt)")
+    predict.add_argument("--model", required=True, type=Path, help=_MODEL_HELP)
     predict.add_argument("--input", required=True, help="image file, folder or dataset dir")
     predict.add_argument("--out", required=True, type=Path, help="TIFF to write")
     predict.add_argument(
@@ -111,6 +120,28 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=4)
     predict.add_argument("--device", default="auto")
     predict.add_argument("--overwrite", action="store_true")
+
+    export = commands.add_parser(
+        "export", help="write a model as a bioimage.io package (zip) for other tools"
+    )
+    export.add_argument("--model", required=True, type=Path, help=_MODEL_HELP)
+    export.add_argument(
+        "--image",
+        required=True,
+        help="an image of the model's kind: a crop of it becomes the package's test data",
+    )
+    export.add_argument("--out", required=True, type=Path, help="package to write (.zip)")
+    export.add_argument("--name", default=DEFAULT_NAME, help="the model's name")
+    export.add_argument(
+        "--author",
+        action="append",
+        help=f"an author (repeat for several; default {DEFAULT_AUTHOR!r})",
+    )
+    export.add_argument(
+        "--license", default=DEFAULT_LICENSE, help="SPDX licence id of the package"
+    )
+    export.add_argument("--description", help="one paragraph on what the model is for")
+    export.add_argument("--overwrite", action="store_true")
 
     membranes = commands.add_parser(
         "membranes", help="membrane ground truth (0/255 TIFF) from instance labels (ids)"
@@ -128,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     membranes.add_argument("--overwrite", action="store_true")
 
     evaluate = commands.add_parser("evaluate", help="score a model on labelled data (JSON)")
-    evaluate.add_argument("--model", required=True, type=Path, help="checkpoint (.pt)")
+    evaluate.add_argument("--model", required=True, type=Path, help=_MODEL_HELP)
     evaluate.add_argument(
         "--data", required=True, help="dataset dir (its test split) or image file/folder"
     )
@@ -149,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return getattr(commands, f"run_{args.command}")(args)
     except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
+        # One line, whatever a library put in the message (scripts grep for "error:").
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("error: interrupted; nothing was written", file=sys.stderr)

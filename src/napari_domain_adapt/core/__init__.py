@@ -13,6 +13,7 @@ Example::
     probabilities = model.predict(pair.target_image)
 """
 
+from .bioimageio import export_bioimageio, load_bioimageio, load_model
 from .checkpoints import SegmentationModel, load_checkpoint, save_checkpoint
 from .config import MODES, ModelSpec, Preprocessing, TrainConfig
 from .data import Domain, labelled_slices
@@ -36,9 +37,12 @@ __all__ = [
     "TrainEvent",
     "TrainFinished",
     "best_threshold",
+    "export_bioimageio",
     "fit",
     "labelled_slices",
+    "load_bioimageio",
     "load_checkpoint",
+    "load_model",
     "make_sample_pair",
     "predict_tiled",
     "resolve_device",

@@ -67,12 +67,23 @@ class SegmentationModel:
         overlap: int = 32,
         batch_size: int = 4,
         progress: Callable[[int, int], None] | None = None,
+        allow_constant: bool = False,
     ) -> np.ndarray:
-        """Foreground probabilities (float32, ``(N, H, W)`` or ``(H, W)``) for raw images."""
-        stack = as_image_stack(images, name="image")
+        """Foreground probabilities (float32, ``(N, H, W)`` or ``(H, W)``) for raw images.
+
+        ``allow_constant`` predicts a blank image too (one slice of a stack that has
+        contrast); otherwise a constant image is refused as most likely the wrong input.
+        Raises InputError rather than return NaN when the weights are not finite.
+        """
+        stack = as_image_stack(images, name="image", allow_constant=allow_constant)
         mask_stack = None if masks is None else as_mask_stack(masks, stack.shape[:3])
         prepared = preprocess(stack, self.preprocessing, mask_stack)
         result = predict_tiled(self.network, prepared, tile_size, overlap, batch_size, progress)
+        if not np.isfinite(result).all():
+            raise InputError(
+                "the model predicts NaN or infinite probabilities: its weights are not finite "
+                "(training diverged; train again, e.g. with a lower learning rate)"
+            )
         single = np.ndim(images) == 2 or (np.ndim(images) == 3 and stack.ndim == 4)
         return result[0] if single else result
 
@@ -95,7 +106,17 @@ class SegmentationModel:
     def from_checkpoint(cls, checkpoint: dict[str, Any]) -> SegmentationModel:
         """Rebuild a model from :meth:`to_checkpoint`'s dictionary, or raise InputError."""
         if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-            raise InputError("the file is not a napari-domain-adapt checkpoint")
+            if isinstance(checkpoint, dict):
+                keys = [str(key) for key in list(checkpoint)[:4]]
+                found = (
+                    f"a dictionary of {', '.join(keys)}{', ...' if len(checkpoint) > 4 else ''}"
+                )
+            else:
+                found = f"a {type(checkpoint).__name__}"
+            raise InputError(
+                f"the file is not a napari-domain-adapt checkpoint (it holds {found}); expected "
+                "a model saved by napari-domain-adapt (train, adapt or Save model)"
+            )
         if checkpoint.get("version") != CHECKPOINT_VERSION:
             raise InputError(
                 f"checkpoint version {checkpoint.get('version')} is not supported "
@@ -110,11 +131,29 @@ class SegmentationModel:
             config = None if config is None else TrainConfig.from_dict(config)
             network = UNet(spec)
             network.load_state_dict(checkpoint["state_dict"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            metadata = dict(checkpoint.get("metadata") or {})
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+            # load_state_dict lists every missing key on lines of their own: one line here.
+            found = " ".join(str(error).split())
+            found = found if len(found) <= 300 else found[:300] + " ..."
+            if isinstance(error, KeyError):
+                found = f"it has no {found} entry"
             raise InputError(
-                f"the checkpoint does not fit the model it describes: {error}"
+                f"the checkpoint does not fit the model it describes: {found}; expected a "
+                "checkpoint saved by napari-domain-adapt"
             ) from error
-        return cls(network, preprocessing, config, dict(checkpoint.get("metadata") or {}))
+        bad = [name for name, value in network.state_dict().items() if not _finite(value)]
+        if bad:
+            raise InputError(
+                f"the checkpoint holds NaN or infinite weights ({', '.join(bad[:3])}"
+                f"{', ...' if len(bad) > 3 else ''}); expected finite weights (the run that "
+                "saved it diverged)"
+            )
+        return cls(network, preprocessing, config, metadata)
+
+
+def _finite(tensor: torch.Tensor) -> bool:
+    return not tensor.is_floating_point() or bool(torch.isfinite(tensor).all())
 
 
 def save_checkpoint(model: SegmentationModel, path: str | Path, overwrite: bool = False) -> Path:
@@ -130,7 +169,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Seg
     """Read a checkpoint without executing code from it (``weights_only=True``)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"checkpoint {path} does not exist")
+        raise InputError(f"checkpoint {path} does not exist; expected a model file (.pt)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for corrupt or unsafe files

@@ -20,29 +20,76 @@ def _describe(array: np.ndarray) -> str:
     return f"shape {tuple(array.shape)} and dtype {array.dtype}"
 
 
-def as_image_stack(array: object, name: str = "image", rgb: bool | None = None) -> np.ndarray:
+def _as_array(array: object, name: str) -> np.ndarray:
+    """``np.asarray(array)``, with ragged nests of lists and the like as InputError."""
+    try:
+        return np.asarray(array)
+    except (ValueError, TypeError) as error:
+        raise InputError(
+            f"{name} is not an array of pixels ({type(array).__name__}: {error}); expected a "
+            "numpy array, or a stack of slices of one size"
+        ) from error
+
+
+def _shown(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A stack's ``(N, H, W)`` as the user would give it: ``(H, W)`` for a single slice."""
+    return tuple(shape[1:]) if shape[0] == 1 else tuple(shape)
+
+
+def _shape_error(name: str, data: np.ndarray, shape: tuple[int, int, int]) -> InputError:
+    """Labels or masks that do not match the image, with a hint when they are colour."""
+    colour = data.shape[-1:] in ((3,), (4,)) and tuple(data.shape[-3:-1]) == tuple(shape[1:])
+    hint = " (they look like a colour image; expected one grey value per pixel)" if colour else ""
+    return InputError(
+        f"{name} have shape {tuple(data.shape)}; expected the image's shape "
+        f"{_shown(shape)} (one label per pixel){hint}"
+    )
+
+
+def _check_label_dtype(name: str, data: np.ndarray) -> None:
+    if not (
+        data.dtype == bool
+        or np.issubdtype(data.dtype, np.integer)
+        or np.issubdtype(data.dtype, np.floating)
+    ):
+        raise InputError(f"{name} have dtype {data.dtype}; expected integer or bool labels")
+
+
+def as_image_stack(
+    array: object, name: str = "image", rgb: bool | None = None, allow_constant: bool = False
+) -> np.ndarray:
     """Return ``array`` as an ``(N, H, W)`` or ``(N, H, W, C)`` numpy stack, or raise InputError.
 
     Accepted: (H, W), (N, H, W), (H, W, 3|4), (N, H, W, 3|4); uint8, uint16, other integers,
-    float. ``rgb=None`` takes a last axis of 3 or 4 as colour.
+    float; finite values. ``rgb=None`` takes a last axis of 3 or 4 as colour. A constant
+    image is refused (it is most likely the wrong file) unless ``allow_constant``: one blank
+    slice of a stack that has contrast is still predicted.
     """
-    data = np.asarray(array)
+    data = _as_array(array, name)
     if data.dtype == bool or not (
         np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)
     ):
         raise InputError(
             f"{name} has dtype {data.dtype}; expected an integer (uint8, uint16) or float image"
         )
-    if rgb is None:
-        rgb = data.ndim == 4 or (data.ndim == 3 and data.shape[-1] in _COLOUR_CHANNELS)
     expected = "(H, W), (N, H, W), (H, W, 3) or (N, H, W, 3)"
+    if rgb is None:
+        if data.ndim == 3 and data.shape[-1] in (1, 2):
+            raise InputError(
+                f"{name} has {_describe(data)}; a last axis of {data.shape[-1]} looks like "
+                f"channels: expected grey or colour with 3 or 4 channels, {expected}"
+            )
+        rgb = data.ndim == 4 or (data.ndim == 3 and data.shape[-1] in _COLOUR_CHANNELS)
+        colour = ""
+    else:
+        colour = "colour as " if rgb else "grey as "
     if rgb:
         if data.ndim not in (3, 4) or data.shape[-1] not in _COLOUR_CHANNELS:
-            raise InputError(f"{name} has {_describe(data)}; expected colour as {expected}")
+            raise InputError(f"{name} has {_describe(data)}; expected {colour}{expected}")
         stack = data[np.newaxis] if data.ndim == 3 else data
     else:
         if data.ndim not in (2, 3):
-            raise InputError(f"{name} has {_describe(data)}; expected {expected}")
+            raise InputError(f"{name} has {_describe(data)}; expected {colour}{expected}")
         stack = data[np.newaxis] if data.ndim == 2 else data
     if stack.shape[0] == 0 or stack.shape[1] < 2 or stack.shape[2] < 2:
         raise InputError(f"{name} has {_describe(data)}; expected at least one 2x2 slice")
@@ -53,25 +100,29 @@ def as_image_stack(array: object, name: str = "image", rgb: bool | None = None) 
                 f"{name} has {bad} NaN or infinite pixels; expected finite values "
                 "(replace them, e.g. with numpy.nan_to_num)"
             )
-    if stack.min() == stack.max():
+    if not allow_constant and stack.min() == stack.max():
         raise InputError(
             f"{name} is constant (every pixel is {stack.flat[0]}); expected an image with contrast"
         )
     return stack
 
 
-def as_label_stack(array: object, shape: tuple[int, int, int], name: str = "labels") -> np.ndarray:
+def as_label_stack(
+    array: object,
+    shape: tuple[int, int, int],
+    name: str = "labels",
+    meaning: str = "0 = background, 1 or 255 = membrane/vessel",
+) -> np.ndarray:
     """Return binary labels as a uint8 ``(N, H, W)`` stack of 0 and 1, or raise InputError.
 
-    Accepted values: {0, 1}, {0, 255} or bool. ``shape`` is the image stack's ``(N, H, W)``.
+    Accepted values: {0, 1}, {0, 255} or bool. ``shape`` is the image stack's ``(N, H, W)``;
+    ``meaning`` says in the error what the values stand for.
     """
-    data = np.asarray(array)
+    data = _as_array(array, name)
+    _check_label_dtype(name, data)
     stack = data[np.newaxis] if data.ndim == 2 else data
     if stack.shape != tuple(shape):
-        raise InputError(
-            f"{name} have shape {tuple(data.shape)}; expected the image's shape {tuple(shape)}"
-            " (one label per pixel)"
-        )
+        raise _shape_error(name, data, shape)
     if stack.dtype == bool:
         return stack.astype(np.uint8)
     values = np.unique(stack)
@@ -82,7 +133,7 @@ def as_label_stack(array: object, shape: tuple[int, int, int], name: str = "labe
     shown = ", ".join(str(v) for v in values[:8]) + (", ..." if values.size > 8 else "")
     raise InputError(
         f"{name} contain the values {{{shown}}}; expected binary labels: 0/1, 0/255 or bool "
-        "(0 = background, 1 or 255 = membrane/vessel)"
+        f"({meaning})"
     )
 
 
@@ -97,12 +148,11 @@ def as_sparse_label_stack(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scribbles (0 unlabelled, 1 background, 2 structure) as binary labels and a mask of
     the annotated pixels, or raise InputError."""
-    data = np.asarray(array)
+    data = _as_array(array, name)
+    _check_label_dtype(name, data)
     stack = data[np.newaxis] if data.ndim == 2 else data
     if stack.shape != tuple(shape):
-        raise InputError(
-            f"{name} have shape {tuple(data.shape)}; expected the image's shape {tuple(shape)}"
-        )
+        raise _shape_error(name, data, shape)
     values = np.unique(stack)
     if not np.isin(values, (0, 1, 2)).all() or stack.dtype == bool:
         shown = ", ".join(str(v) for v in values[:8]) + (", ..." if values.size > 8 else "")
@@ -116,7 +166,8 @@ def as_sparse_label_stack(
 
 def as_mask_stack(array: object, shape: tuple[int, int, int], name: str = "mask") -> np.ndarray:
     """Return a field-of-view mask as a bool ``(N, H, W)`` stack (True = inside)."""
-    return as_label_stack(array, shape, name=name).astype(bool)
+    meaning = "0 = outside, 1 or 255 = inside the field of view"
+    return as_label_stack(array, shape, name=name, meaning=meaning).astype(bool)
 
 
 def labelled_slices(labels: np.ndarray) -> np.ndarray:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import contextlib
+import copy
+import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -39,16 +42,46 @@ def blend_window(tile: int, overlap: int) -> np.ndarray:
     return weights
 
 
-def _tiles(
-    shape: tuple[int, int, int], tile: tuple[int, int], overlap: int, multiple: int
-) -> Iterator[tuple[int, int, int]]:
-    count, height, width = shape
-    ys = tile_starts(height, tile[0], overlap, multiple)
-    xs = tile_starts(width, tile[1], overlap, multiple)
-    for z in range(count):
-        for y in ys:
-            for x in xs:
-                yield z, y, x
+#: Largest tile side of the automatic plan. On a CPU a 512-pixel tile is as fast per pixel as
+#: a 256-pixel one (and larger tiles are slower: their activations outgrow the allocator's
+#: reusable blocks and the caches), while it wastes far less work on overlaps.
+AUTO_TILE = 512
+#: On the CPU a batch holds at most this many pixels: bigger batches are no faster there and
+#: only cost memory (a 256-pixel tile goes in batches of 4, a 512-pixel tile alone).
+CPU_BATCH_PIXELS = 2**18
+AMP_DTYPES = {True: torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def plan_tiles(
+    length: int, tile_size: int | None, overlap: int, multiple: int = 1
+) -> tuple[int, list[int]]:
+    """The tile side and start offsets along one axis of ``length`` pixels.
+
+    An explicit ``tile_size`` keeps the fixed grid of :func:`tile_starts`. ``None`` plans
+    automatically: the whole axis when it is at most :data:`AUTO_TILE` long, otherwise the
+    fewest tiles of about that size that overlap by at least ``overlap``, shrunk to the size
+    they need and spread evenly, with starts on the pooling grid.
+    """
+    if tile_size is not None:
+        tile = min(tile_size, length)
+        return tile, tile_starts(length, tile, overlap, multiple)
+    limit = max(AUTO_TILE, 4 * overlap)
+    if length <= limit:
+        return length, [0]
+    count = math.ceil((length - overlap) / (limit - overlap))
+    tile = math.ceil((length + (count - 1) * overlap) / count)
+    tile = min(length, -(-tile // multiple) * multiple)
+    while True:
+        spacing = (length - tile) / (count - 1)
+        starts = [int(i * spacing) // multiple * multiple for i in range(count - 1)]
+        starts.append(length - tile)
+        if max(np.diff(starts)) <= tile - overlap or tile == length:
+            return tile, starts
+        tile = min(length, tile + multiple)  # starts rounded down opened a gap: widen
+
+
+def _tile_positions(count: int, ys: list[int], xs: list[int]) -> list[tuple[int, int, int]]:
+    return [(z, y, x) for z in range(count) for y in ys for x in xs]
 
 
 def network_device(network: nn.Module) -> torch.device:
@@ -56,52 +89,103 @@ def network_device(network: nn.Module) -> torch.device:
     return next(network.parameters()).device
 
 
+def inference_network(network: nn.Module, channels_last: bool = True) -> nn.Module:
+    """``network`` ready for prediction: itself, or a channels-last copy in eval mode.
+
+    The copy leaves the caller's network (and a training run that owns it) untouched. On the
+    CPU or CUDA, channels-last convolutions are faster for every normalisation; ChannelNorm
+    runs its fused ``layer_norm`` on contiguous memory then.
+    """
+    device = network_device(network)
+    weights = [p for p in network.parameters() if p.ndim == 4]
+    if (
+        not channels_last
+        or device.type not in ("cpu", "cuda")
+        or not weights
+        or all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+    ):
+        return network
+    return copy.deepcopy(network).eval().to(memory_format=torch.channels_last)
+
+
+def _autocast(device: torch.device, amp: bool | str) -> contextlib.AbstractContextManager:
+    if amp not in (False, *AMP_DTYPES):
+        raise InputError(f"amp must be False, True, 'bf16' or 'fp16'; got {amp!r}")
+    if not amp or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = AMP_DTYPES[amp]
+    if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        dtype = torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
 def predict_tiled(
     network: nn.Module,
     images: np.ndarray,
-    tile_size: int = 256,
+    tile_size: int | None = None,
     overlap: int = 32,
     batch_size: int = 4,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    channels_last: bool = True,
+    amp: bool | str = False,
 ) -> np.ndarray:
     """Foreground probabilities for preprocessed ``(H, W)`` or ``(N, H, W)`` float32 images.
 
-    Tiles of ``tile_size`` overlapping by ``overlap`` pixels go through ``network`` in batches
-    of ``batch_size`` under ``torch.inference_mode``; overlapping outputs are blended with a
-    smooth window. An image no larger than one tile is predicted whole. ``progress(done,
+    Tiles overlapping by ``overlap`` pixels go through ``network`` in batches of up to
+    ``batch_size`` under ``torch.inference_mode``; overlapping outputs are blended with a
+    smooth window. ``tile_size=None`` (the default) plans the tiles with :func:`plan_tiles`:
+    an image up to :data:`AUTO_TILE` pixels on a side is predicted whole. ``progress(done,
     total)`` is called after each batch; an exception raised there aborts the prediction.
+
+    ``channels_last`` predicts with a channels-last copy of the network (same result to
+    float rounding, about 1e-6). ``amp`` (``True``/``"bf16"`` or ``"fp16"``) runs the network
+    under CUDA autocast; it changes results by about 1e-3 and has no effect off CUDA.
     """
-    if tile_size < 1 or batch_size < 1 or not 0 <= overlap < tile_size:
+    if (tile_size is not None and tile_size < 1) or batch_size < 1 or overlap < 0:
+        valid = False
+    else:
+        valid = tile_size is None or overlap < tile_size
+    if not valid:
         raise InputError(
             f"tile_size ({tile_size}) and batch_size ({batch_size}) must be >= 1 and overlap "
             f"({overlap}) between 0 and tile_size - 1"
         )
     single = images.ndim == 2
     stack = images[np.newaxis] if single else images
-    height, width = stack.shape[1:]
-    tile = (min(tile_size, height), min(tile_size, width))
+    count, height, width = stack.shape
     multiple = getattr(network, "multiple", 1)
-    window = np.outer(blend_window(tile[0], overlap), blend_window(tile[1], overlap))
+    tile_y, ys = plan_tiles(height, tile_size, overlap, multiple)
+    tile_x, xs = plan_tiles(width, tile_size, overlap, multiple)
+    window = np.outer(blend_window(tile_y, overlap), blend_window(tile_x, overlap))
+    norm = np.zeros((height, width), np.float32)  # the same for every slice: summed once
+    for y in ys:
+        for x in xs:
+            norm[y : y + tile_y, x : x + tile_x] += window
     total = np.zeros(stack.shape, np.float32)
-    norm = np.zeros(stack.shape, np.float32)
-    positions = list(_tiles(stack.shape, tile, overlap, multiple))
+    positions = _tile_positions(count, ys, xs)
     device = network_device(network)
+    if device.type == "cpu":
+        batch_size = max(1, min(batch_size, CPU_BATCH_PIXELS // (tile_y * tile_x)))
+    autocast = _autocast(device, amp)
+    batch = np.empty((batch_size, tile_y, tile_x), np.float32)
     was_training = network.training
     network.eval()
     try:
-        with torch.inference_mode():
+        runner = inference_network(network, channels_last)
+        with torch.inference_mode(), autocast:
             for first in range(0, len(positions), batch_size):
                 chunk = positions[first : first + batch_size]
-                batch = np.stack([stack[z, y : y + tile[0], x : x + tile[1]] for z, y, x in chunk])
-                tensor = torch.from_numpy(np.ascontiguousarray(batch, np.float32))
-                probs = torch.sigmoid(network(tensor[:, None].to(device)))[:, 0].float()
-                probs = probs.cpu().numpy()
+                for index, (z, y, x) in enumerate(chunk):
+                    batch[index] = stack[z, y : y + tile_y, x : x + tile_x]
+                tensor = torch.from_numpy(batch[: len(chunk), np.newaxis]).to(device)
+                probs = runner(tensor)[:, 0].float().sigmoid_().cpu().numpy()
+                probs *= window
                 for (z, y, x), prob in zip(chunk, probs, strict=True):
-                    total[z, y : y + tile[0], x : x + tile[1]] += prob * window
-                    norm[z, y : y + tile[0], x : x + tile[1]] += window
+                    total[z, y : y + tile_y, x : x + tile_x] += prob
                 if progress is not None:
                     progress(min(first + batch_size, len(positions)), len(positions))
     finally:
         network.train(was_training)
-    result = total / norm
-    return result[0] if single else result
+    total /= norm
+    return total[0] if single else total

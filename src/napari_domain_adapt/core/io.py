@@ -2,13 +2,17 @@
 
 Every file the package writes goes through :func:`atomic_write`: the data goes to a temporary
 file beside the target, is flushed to disk and renamed over it, so a crash or a full disk
-leaves the old file or none, never a broken one.
+leaves the old file or none, never a broken one. A killed process can leave its temporary
+``.NAME.XXXXXXXXXXXX.part`` file behind (hidden, and never read as an image); the next write
+of ``NAME`` removes it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import secrets
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,7 +22,55 @@ import numpy as np
 from .data import Domain
 from .errors import InputError
 
+try:  # POSIX: a writer holds a lock on its temporary file, so leftovers can be told apart
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".gif")
+_TOKEN_HEX = 6
+
+
+def _reason(error: OSError) -> str:
+    """The system's words for an OSError, also when it was raised with an errno alone."""
+    if error.strerror:
+        return error.strerror
+    if isinstance(error.errno, int) or (error.args and isinstance(error.args[0], int)):
+        code = error.errno if isinstance(error.errno, int) else error.args[0]
+        return os.strerror(code)
+    return str(error) or type(error).__name__
+
+
+def _lock(descriptor: int) -> bool:
+    """Take the exclusive lock on an open file without waiting; False if another holds it."""
+    if fcntl is None:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Delete temporary files of earlier writes of ``path`` whose writer is gone.
+
+    A live writer holds a lock on its temporary file; the lock dies with its process.
+    """
+    if fcntl is None:
+        return
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{{2 * _TOKEN_HEX}}}\.part")
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent):
+            if not pattern.fullmatch(entry.name):
+                continue
+            with contextlib.suppress(OSError):
+                descriptor = os.open(entry.path, os.O_RDONLY)
+                try:
+                    if _lock(descriptor):
+                        os.unlink(entry.path)
+                finally:
+                    os.close(descriptor)
 
 
 @contextlib.contextmanager
@@ -33,31 +85,49 @@ def atomic_write(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
         raise InputError(f"{path} exists; choose another name or allow overwriting")
     if not path.parent.is_dir():
         raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
-    temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
+    _remove_leftovers(path)
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(_TOKEN_HEX)}.part"
     try:
         # Mode 0o666 less the umask, as for any new file (mkstemp's 0o600 would hide the
         # result from the rest of a lab sharing a folder); O_EXCL never reuses a file.
-        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        held = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as error:
-        raise InputError(f"cannot write {path}: {error.strerror}") from error
+        raise InputError(f"cannot write {path}: {_reason(error)}") from error
     try:
+        _lock(held)  # held until the rename: the file is ours while we live
         yield temporary
         with open(temporary, "rb+") as written:
             os.fsync(written.fileno())
         os.replace(temporary, path)
+        _sync_folder(path.parent)
     except OSError as error:
         temporary.unlink(missing_ok=True)
-        raise InputError(f"cannot write {path}: {error.strerror or error}") from error
+        reason = _reason(error)
+        if error.errno == errno.ENOSPC:
+            reason += f"; nothing was written and {path.name} is as it was"
+        raise InputError(f"cannot write {path}: {reason}") from error
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(held)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush a folder's entries, so a rename in it survives a power cut (POSIX only)."""
+    with contextlib.suppress(OSError, AttributeError):
+        descriptor = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read one image file (TIFF via tifffile, others via scikit-image), or raise InputError."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path} does not exist")
+        raise InputError(f"{path} does not exist; expected an image file")
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
@@ -81,10 +151,19 @@ def read_stack(paths: Sequence[str | Path]) -> np.ndarray:
     for path, image in zip(paths, images, strict=True):
         if image.shape != first:
             raise InputError(
-                f"{path} has shape {image.shape}; expected {first} like {paths[0]} "
-                "(all slices of a stack must have one size)"
+                f"{path} has shape {image.shape}{_kind(image.shape, first)}; expected {first} "
+                f"like {paths[0]} (all slices of a stack must have one size and kind)"
             )
     return np.stack(images)
+
+
+def _kind(shape: tuple[int, ...], first: tuple[int, ...]) -> str:
+    """Why two slice shapes differ, when one is colour and the other grey."""
+    if shape[:2] != first[:2] or len(shape) == len(first):
+        return ""
+    return (
+        " (colour, in a grey stack)" if len(shape) > len(first) else " (grey, in a colour stack)"
+    )
 
 
 def list_images(folder: str | Path) -> list[Path]:

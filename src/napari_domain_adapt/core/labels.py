@@ -59,6 +59,12 @@ def instances_to_membranes(
         raise InputError(f"instance labels have dtype {data.dtype}; expected integer ids")
     if data.ndim not in (2, 3):
         raise InputError(f"instance labels have shape {data.shape}; expected (H, W) or (N, H, W)")
+    if data.ndim == 3 and data.shape[-1] in (3, 4) and min(data.shape[:2]) > 4:
+        # Slices 3 or 4 pixels wide are no stack anyone has: this is a colour image.
+        raise InputError(
+            f"instance labels have shape {data.shape}, a colour (RGB) image; expected one "
+            "integer id per pixel, (H, W) or (N, H, W)"
+        )
     if zero not in BACKGROUND_RULES:
         raise InputError(f"zero must be one of {', '.join(BACKGROUND_RULES)}; got {zero!r}")
     if not isinstance(width, int) or width < 1:

@@ -123,6 +123,15 @@ class UNet(nn.Module):
         return self.head(x)[..., :height, :width]
 
 
+def build_unet(depth: int = 4, width: int = 16, norm: str = "channel") -> UNet:
+    """A :class:`UNet` from plain keyword arguments.
+
+    The architecture callable of exported bioimage.io packages (their ``kwargs`` are YAML
+    values, not a :class:`ModelSpec`): keep its name and arguments stable.
+    """
+    return UNet(ModelSpec(depth=depth, width=width, norm=norm))
+
+
 class DomainClassifier(nn.Module):
     """Says whether a probability map came from the source (logit > 0) or the target.
 

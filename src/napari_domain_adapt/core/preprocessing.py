@@ -7,6 +7,8 @@ import numpy as np
 from .config import Preprocessing
 
 _LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+#: Scaled intensities are clipped to this range (bioimage.io export describes it as ``clip``).
+CLIP_RANGE = (-1.0, 2.0)
 
 
 def to_grey(stack: np.ndarray, channel: str) -> np.ndarray:
@@ -21,6 +23,21 @@ def to_grey(stack: np.ndarray, channel: str) -> np.ndarray:
     return rgb @ _LUMINANCE
 
 
+def intensity_range(values: np.ndarray, spec: Preprocessing) -> tuple[np.floating, float]:
+    """The offset and scale that map the ``spec.percentiles`` of ``values`` to 0 and 1.
+
+    Out-of-core prediction computes them once per slice and applies :func:`rescale` to each
+    chunk, so that a chunk is normalised exactly as its whole slice would be.
+    """
+    low, high = np.percentile(values, spec.percentiles)
+    return low, max(float(high - low), 1e-6 * max(abs(float(high)), 1.0))
+
+
+def rescale(image: np.ndarray, low: np.floating, scale: float) -> np.ndarray:
+    """``(image - low) / scale`` clipped to :data:`CLIP_RANGE`, as float32."""
+    return np.clip((image - low) / scale, *CLIP_RANGE).astype(np.float32)
+
+
 def normalise_slice(
     image: np.ndarray, spec: Preprocessing, mask: np.ndarray | None = None
 ) -> np.ndarray:
@@ -30,9 +47,7 @@ def normalise_slice(
     surround of a fundus photograph does not set the contrast.
     """
     values = image[mask] if mask is not None and mask.any() else image
-    low, high = np.percentile(values, spec.percentiles)
-    scale = max(float(high - low), 1e-6 * max(abs(float(high)), 1.0))
-    scaled = np.clip((image - low) / scale, -1.0, 2.0).astype(np.float32)
+    scaled = rescale(image, *intensity_range(values, spec))
     if spec.clahe:
         from skimage.exposure import equalize_adapthist
 
