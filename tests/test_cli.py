@@ -188,7 +188,6 @@ def test_membranes_from_instance_ids(tmp_path):
 def test_export_writes_a_package_that_predict_and_evaluate_accept(
     datasets, checkpoint, tmp_path, capsys
 ):
-    pytest.importorskip("bioimageio.core")
     image = datasets / "target" / "test" / "images" / "slice_000.tif"
     package = tmp_path / "model.zip"
     args = ["export", "--model", str(checkpoint), "--image", str(image), "--out", str(package)]

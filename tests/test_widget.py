@@ -29,7 +29,7 @@ def no_dialogs(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a test opened a dialog; patch widget.dialogs instead")
 
-    for name in ("save_path", "open_path", "confirm_overwrite"):
+    for name in ("save_path", "open_path", "confirm_overwrite", "package_details"):
         monkeypatch.setattr(_dialogs.Dialogs, name, refuse)
 
 
@@ -251,6 +251,23 @@ def test_save_load_and_predict_another_layer(ready, qtbot, tmp_path, monkeypatch
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
     assert widget.load_model(tmp_path / "broken.pt") is None
     assert "Cannot load" in notes["error"][-1]
+
+
+def test_bioimageio_export_and_load(ready, qtbot, tmp_path, monkeypatch, notes):
+    viewer, widget = ready
+    widget.adapt_button.click()
+    finish(qtbot, widget)
+    details = {"name": "sample membranes", "author": "Test Author", "license": "MIT"}
+    monkeypatch.setattr(widget.dialogs, "package_details", lambda *a: details)
+    package = tmp_path / "model.zip"
+    widget.export_model(package)
+    finish(qtbot, widget)
+    assert not notes["error"], notes["error"]
+    assert package.is_file()
+    trained = widget.model
+    loaded = widget.load_model(package)
+    image = viewer.layers["target image"].data[0]
+    np.testing.assert_allclose(loaded.predict(image), trained.predict(image), atol=1e-5)
 
 
 def test_bad_inputs_notify_instead_of_raising(make_napari_viewer, qtbot, notes):

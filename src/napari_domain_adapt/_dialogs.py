@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qtpy.QtWidgets import QFileDialog, QMessageBox, QWidget
+from qtpy.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QLineEdit,
+    QMessageBox,
+    QWidget,
+)
 
 
 class Dialogs:
@@ -54,3 +62,24 @@ class Dialogs:
             QMessageBox.StandardButton.No,
         )
         return answer == QMessageBox.StandardButton.Yes
+
+    def package_details(self, name: str, author: str, license: str) -> dict[str, str] | None:
+        """Name, author and licence of a bioimage.io package, the defaults filled in; None if
+        cancelled."""
+        dialog = QDialog(self.parent)
+        dialog.setWindowTitle("bioimage.io package")
+        form = QFormLayout(dialog)
+        fields = {"name": QLineEdit(name), "author": QLineEdit(author)}
+        fields["license"] = QLineEdit(license)
+        fields["license"].setToolTip("An SPDX licence identifier, e.g. CC-BY-4.0 or MIT")
+        for label, field in (("Name", "name"), ("Author", "author"), ("Licence", "license")):
+            form.addRow(label, fields[field])
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(dialog.accept)
+        buttons.rejected.connect(dialog.reject)
+        form.addRow(buttons)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return None
+        return {key: field.text().strip() for key, field in fields.items()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,6 +60,23 @@ def refusing(job: Any, *args: Any) -> Iterator[Any]:
         yield from job(*args)
     except InputError as error:
         yield InputRefused(str(error))
+
+
+@dataclass
+class ModelExported:
+    """A bioimage.io package was written to ``path``."""
+
+    path: Path
+
+
+def export_job(
+    model: SegmentationModel, image: np.ndarray, path: Path, details: dict[str, Any]
+) -> Iterator[ModelExported]:
+    """Write ``model`` as a bioimage.io package, its test data cut from ``image``;
+    ``details`` are :func:`~.core.bioimageio.export_bioimageio`'s keyword arguments."""
+    from .core.bioimageio import export_bioimageio
+
+    yield ModelExported(export_bioimageio(model, image, path, **details))
 
 
 @dataclass

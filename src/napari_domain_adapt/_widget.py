@@ -34,9 +34,11 @@ from ._dialogs import Dialogs
 from ._form import InputsForm, LayerCombo, layer_kind
 from ._jobs import (
     InputRefused,
+    ModelExported,
     PredictionDone,
     PredictionStarted,
     SlicePredicted,
+    export_job,
     predict_job,
     refusing,
     train_job,
@@ -55,6 +57,8 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 _PLOT_INTERVAL_MS = 250
 _MODEL_FILTER = "Model checkpoint (*.pt)"
+_LOAD_FILTER = "Model checkpoint or bioimage.io package (*.pt *.zip)"
+_PACKAGE_FILTER = "bioimage.io package (*.zip)"
 _TIFF_FILTER = "TIFF (*.tif *.tiff)"
 
 
@@ -133,6 +137,11 @@ class AdaptWidget(QWidget):
         self.model_label.setWordWrap(True)
         self.save_button = QPushButton("Save model…")
         self.load_button = QPushButton("Load model…")
+        self.share_button = QPushButton("Export bioimage.io…")
+        self.share_button.setToolTip(
+            "Save the model as a bioimage.io package for deepImageJ, ilastik, BiaPy and the "
+            "Model Zoo; its test data is cut from the image picked under 'Predict on'"
+        )
         self.predict_picker = LayerCombo(self.viewer, "image")
         self.predict_button = QPushButton("Predict")
 
@@ -163,6 +172,7 @@ class AdaptWidget(QWidget):
         files.addWidget(self.save_button)
         files.addWidget(self.load_button)
         model_form.addRow(files)
+        model_form.addRow(self.share_button)
         predict_row = QHBoxLayout()
         predict_row.addWidget(self.predict_picker.native)
         predict_row.addWidget(self.predict_button)
@@ -188,6 +198,7 @@ class AdaptWidget(QWidget):
         self.threshold.changed.connect(self.apply_threshold)
         self.export_button.clicked.connect(lambda: self.export_segmentation())
         self.save_button.clicked.connect(lambda: self.save_model())
+        self.share_button.clicked.connect(lambda: self.export_model())
         self.load_button.clicked.connect(lambda: self.load_model())
         self.predict_button.clicked.connect(self.start_prediction)
 
@@ -211,6 +222,7 @@ class AdaptWidget(QWidget):
             button.setEnabled(not busy)
         self.stop_button.setEnabled(busy)
         self.save_button.setEnabled(not busy and self.model is not None)
+        self.share_button.setEnabled(not busy and self.model is not None)
         self.predict_button.setEnabled(not busy and self.model is not None)
 
     @property
@@ -232,7 +244,9 @@ class AdaptWidget(QWidget):
             return None
         self._run_target = target = self.form.layer("target_image")
         self.job.control = self._core.TrainControl(preview_index=self._current_slice())
-        if target is not None:  # the live layer's first draw is slow: have it now, not later
+        # The live layer's first draw is slow: have it now, not later. Only for a slice or a
+        # stack: other shapes are refused by the run, with a message, in a moment.
+        if target is not None and target.ndim in (2, 3):
             shape = target.data.shape[-3:-1] if target.rgb else target.data.shape[-2:]
             self._show_preview(np.zeros(shape, np.float32), self.job.control.preview_index)
         self.job.training = True
@@ -316,6 +330,9 @@ class AdaptWidget(QWidget):
             self.progress.setValue(item.done)
         elif isinstance(item, PredictionDone):
             self._show_result(item)
+        elif isinstance(item, ModelExported):
+            self.status.setText(f"Exported {item.path.name}")
+            show_info(f"Saved the bioimage.io package {item.path}")
         elif isinstance(item, InputRefused):
             self.status.setText(f"Cannot run: {item.message}")
             show_error(f"Cannot run: {item.message}")
@@ -445,14 +462,46 @@ class AdaptWidget(QWidget):
         show_info(f"Saved the model to {written}")
         return written
 
+    def export_model(self, path: str | Path | None = None) -> Any:
+        """Write the model as a bioimage.io package in a worker; asks name, author, licence."""
+        from .core.bioimageio import DEFAULT_AUTHOR, DEFAULT_LICENSE, DEFAULT_NAME
+
+        layer = self.predict_picker.value
+        if self.busy:
+            return None
+        if self.model is None or layer is None:
+            show_warning("Train or load a model, and pick an image under 'Predict on'")
+            return None
+        details = self.dialogs.package_details(DEFAULT_NAME, DEFAULT_AUTHOR, DEFAULT_LICENSE)
+        if details is None:
+            return None
+        chosen = self.dialogs.path_to_write(path, "Export bioimage.io package", _PACKAGE_FILTER)
+        if chosen is None:
+            return None
+        self.job.control = None
+        self.job.training = False
+        self.status.setText(f"Exporting a bioimage.io package to {chosen[0].name}…")
+        return self._start(
+            export_job,
+            self.model,
+            np.asarray(layer.data),
+            chosen[0],
+            {
+                "name": details["name"],
+                "authors": [details["author"]],
+                "license": details["license"],
+                "overwrite": chosen[1],
+            },
+        )
+
     def load_model(self, path: str | Path | None = None) -> SegmentationModel | None:
-        """Load a checkpoint as the current model (for Predict), on the chosen device."""
-        path = self.dialogs.open_path("Load model", _MODEL_FILTER) if path is None else path
+        """Load a checkpoint or bioimage.io package as the current model, on the device."""
+        path = self.dialogs.open_path("Load model", _LOAD_FILTER) if path is None else path
         if path is None:
             return None
         try:
             device = self._core.resolve_device(self.form.device.value)
-            model = self._core.load_checkpoint(path, device=device)
+            model = self._core.load_model(path, device=device)
         except ValueError as error:
             show_error(f"Cannot load the model: {error}")
             return None

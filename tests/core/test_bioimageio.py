@@ -8,6 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import bioimageio.core as bioimageio_core
 import numpy as np
 import pytest
 import torch
@@ -30,8 +31,6 @@ from napari_domain_adapt.core.bioimageio import (
 from napari_domain_adapt.core.checkpoints import save_checkpoint
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.preprocessing import normalise_slice
-
-bioimageio_core = pytest.importorskip("bioimageio.core")
 
 CONTENTS = {
     "rdf.yaml",
