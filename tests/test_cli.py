@@ -6,6 +6,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import tifffile
@@ -212,3 +213,21 @@ def test_export_writes_a_package_that_predict_and_evaluate_accept(
     target = str(datasets / "target")
     assert main(["evaluate", "--model", str(package), "--data", target, "--device", "cpu"]) == 0
     assert "f1" in _json(capsys)
+
+
+def test_train_on_hdf5_datasets(datasets, tmp_path, capsys):
+
+    images = np.stack(
+        [tifffile.imread(p) for p in sorted((datasets / "source/train/images").iterdir())]
+    )
+    labels = np.stack(
+        [tifffile.imread(p) for p in sorted((datasets / "source/train/labels").iterdir())]
+    )
+    volume = tmp_path / "source.hdf"
+    with h5py.File(volume, "w") as file:
+        file["volumes/raw"] = images
+        file["volumes/labels/membranes"] = labels
+    out = tmp_path / "m.pt"
+    args = ["train", "--source", f"{volume}:volumes/raw", "--out", str(out)]
+    assert main([*args, "--source-labels", f"{volume}:volumes/labels/membranes", *TINY]) == 0
+    assert _json(capsys)["steps"] == 3

@@ -16,6 +16,7 @@ from .core.checkpoints import save_checkpoint
 from .core.config import ModelSpec, Preprocessing, TrainConfig
 from .core.data import Domain
 from .core.errors import InputError
+from .core.hdf5 import split_hdf5_path
 from .core.io import (
     IMAGE_SUFFIXES,
     atomic_write,
@@ -90,7 +91,7 @@ def _write_json(path: Path, data: dict[str, Any], overwrite: bool) -> None:
 
 
 def _load_source(args: argparse.Namespace) -> Domain:
-    if not Path(args.source).exists():
+    if not split_hdf5_path(args.source)[0].exists():
         raise InputError(
             f"--source {args.source} does not exist; expected a dataset directory or images"
         )

@@ -268,6 +268,12 @@ class InputsForm(QWidget):
             missing.append("target image")
         if missing:
             raise InputError(f"choose a layer for: {', '.join(missing)}")
+        source = self.layer("source_image")
+        if target is source and mode != "source-only":
+            raise InputError(
+                f"the target image is the source image ({source.name!r}); expected another, "
+                "unlabelled image to adapt to: choose it as the target image"
+            )
         labels = self.layer("target_labels")
         return TrainInputs(
             source_image=np.asarray(self.layer("source_image").data),

@@ -81,6 +81,8 @@ def atomic_write(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     removed and ``path`` is left as it was.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; expected a file name to write")
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists; choose another name or allow overwriting")
     if not path.parent.is_dir():
@@ -132,14 +134,21 @@ def read_image(path: str | Path) -> np.ndarray:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            return tifffile.imread(path)
-        from skimage.io import imread
+            data = tifffile.imread(path)
+        else:
+            from skimage.io import imread
 
-        return imread(path)
+            data = imread(path)
     except Exception as error:  # readers raise many types for broken files
         raise InputError(
             f"cannot read {path}: not a readable image ({type(error).__name__}: {error})"
         ) from error
+    if np.size(data) == 0:  # tifffile reads some broken files as an empty array
+        raise InputError(
+            f"cannot read {path}: not a readable image (it holds no pixels, shape "
+            f"{np.shape(data)})"
+        )
+    return data
 
 
 def read_stack(paths: Sequence[str | Path]) -> np.ndarray:
@@ -173,7 +182,11 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def read_volume(path: str | Path) -> np.ndarray:
-    """Read a TIFF stack, a single image, or a folder of images as one array."""
+    """Read a TIFF stack, a single image, a folder of images, or ``file.hdf:dataset``."""
+    from .hdf5 import is_hdf5, read_hdf5
+
+    if is_hdf5(path):
+        return read_hdf5(path)
     path = Path(path)
     if path.is_dir():
         files = list_images(path)

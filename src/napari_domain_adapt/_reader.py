@@ -1,0 +1,51 @@
+"""The npe2 reader: HDF5 volumes open as layers, lazily, at their voxel size."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+_LABEL_WORDS = ("label", "ids", "mask", "membrane", "segmentation", "gt")
+
+
+def get_reader(path: str | list[str]) -> Callable[[str], list[tuple]] | None:
+    """The reader for an HDF5 file (``.h5``, ``.hdf5``, ``.hdf``), or None for other paths."""
+    from .core.hdf5 import is_hdf5
+
+    if isinstance(path, list) or not is_hdf5(path):
+        return None
+    return read_hdf5_layers
+
+
+def read_hdf5_layers(path: str) -> list[tuple[Any, dict[str, Any], str]]:
+    """Every 2D/3D array of the file as a layer (``file.hdf:dataset`` opens one).
+
+    Integer arrays whose name says labels, ids or mask open as Labels, others as Image;
+    the voxel size (``resolution`` or ``element_size_um`` attribute) becomes the scale.
+    Arrays are read lazily (dask), so large volumes open at once.
+    """
+    import dask.array as da
+    import h5py
+
+    from .core.hdf5 import list_hdf5, split_hdf5_path
+
+    file_path, chosen = split_hdf5_path(path)
+    datasets = [d for d in list_hdf5(file_path) if d.name == chosen or chosen is None]
+    handle = h5py.File(file_path, "r")  # stays open while the layers read from it
+    layers = []
+    for dataset in datasets:
+        if len(dataset.shape) > 3:
+            continue
+        source = handle[dataset.name]
+        data = da.from_array(source, chunks=source.chunks or "auto")
+        words = dataset.name.lower()
+        is_labels = np.issubdtype(dataset.dtype, np.integer) and any(
+            word in words for word in _LABEL_WORDS
+        )
+        meta: dict[str, Any] = {"name": dataset.name}
+        if dataset.scale is not None:
+            meta["scale"] = dataset.scale
+        layers.append((data, meta, "labels" if is_labels else "image"))
+    return layers

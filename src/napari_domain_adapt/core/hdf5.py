@@ -1,0 +1,103 @@
+"""HDF5 volumes (CREMI, many EM pipelines), named as ``file.hdf:path/to/dataset``.
+
+h5py is an optional dependency (``pip install "napari-domain-adapt[hdf5]"``), imported on
+first use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+#: Attributes that hold the voxel size, as CREMI ("resolution") and ilastik/Fiji
+#: ("element_size_um") write it, in (z, y, x) order.
+SCALE_ATTRIBUTES = ("resolution", "element_size_um")
+
+
+@dataclass(frozen=True)
+class Hdf5Dataset:
+    """One array in an HDF5 file: its path inside the file, shape, dtype and voxel size."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    scale: tuple[float, ...] | None
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError as error:
+        raise InputError(
+            'reading HDF5 needs h5py: pip install "napari-domain-adapt[hdf5]"'
+        ) from error
+    return h5py
+
+
+def is_hdf5(text: str | Path) -> bool:
+    """Whether ``text`` names an HDF5 file, with or without ``:dataset``."""
+    return split_hdf5_path(text)[0].suffix.lower() in HDF5_SUFFIXES
+
+
+def split_hdf5_path(text: str | Path) -> tuple[Path, str | None]:
+    """``file.hdf:volumes/raw`` -> (``file.hdf``, ``volumes/raw``); no dataset -> None."""
+    text = str(text)
+    lowered = text.lower()
+    for suffix in HDF5_SUFFIXES:
+        marker = lowered.rfind(suffix + ":")
+        if marker >= 0:
+            end = marker + len(suffix)
+            return Path(text[:end]), text[end + 1 :].strip("/") or None
+    return Path(text), None
+
+
+def list_hdf5(path: str | Path) -> list[Hdf5Dataset]:
+    """Every array of at least two dimensions in the file, in name order."""
+    h5py = _h5py()
+    path = Path(path)
+    found: list[Hdf5Dataset] = []
+
+    def visit(name: str, item: object) -> None:
+        if isinstance(item, h5py.Dataset) and item.ndim >= 2:
+            found.append(Hdf5Dataset(name, tuple(item.shape), item.dtype, _scale(item)))
+
+    with _open(path) as file:
+        file.visititems(visit)
+    return sorted(found, key=lambda dataset: dataset.name)
+
+
+def _scale(dataset: object) -> tuple[float, ...] | None:
+    for key in SCALE_ATTRIBUTES:
+        value = dataset.attrs.get(key)
+        if value is not None and len(np.atleast_1d(value)) == dataset.ndim:
+            return tuple(float(v) for v in np.atleast_1d(value))
+    return None
+
+
+def _open(path: Path):
+    h5py = _h5py()
+    if not path.is_file():
+        raise InputError(f"{path} does not exist")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise InputError(f"cannot read {path}: not a readable HDF5 file ({error})") from error
+
+
+def read_hdf5(text: str | Path) -> np.ndarray:
+    """The array that ``file.hdf:dataset`` names, read into memory."""
+    path, name = split_hdf5_path(text)
+    available = ", ".join(d.name for d in list_hdf5(path)) or "none"
+    if name is None:
+        raise InputError(
+            f"{path} is an HDF5 file; name the dataset as {path}:PATH (found: {available})"
+        )
+    with _open(path) as file:
+        if name not in file or not hasattr(file[name], "shape"):
+            raise InputError(f"{path} has no dataset {name!r}; found: {available}")
+        return np.asarray(file[name])
