@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import tifffile
+from qtpy.QtCore import QThreadPool
 
 from napari_domain_adapt import _dialogs, _widget
 from napari_domain_adapt._layers import LIVE_NAME, PROBABILITY_NAME, SEGMENTATION_NAME
@@ -309,6 +310,9 @@ def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot):
     with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
         viewer.close()
     assert control.stopped
+    # and its thread is given back: nothing runs on after the viewer is gone
+    pool = QThreadPool.globalInstance()
+    qtbot.waitUntil(lambda: pool.activeThreadCount() == 0, timeout=WAIT_MS)
 
 
 def test_default_model_is_the_form_model(ready):

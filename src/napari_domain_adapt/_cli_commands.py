@@ -28,6 +28,7 @@ from .core.io import (
 from .core.metrics import best_threshold, segmentation_scores
 from .core.sample_data import make_sample_pair
 from .core.training import TrainEvent, train
+from .core.volumes import is_zarr
 
 
 def print_json(data: dict[str, Any]) -> None:
@@ -227,6 +228,8 @@ def run_adapt(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """``predict``: probabilities (float32) or a 0/255 mask as TIFF."""
+    if args.out.suffix.lower() == ".zarr" or is_zarr(args.input):
+        return _predict_volume(args)
     _refuse_existing([args.out], args.overwrite, [args.model, args.input])
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise InputError(f"--threshold must be between 0 and 1; got {args.threshold}")
@@ -239,6 +242,37 @@ def run_predict(args: argparse.Namespace) -> int:
         mask = (probabilities >= args.threshold).astype(np.uint8) * 255
         write_tiff(args.out, mask, overwrite=args.overwrite)
     print(f"wrote {args.out} ({probabilities.shape}, device {model.device})", file=sys.stderr)
+    return 0
+
+
+def _predict_volume(args: argparse.Namespace) -> int:
+    """``predict`` into a zarr store, block by block: memory does not grow with the volume."""
+    from dask.diagnostics import ProgressBar
+
+    from .core.volumes import predict_volume
+
+    if args.out.suffix.lower() != ".zarr":
+        raise InputError(
+            f"--input {args.input} is a zarr store: it is predicted out of core into a zarr "
+            f"store; give --out NAME.zarr (got {args.out})"
+        )
+    if Path(args.input).resolve() == args.out.resolve():
+        raise InputError(f"{args.out} is the input of this command; choose another output")
+    model = load_model(args.model, _device(args.device))
+    with ProgressBar(minimum=2.0, out=sys.stderr):
+        out = predict_volume(
+            model,
+            args.input,
+            args.out,
+            chunk=args.chunk,
+            overlap=args.chunk_overlap,
+            threshold=args.threshold,
+            tile_size=args.tile_size,
+            tile_overlap=args.overlap,
+            batch_size=args.batch_size,
+            overwrite=args.overwrite,
+        )
+    print(f"wrote {args.out} ({out.shape}, device {model.device})", file=sys.stderr)
     return 0
 
 

@@ -274,12 +274,17 @@ class AdaptWidget(QWidget):
         return self._start(predict_job, self.model, np.asarray(layer.data), layer.rgb, name)
 
     def _start(self, function: Any, *args: Any) -> Any:
-        from napari.qt.threading import create_worker
+        # superqt's create_worker, not napari's: napari's lists every worker in the viewer's
+        # task status for good, and with it a cancelled job's generator and its arrays.
+        from napari.qt.threading import GeneratorWorker
+        from superqt.utils import create_worker
 
         worker = create_worker(
             refusing,
             function,
             *args,
+            _worker_class=GeneratorWorker,
+            _start_thread=True,
             _connect={
                 "yielded": self._on_yielded,
                 "errored": self._on_errored,

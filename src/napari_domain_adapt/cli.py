@@ -108,15 +108,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="predict probabilities or a mask")
     predict.add_argument("--model", required=True, type=Path, help=_MODEL_HELP)
-    predict.add_argument("--input", required=True, help="image file, folder or dataset dir")
-    predict.add_argument("--out", required=True, type=Path, help="TIFF to write")
+    predict.add_argument(
+        "--input",
+        required=True,
+        help="image file, folder or dataset dir; or a zarr store (predicted out of core)",
+    )
+    predict.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="TIFF to write; or NAME.zarr: block by block, for volumes larger than memory",
+    )
     predict.add_argument(
         "--threshold",
         type=float,
         help="write a 0/255 uint8 mask at this threshold instead of probabilities",
     )
-    predict.add_argument("--tile-size", type=int, default=256)
-    predict.add_argument("--overlap", type=int, default=32)
+    predict.add_argument(
+        "--tile-size", type=int, help="tile side (default: automatic, tiles of up to 512)"
+    )
+    predict.add_argument("--overlap", type=int, default=32, help="tile overlap")
+    predict.add_argument(
+        "--chunk",
+        type=int,
+        default=2048,
+        help="zarr output: Y/X side of the blocks (a smaller slice is predicted whole)",
+    )
+    predict.add_argument(
+        "--chunk-overlap",
+        type=int,
+        help="zarr output: context each block borrows from its neighbours (default: the "
+        "U-Net's receptive radius, 96 pixels at depth 4)",
+    )
     predict.add_argument("--batch-size", type=int, default=4)
     predict.add_argument("--device", default="auto")
     predict.add_argument("--overwrite", action="store_true")

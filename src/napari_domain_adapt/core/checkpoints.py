@@ -63,13 +63,15 @@ class SegmentationModel:
         self,
         images: object,
         masks: object | None = None,
-        tile_size: int = 256,
+        tile_size: int | None = None,
         overlap: int = 32,
         batch_size: int = 4,
         progress: Callable[[int, int], None] | None = None,
         allow_constant: bool = False,
     ) -> np.ndarray:
         """Foreground probabilities (float32, ``(N, H, W)`` or ``(H, W)``) for raw images.
+
+        Tiling as in :func:`~.inference.predict_tiled` (``tile_size=None``: automatic).
 
         ``allow_constant`` predicts a blank image too (one slice of a stack that has
         contrast); otherwise a constant image is refused as most likely the wrong input.

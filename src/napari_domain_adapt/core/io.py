@@ -31,14 +31,19 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _TOKEN_HEX = 6
 
 
+def _code(error: OSError) -> int | None:
+    """The errno of an OSError, also when it was raised as ``OSError(errno.ENOSPC)``."""
+    if isinstance(error.errno, int):
+        return error.errno
+    return error.args[0] if error.args and isinstance(error.args[0], int) else None
+
+
 def _reason(error: OSError) -> str:
     """The system's words for an OSError, also when it was raised with an errno alone."""
     if error.strerror:
         return error.strerror
-    if isinstance(error.errno, int) or (error.args and isinstance(error.args[0], int)):
-        code = error.errno if isinstance(error.errno, int) else error.args[0]
-        return os.strerror(code)
-    return str(error) or type(error).__name__
+    code = _code(error)
+    return os.strerror(code) if code is not None else str(error) or type(error).__name__
 
 
 def _lock(descriptor: int) -> bool:
@@ -105,7 +110,7 @@ def atomic_write(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     except OSError as error:
         temporary.unlink(missing_ok=True)
         reason = _reason(error)
-        if error.errno == errno.ENOSPC:
+        if _code(error) == errno.ENOSPC:
             reason += f"; nothing was written and {path.name} is as it was"
         raise InputError(f"cannot write {path}: {reason}") from error
     except BaseException:

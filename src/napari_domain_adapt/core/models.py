@@ -101,6 +101,17 @@ class UNet(nn.Module):
         """Side lengths the network sees without padding are multiples of this."""
         return 2**self.spec.depth
 
+    @property
+    def receptive_radius(self) -> int:
+        """How far (pixels) an input pixel can change an output pixel: ``6 * 2**depth - 2``.
+
+        Each level's two 3x3 convolutions down and two up reach one pixel each at that
+        level's stride, the bottom's two likewise (gradients measure exactly this at depths
+        2 to 5, one pixel less at depth 1). A crop that gives an output pixel this much context on
+        every side, on the pooling grid, predicts it as the whole image does.
+        """
+        return 6 * self.multiple - 2
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         pad_h, pad_w = -height % self.multiple, -width % self.multiple

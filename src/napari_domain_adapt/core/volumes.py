@@ -1,0 +1,437 @@
+"""Out-of-core prediction: (Z, Y, X) volumes larger than memory, chunk by chunk, into zarr.
+
+The volume is read lazily (a zarr store, a TIFF through a memory map or tifffile's zarr view,
+or any dask array) and predicted by :func:`dask.array.map_overlap`: blocks of ``chunk``
+pixels in Y and X grow a margin of ``overlap`` pixels from their neighbours (none in Z: the
+model is 2D, slices are independent), go through :func:`~.inference.predict_tiled`, and lose
+the margin again. The result streams into a zarr array, block by block, so peak memory
+depends on the block size, not on the volume. The same graph runs on the local threads or on
+a ``dask.distributed`` cluster (whichever client is active).
+
+Normalisation is the model's own, per slice: the percentiles of each whole slice (or of a
+strided sample of it when the slice has more than ``sample_pixels`` pixels) are computed in
+a first pass, and every block of the slice is scaled with them, never with its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .checkpoints import SegmentationModel
+from .config import Preprocessing
+from .errors import InputError
+from .inference import inference_network
+from .preprocessing import intensity_range, normalise_slice, rescale
+
+#: Default Y/X block side: slices up to this size are predicted whole, exactly as in memory;
+#: a block of 2048 x 2048 plus margins needs about 0.4 GB with the default U-Net. A block is
+#: one slice deep in Z.
+DEFAULT_CHUNK = 2048
+#: Slices up to this many pixels get exact percentiles; larger ones a strided sample.
+SAMPLE_PIXELS = 2**24
+#: Slices per computation: keeps each task graph small for volumes of any depth.
+Z_BATCH = 256
+
+
+class _TiffVolume:
+    """A lazily opened TIFF stack that dask can slice and pickle (for distributed workers).
+
+    Uncompressed TIFFs are memory-mapped; others are read through tifffile's zarr view, which
+    decodes only the strips or tiles a slice needs. The open file is not pickled: each
+    process opens its own.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._data: Any = None
+        data = self._open()
+        self.shape, self.dtype, self.ndim = data.shape, np.dtype(data.dtype), data.ndim
+
+    def _open(self) -> Any:
+        if self._data is None:
+            import tifffile
+
+            try:
+                self._data = tifffile.memmap(self.path, mode="r")
+            except ValueError:  # compressed or scattered strips: not memory-mappable
+                import zarr
+
+                self._data = zarr.open(tifffile.imread(self.path, aszarr=True), mode="r")
+        return self._data
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.asarray(self._open()[key])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_data": None}
+
+
+def is_zarr(path: str | Path) -> bool:
+    """Whether ``path`` is a zarr store (v2 or v3): a folder with zarr metadata."""
+    path = Path(path)
+    markers = ("zarr.json", ".zarray", ".zgroup")
+    return path.is_dir() and any((path / marker).is_file() for marker in markers)
+
+
+def open_volume(source: object) -> Any:
+    """``source`` as a lazy array of shape ([1, ...,] Z, Y, X) or (Y, X), validated.
+
+    Accepted: a zarr store path (an array, or a group holding one array or an array ``0``),
+    a TIFF path, a zarr array, a dask array or a numpy array (a memory map stays lazy).
+    """
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if is_zarr(path):
+            data = _zarr_array(path)
+        elif path.suffix.lower() in (".tif", ".tiff") and path.is_file():
+            try:
+                data = _TiffVolume(path)
+            except Exception as error:  # tifffile raises many types for broken files
+                raise InputError(f"cannot read {path}: {type(error).__name__}: {error}") from error
+        else:
+            raise InputError(f"{path} is neither a zarr store nor a TIFF file")
+    else:
+        data = source
+    if not hasattr(data, "shape") or not hasattr(data, "dtype"):
+        raise InputError(f"expected a volume array or path; got {type(source).__name__}")
+    dtype = np.dtype(data.dtype)
+    if dtype.kind == "b" or not (
+        np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+    ):
+        raise InputError(f"the volume has dtype {dtype}; expected integers or floats")
+    shape = tuple(data.shape)
+    leading = shape[:-3]  # OME-Zarr writes (T, C, Z, Y, X): single T and C are fine
+    if len(shape) < 2 or any(n != 1 for n in leading) or min(shape[-2:]) < 2 or 0 in shape:
+        raise InputError(
+            f"the volume has shape {shape}; expected grey slices of at least 2x2 as "
+            "(Z, Y, X) or (Y, X) (leading axes of length 1 are allowed)"
+        )
+    return data
+
+
+def _zarr_array(path: Path) -> Any:
+    import zarr
+
+    node = zarr.open(str(path), mode="r")
+    if hasattr(node, "shape"):
+        return node
+    arrays = dict(node.arrays())
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    if "0" in arrays:  # OME-Zarr: the full-resolution level
+        return arrays["0"]
+    names = ", ".join(sorted(arrays)) or "none"
+    raise InputError(f"{path} is a zarr group with arrays {names}; expected one array, or '0'")
+
+
+def _axis_chunks(length: int, chunk: int, overlap: int) -> tuple[int, ...]:
+    """Blocks of ``chunk`` along an axis; a last block shorter than ``overlap`` joins the one
+    before it, because each block lends its neighbours a margin of ``overlap`` pixels."""
+    sizes = [chunk] * (length // chunk)
+    rest = length - sum(sizes)
+    if rest:
+        if sizes and rest < overlap:
+            sizes[-1] += rest
+        else:
+            sizes.append(rest)
+    return tuple(sizes)
+
+
+def slice_statistics(
+    volume: Any, model: SegmentationModel, sample_pixels: int = SAMPLE_PIXELS, **compute: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-slice ``(low, scale)`` of the model's percentile normalisation, in one pass.
+
+    Exact for slices up to ``sample_pixels`` pixels; larger slices are sampled on a regular
+    grid (every ``step``-th row and column). One slice at a time is held in memory.
+    """
+    import dask
+
+    height, width = volume.shape[1:]
+    step = max(1, int(np.ceil(np.sqrt(height * width / sample_pixels))))
+    sample = volume[:, ::step, ::step] if step > 1 else volume
+    sample = sample.rechunk({0: 1, 1: -1, 2: -1})
+    spec = model.preprocessing
+
+    def statistics(block: np.ndarray) -> np.ndarray:
+        low, scale = intensity_range(block[0].astype(np.float32, copy=False), spec)
+        return np.array([[low, scale]], np.float64)
+
+    stats = sample.map_blocks(
+        statistics, chunks=((1,) * sample.shape[0], (2,)), drop_axis=2, dtype=np.float64
+    )
+    (values,) = dask.compute(stats, **compute)
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if bad.size:
+        raise InputError(
+            f"slice {bad[0]} of the volume has NaN or infinite pixels ({bad.size} slices do); "
+            "expected finite values"
+        )
+    return values[:, 0], values[:, 1]
+
+
+def _predict_block(
+    block: np.ndarray,
+    network: Any,
+    spec: Preprocessing,
+    lows: np.ndarray | None,
+    scales: np.ndarray | None,
+    threshold: float | None,
+    block_info: dict | None = None,
+    **options: Any,
+) -> np.ndarray:
+    from .inference import predict_tiled
+
+    first, last = block_info[0]["array-location"][0]  # no margin in Z: slice indices
+    images = np.empty(block.shape, np.float32)
+    for index, z in enumerate(range(first, last)):
+        grey = block[index].astype(np.float32, copy=False)  # as preprocess() makes it
+        if lows is None:  # a whole slice (CLAHE needs one): the in-memory preprocessing
+            images[index] = normalise_slice(grey, spec)
+        else:  # the slice's statistics, with the same types, so the same bits
+            images[index] = rescale(grey, lows[z], float(scales[z]))
+    probabilities = predict_tiled(network, images, **options, channels_last=False)
+    if threshold is None:
+        return probabilities
+    return (probabilities >= threshold).astype(np.uint8) * np.uint8(255)
+
+
+def _compute_options(num_workers: int | None) -> dict[str, Any]:
+    """Use the active dask.distributed client or configured scheduler; else local threads."""
+    import dask
+
+    if dask.config.get("scheduler", None) is not None:
+        return {}
+    if "distributed" in sys.modules:
+        from distributed import default_client
+
+        with contextlib.suppress(ValueError):
+            default_client()
+            return {}
+    return {"scheduler": "threads", "num_workers": num_workers}
+
+
+def predict_volume(
+    model: SegmentationModel,
+    source: object,
+    out: str | Path | Any | None = None,
+    *,
+    chunk: int | tuple[int, int] = DEFAULT_CHUNK,
+    overlap: int | None = None,
+    threshold: float | None = None,
+    tile_size: int | None = None,
+    tile_overlap: int = 32,
+    batch_size: int = 4,
+    amp: bool | str = False,
+    sample_pixels: int = SAMPLE_PIXELS,
+    num_workers: int | None = 1,
+    overwrite: bool = False,
+) -> Any:
+    """Predict a (Z, Y, X) volume block by block; peak memory does not grow with its size.
+
+    ``source``: a zarr store or TIFF path, or a zarr, dask or numpy array (see
+    :func:`open_volume`). ``out``: a ``.zarr`` path (written atomically: into a temporary
+    store beside it, renamed when complete; an existing one is refused unless
+    ``overwrite``), a zarr array of the volume's shape to fill, or ``None`` for the lazy
+    dask array of the result. The result is float32 probabilities, or with ``threshold`` a
+    uint8 mask of 0 and 255. Blocks are ``chunk`` pixels in Y and X (an int or ``(y, x)``),
+    one slice in Z, and borrow ``overlap`` pixels of context from each neighbour (both are
+    rounded up to multiples of the U-Net's ``2**depth``); the default overlap is the U-Net's
+    receptive radius, so that block borders do not show;
+    ``tile_size``, ``tile_overlap``, ``batch_size`` and ``amp`` go to
+    :func:`~.inference.predict_tiled` within a block.
+
+    Without an active ``dask.distributed`` client or configured scheduler, blocks run on
+    ``num_workers`` local threads (one suits a CPU, where torch itself uses every core).
+    Models with CLAHE preprocessing (a whole-slice operation) are predicted whole slice by
+    whole slice.
+    """
+    import dask.array as da
+
+    chunk_y, chunk_x = (chunk, chunk) if isinstance(chunk, int) else tuple(chunk)
+    if overlap is None:
+        overlap = getattr(model.network, "receptive_radius", 64)
+    if min(chunk_y, chunk_x) < 1 or overlap < 0 or overlap > min(chunk_y, chunk_x):
+        raise InputError(
+            f"chunk ({chunk_y}, {chunk_x}) must be >= 1 and at least the overlap ({overlap}), "
+            "which must be >= 0: a block lends its neighbours that many pixels"
+        )
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise InputError(f"threshold must be between 0 and 1; got {threshold}")
+    # Blocks start on the U-Net's pooling grid, where its output does not depend on the
+    # crop: with a margin wider than its receptive field, blocks then match whole slices.
+    multiple = getattr(model.network, "multiple", 1)
+    chunk_y, chunk_x, overlap = (-(-n // multiple) * multiple for n in (chunk_y, chunk_x, overlap))
+    target = None if out is None or hasattr(out, "shape") else Path(out)
+    if target is not None:
+        _check_target(target, overwrite)
+    data = open_volume(source)
+    flat = len(data.shape) == 2  # a single image: the result is 2D too
+    depth = 1 if flat else data.shape[-3]
+    height, width = data.shape[-2:]
+    shape = (height, width) if flat else (depth, height, width)
+    if target is None and out is not None and tuple(out.shape) != shape:
+        raise InputError(f"out has shape {tuple(out.shape)}; expected the volume's {shape}")
+    clahe = model.preprocessing.clahe
+    if clahe:  # a whole-slice operation: whole slices per block, nothing to borrow
+        chunk_y, chunk_x, overlap = height, width, 0
+    plane = (_axis_chunks(height, chunk_y, overlap), _axis_chunks(width, chunk_x, overlap))
+    compute = _compute_options(num_workers)
+    # Slabs of Z_BATCH slices: each computation's task graph stays small however deep the
+    # volume is (a graph for every block at once costs about 5 kB per block).
+    slabs = [(z, min(z + Z_BATCH, depth)) for z in range(0, depth, Z_BATCH)]
+    lows = scales = None
+    if not clahe:
+        parts = [
+            slice_statistics(_slab(data, a, b, plane), model, sample_pixels, **compute)
+            for a, b in slabs
+        ]
+        lows, scales = (np.concatenate(values) for values in zip(*parts, strict=True))
+    # A private eval copy (channels-last where that helps), converted once, shared by every
+    # block: the caller's network is never switched to eval under a running computation.
+    runner = inference_network(model.network)
+    if runner is model.network:
+        runner = copy.deepcopy(model.network).eval()
+    network = _shared(runner)
+    dtype = np.float32 if threshold is None else np.uint8
+
+    def predicted(first: int, last: int) -> Any:
+        result = _slab(data, first, last, plane).map_overlap(
+            _predict_block,
+            depth={0: 0, 1: overlap, 2: overlap},
+            boundary="none",
+            trim=True,
+            dtype=dtype,
+            meta=np.empty((0, 0, 0), dtype),
+            network=network,
+            spec=model.preprocessing,
+            lows=None if lows is None else lows[first:last],
+            scales=None if scales is None else scales[first:last],
+            threshold=threshold,
+            tile_size=tile_size,
+            overlap=tile_overlap,
+            batch_size=batch_size,
+            amp=amp,
+        )
+        return result[0] if flat else result
+
+    if out is None:
+        return predicted(0, depth)
+
+    def store_into(array: Any) -> None:
+        # Blocks align with the store's chunks (a merged last block spans two chunks that
+        # no other block touches), so blocks write in parallel without a lock.
+        for first, last in slabs:
+            region = None if flat else (slice(first, last), slice(None), slice(None))
+            da.store(predicted(first, last), array, regions=region, lock=False, **compute)
+
+    if target is None:  # a zarr array given by the caller
+        store_into(out)
+        return out
+    attributes = {
+        "content": "probabilities" if threshold is None else "mask (0 or 255)",
+        "threshold": threshold,
+        "model": json.loads(json.dumps(model.metadata, default=str)),
+        "chunk": [chunk_y, chunk_x],
+        "overlap": overlap,
+    }
+    with _atomic_store(target, overwrite) as temporary:
+        chunks = (chunk_y, chunk_x) if flat else (1, chunk_y, chunk_x)
+        store = _create_zarr(temporary, shape, chunks, dtype)
+        store.attrs["napari-domain-adapt"] = attributes
+        store_into(store)
+    import zarr
+
+    return zarr.open_array(str(target), mode="r")
+
+
+def _slab(data: Any, first: int, last: int, plane: tuple[tuple[int, ...], ...]) -> Any:
+    """Slices ``first:last`` of the volume as a (Z, Y, X) dask array in blocks of one slice
+    by ``plane``; a 2D image is one slice, leading axes of length 1 are dropped."""
+    import dask.array as da
+
+    chunks = ((1,) * (last - first), *plane)
+    if isinstance(data, da.Array):
+        volume = data[np.newaxis] if data.ndim == 2 else data
+        volume = volume[(0,) * (volume.ndim - 3)] if volume.ndim > 3 else volume
+        return volume[first:last].rechunk(chunks)
+    # One graph key holds the source; each block reads its part straight from it.
+    return da.from_array(_Window(data, first, last), chunks=chunks, name=False)
+
+
+class _Window:
+    """Slices ``first:last`` of an array-like as (Z, Y, X), read on demand (picklable)."""
+
+    def __init__(self, data: Any, first: int, last: int) -> None:
+        self.data, self.first = data, first
+        self.lead = max(0, len(data.shape) - 3)  # OME-Zarr's (1, 1, Z, Y, X)
+        self.flat = len(data.shape) == 2
+        self.shape = (last - first, *data.shape[-2:])
+        self.dtype, self.ndim = np.dtype(data.dtype), 3
+
+    def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
+        z, y, x = key
+        start, stop, _ = z.indices(self.shape[0])
+        if self.flat:
+            return np.asarray(self.data[y, x])[np.newaxis]
+        where = (0,) * self.lead + (slice(self.first + start, self.first + stop), y, x)
+        return np.asarray(self.data[where])
+
+
+def _shared(value: object) -> Any:
+    """One graph key for ``value``: sent once to each worker, not once per block."""
+    import dask
+
+    return dask.delayed(value, pure=True, traverse=False)
+
+
+def _create_zarr(path: Path, shape: tuple, chunks: tuple, dtype: Any) -> Any:
+    import zarr
+
+    return zarr.open_array(str(path), mode="w", shape=shape, chunks=chunks, dtype=dtype)
+
+
+def _check_target(target: Path, overwrite: bool) -> None:
+    if target.suffix.lower() != ".zarr":
+        raise InputError(f"{target}: expected an output name ending in .zarr")
+    if target.exists() and not overwrite:
+        raise InputError(f"{target} exists; choose another name or allow overwriting")
+    if target.exists() and not is_zarr(target):
+        raise InputError(f"{target} exists and is not a zarr store; it will not be replaced")
+    if not target.parent.is_dir():
+        raise InputError(f"cannot write {target}: the folder {target.parent} does not exist")
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {target}: the folder {target.parent} is not writable")
+
+
+@contextlib.contextmanager
+def _atomic_store(target: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary ``.zarr`` folder beside ``target``; renamed onto it on success.
+
+    An existing ``target`` (with ``overwrite``) is moved aside first and deleted only after
+    the rename, so a crash leaves the old store, or the new one, never a mixture.
+    """
+    token = secrets.token_hex(6)
+    temporary = target.parent / f".{target.name}.{token}.part.zarr"
+    old = target.parent / f".{target.name}.{token}.old.zarr"
+    try:
+        yield temporary
+        if target.exists():
+            if not overwrite:
+                raise InputError(f"{target} appeared while predicting; nothing was replaced")
+            os.replace(target, old)
+        os.replace(temporary, target)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,72 @@
+"""``napari-domain-adapt predict`` with zarr stores: out of core, zarr in, zarr out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import zarr
+
+from napari_domain_adapt.cli import EXIT_BAD_INPUT, main
+from napari_domain_adapt.core import ModelSpec, SegmentationModel, load_checkpoint, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = SegmentationModel.create(ModelSpec(depth=2, width=4))
+    for parameter in model.network.parameters():
+        if parameter.ndim == 1:
+            parameter.data.normal_(0, 0.5)
+    return save_checkpoint(model, tmp_path_factory.mktemp("model") / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def volume() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return rng.integers(0, 255, (2, 90, 120), dtype=np.uint8)
+
+
+def _store(path: Path, data: np.ndarray) -> Path:
+    array = zarr.open_array(str(path), mode="w", shape=data.shape, chunks=(1, 32, 32), dtype="u1")
+    array[:] = data
+    return path
+
+
+def test_predict_zarr_to_zarr(checkpoint, volume, tmp_path, capsys) -> None:
+    source = _store(tmp_path / "vol.zarr", volume)
+    out = tmp_path / "prob.zarr"
+    base = ["predict", "--model", str(checkpoint), "--input", str(source), "--device", "cpu"]
+    assert main([*base, "--out", str(out), "--chunk", "48"]) == 0
+    assert "wrote" in capsys.readouterr().err
+    expected = load_checkpoint(checkpoint).predict(volume)
+    np.testing.assert_allclose(zarr.open_array(str(out))[:], expected, rtol=0, atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prob.zarr", "vol.zarr"]
+
+    # an existing store is refused, then replaced with --overwrite
+    assert main([*base, "--out", str(out), "--threshold", "0.5"]) == EXIT_BAD_INPUT
+    assert "exists" in capsys.readouterr().err
+    assert zarr.open_array(str(out)).dtype == np.float32
+    assert main([*base, "--out", str(out), "--threshold", "0.5", "--overwrite"]) == 0
+    assert zarr.open_array(str(out)).dtype == np.uint8
+
+
+def test_tiff_to_zarr_and_refusals(checkpoint, volume, tmp_path, capsys) -> None:
+    tiff = tmp_path / "vol.tif"
+    tifffile.imwrite(tiff, volume, photometric="minisblack")
+    base = ["predict", "--model", str(checkpoint), "--device", "cpu"]
+    assert main([*base, "--input", str(tiff), "--out", str(tmp_path / "p.zarr")]) == 0
+    source = _store(tmp_path / "vol.zarr", volume)
+    cases = [
+        (["--input", str(source), "--out", str(tmp_path / "p.tif")], "give --out NAME.zarr"),
+        (["--input", str(source), "--out", str(source)], "input of this command"),
+        (["--input", str(source), "--out", str(tmp_path / "q.zarr"), "--chunk", "8"], "overlap"),
+    ]
+    for extra, message in cases:
+        assert main([*base, *extra]) == EXIT_BAD_INPUT
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "p.tif").exists()
+    assert not (tmp_path / "q.zarr").exists()
