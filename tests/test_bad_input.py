@@ -334,14 +334,12 @@ CLI_CASES = [
         _predict(image=lambda w: w.zarr("meta.zarr", "metadata"), output="p.zarr"),
         "meta.zarr",
         "zarr",
-        known_bug="core/volumes.py: a corrupt zarr.json escapes as JSONDecodeError (_zarr_array)",
     ),
     CliCase(
         "zarr-truncated-chunk",
         _predict(image=lambda w: w.zarr("chunk.zarr", "chunk"), output="p.zarr"),
         "chunk.zarr",
         "zarr",
-        known_bug="core/volumes.py: a truncated chunk escapes as numcodecs' RuntimeError",
     ),
     CliCase(
         "missing-image",

@@ -123,7 +123,12 @@ def open_volume(source: object) -> Any:
 def _zarr_array(path: Path) -> Any:
     import zarr
 
-    node = zarr.open(str(path), mode="r")
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as error:  # zarr raises many types for corrupt metadata
+        raise InputError(
+            f"cannot read {path}: not a readable zarr store ({type(error).__name__}: {error})"
+        ) from error
     if hasattr(node, "shape"):
         return node
     arrays = dict(node.arrays())
@@ -371,10 +376,15 @@ def _slab(data: Any, first: int, last: int, plane: tuple[tuple[int, ...], ...]) 
 
 
 class _Window:
-    """Slices ``first:last`` of an array-like as (Z, Y, X), read on demand (picklable)."""
+    """Slices ``first:last`` of an array-like as (Z, Y, X), read on demand (picklable).
+
+    A read that fails (a corrupt or truncated chunk of a store or file) raises InputError
+    naming the source and the slices.
+    """
 
     def __init__(self, data: Any, first: int, last: int) -> None:
         self.data, self.first = data, first
+        self.name = _describe_source(data)
         self.lead = max(0, len(data.shape) - 3)  # OME-Zarr's (1, 1, Z, Y, X)
         self.flat = len(data.shape) == 2
         self.shape = (last - first, *data.shape[-2:])
@@ -383,10 +393,26 @@ class _Window:
     def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
         z, y, x = key
         start, stop, _ = z.indices(self.shape[0])
-        if self.flat:
-            return np.asarray(self.data[y, x])[np.newaxis]
         where = (0,) * self.lead + (slice(self.first + start, self.first + stop), y, x)
-        return np.asarray(self.data[where])
+        try:
+            if self.flat:
+                return np.asarray(self.data[y, x])[np.newaxis]
+            return np.asarray(self.data[where])
+        except Exception as error:  # stores and codecs raise many types for corrupt data
+            raise InputError(
+                f"cannot read slices {self.first + start}-{self.first + stop - 1} of "
+                f"{self.name}: a corrupt or truncated chunk ({type(error).__name__}: {error})"
+            ) from error
+
+
+def _describe_source(data: Any) -> str:
+    """The file or store behind ``data`` for messages, else its type."""
+    if isinstance(data, _TiffVolume):
+        return data.path
+    store = getattr(data, "store", None)
+    root = getattr(store, "root", None) or getattr(store, "path", None)
+    kind = "zarr array" if store is not None else type(data).__name__
+    return f"{kind} {root}" if root else kind
 
 
 def _shared(value: object) -> Any:
