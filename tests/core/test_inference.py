@@ -13,6 +13,7 @@ from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.inference import (
     AUTO_TILE,
     blend_window,
+    forward_in_halves,
     plan_tiles,
     predict_tiled,
     tile_starts,
@@ -299,3 +300,31 @@ def test_amp_on_cuda_is_close() -> None:
     plain = predict_tiled(network, image)
     for amp in ("bf16", "fp16"):
         np.testing.assert_allclose(predict_tiled(network, image, amp=amp), plain, atol=0.05)
+
+
+class _SmallMemory(torch.nn.Module):
+    """A network that runs out of (simulated) device memory above ``limit`` tiles."""
+
+    def __init__(self, network: torch.nn.Module, limit: int) -> None:
+        super().__init__()
+        self.network, self.limit, self.sizes = network, limit, []
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(len(batch))
+        if len(batch) > self.limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.network(batch)
+
+
+def test_out_of_memory_retries_with_smaller_batches() -> None:
+    torch.manual_seed(0)
+    network = UNet(ModelSpec(depth=2, width=4)).eval()
+    batch = torch.randn(4, 1, 32, 32)
+    expected = network(batch)
+    small = _SmallMemory(network, limit=1)
+    with pytest.warns(RuntimeWarning, match="4 tiles at once; retrying 2 at a time"):
+        result = forward_in_halves(small, batch)
+    torch.testing.assert_close(result, expected, atol=1e-6, rtol=0)
+    assert small.sizes == [4, 2, 1, 1, 2, 1, 1]
+    with pytest.raises(InputError, match="out of device memory for a single tile"):
+        forward_in_halves(_SmallMemory(network, limit=0), batch[:1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -121,6 +122,33 @@ def _autocast(device: torch.device, amp: bool | str) -> contextlib.AbstractConte
     return torch.autocast("cuda", dtype=dtype)
 
 
+def forward_in_halves(network: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """``network(batch)``; when the device runs out of memory, the batch again in halves.
+
+    Each retry is reported as a RuntimeWarning (the widget shows it); out of memory with a
+    single tile is an InputError that says what to change.
+    """
+    try:
+        return network(batch)
+    except torch.cuda.OutOfMemoryError as error:
+        if len(batch) == 1:
+            raise InputError(
+                "out of device memory for a single tile; choose a smaller tile size or "
+                "predict on the CPU"
+            ) from error
+        if batch.is_cuda:
+            torch.cuda.empty_cache()
+        half = len(batch) // 2
+        warnings.warn(
+            f"out of device memory with {len(batch)} tiles at once; retrying {half} at a time",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return torch.cat(
+            [forward_in_halves(network, batch[:half]), forward_in_halves(network, batch[half:])]
+        )
+
+
 def predict_tiled(
     network: nn.Module,
     images: np.ndarray,
@@ -181,7 +209,7 @@ def predict_tiled(
                 for index, (z, y, x) in enumerate(chunk):
                     batch[index] = stack[z, y : y + tile_y, x : x + tile_x]
                 tensor = torch.from_numpy(batch[: len(chunk), np.newaxis]).to(device)
-                probs = runner(tensor)[:, 0].float().sigmoid_().cpu().numpy()
+                probs = forward_in_halves(runner, tensor)[:, 0].float().sigmoid_().cpu().numpy()
                 probs *= window
                 for (z, y, x), prob in zip(chunk, probs, strict=True):
                     total[z, y : y + tile_y, x : x + tile_x] += prob
