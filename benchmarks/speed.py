@@ -280,6 +280,9 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the child processes")
     parser.add_argument("--ui", action="store_true", help="also run benchmarks/ui_stall.py")
     parser.add_argument("--ui-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--out-of-core", action="store_true", help="also run benchmarks/out_of_core.py"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--image-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -343,6 +346,13 @@ def main() -> None:
         print(ui_section(args.ui_seconds))
     else:
         print("Not run (pass --ui; needs a display or xvfb-run): see benchmarks/ui_stall.py.")
+    print("\n## Volumes larger than memory\n")
+    if args.out_of_core:
+        script = HERE / "out_of_core.py"
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+        print(done.stdout.strip() if done.returncode == 0 else done.stderr[-2000:])
+    else:
+        print("Not run (pass --out-of-core, about 5 minutes): see benchmarks/out_of_core.py.")
     shutil.rmtree(scratch, ignore_errors=True)
 
 
