@@ -1,16 +1,15 @@
 """The adaptation engine: no Qt, no napari; everything the widget does, a script can do.
 
-Example::
+Example (a minute on a laptop CPU)::
 
-    from napari_domain_adapt.core import Domain, TrainConfig, fit, make_sample_pair
-
-    pair = make_sample_pair()
-    model = fit(
-        TrainConfig(mode="adversarial", steps=500),
-        Domain(pair.source_image, pair.source_labels),
-        Domain(pair.target_image),
-    )
-    probabilities = model.predict(pair.target_image)
+    >>> from napari_domain_adapt.core import Domain, TrainConfig, fit, make_sample_pair
+    >>> pair = make_sample_pair()
+    >>> finished = fit(
+    ...     TrainConfig(mode="adversarial", steps=300, patch_size=64),
+    ...     Domain(pair.source_image, pair.source_labels),
+    ...     Domain(pair.target_image),
+    ... )
+    >>> probabilities = finished.model.predict(pair.target_image)
 """
 
 from .bioimageio import export_bioimageio, load_bioimageio, load_model
