@@ -372,3 +372,40 @@ def test_scribbles_train_only_on_annotated_pixels(tiny_config, source, sample_pa
     assert np.all(batch.labels[batch.weights == 0] == 0)
     finished = fit(config, source, target)
     assert finished.steps == config.steps
+
+
+def test_teacher_is_a_moving_average_of_the_student() -> None:
+    teacher, student = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        teacher.weight.fill_(1.0)
+        student.weight.fill_(3.0)
+    training.update_teacher(teacher, student, decay=0.75)
+    torch.testing.assert_close(teacher.weight, torch.full((1, 2), 1.5))  # 0.75*1 + 0.25*3
+    training.update_teacher(teacher, student, decay=0.0)
+    torch.testing.assert_close(teacher.weight, student.weight)
+
+
+def test_pseudo_labels_count_only_where_the_teacher_is_confident() -> None:
+    probabilities = torch.tensor([0.05, 0.3, 0.5, 0.7, 0.95])
+    labels, weights = training.confident_pseudo_labels(probabilities, confidence=0.8)
+    torch.testing.assert_close(labels, torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0]))
+    torch.testing.assert_close(weights, torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0]))
+
+
+def test_mean_teacher_step_sends_no_gradient_to_the_teacher(tiny_config, source, target) -> None:
+    config = dataclasses.replace(tiny_config, mode="mean-teacher", warmup_fraction=0.0)
+    run = training._prepare(config, source, target, None)
+    assert all(not p.requires_grad for p in run.teacher.parameters())
+    before = _state(run.teacher)
+    student_before = _state(run.segmentor)
+    values = training._step(run, step=config.steps)  # full ramp: the consistency loss is on
+    assert values["consistency_loss"] is not None
+    assert 0.0 <= values["confident_fraction"] <= 1.0
+    assert all(p.grad is None for p in run.teacher.parameters())
+    assert not _same_state(student_before, _state(run.segmentor))
+    # The teacher moved only by the moving average: 0.99 * old + 0.01 * new student.
+    after, student = _state(run.teacher), _state(run.segmentor)
+    for name, old in before.items():
+        if old.is_floating_point():
+            expected = 0.99 * old + 0.01 * student[name]
+            torch.testing.assert_close(after[name], expected, atol=1e-6, rtol=1e-5)
