@@ -20,6 +20,7 @@ from .core.hdf5 import split_hdf5_path
 from .core.io import (
     IMAGE_SUFFIXES,
     atomic_write,
+    check_output,
     is_dataset,
     load_dataset,
     read_volume,
@@ -66,12 +67,7 @@ def _refuse_existing(
                 f"{path} would be written into the input folder {path.parent}, where the next "
                 "run would read it as one more slice; choose another folder"
             )
-        if path.is_dir():
-            raise InputError(f"{path} is a folder; expected a file name to write")
-        if path.exists() and not overwrite:
-            raise InputError(f"{path} exists; choose another name or pass --overwrite")
-        if not path.parent.is_dir():
-            raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
+        check_output(path, overwrite, how="pass --overwrite")
         if not os.access(path.parent, os.W_OK | os.X_OK):
             raise InputError(f"cannot write {path}: the folder {path.parent} is not writable")
 

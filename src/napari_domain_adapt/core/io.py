@@ -78,6 +78,17 @@ def _remove_leftovers(path: Path) -> None:
                     os.close(descriptor)
 
 
+def check_output(path: Path, overwrite: bool, how: str = "allow overwriting") -> None:
+    """Raise InputError unless ``path`` can be written: a file name (not a folder), in an
+    existing folder, and new unless ``overwrite`` (``how`` says how to allow it)."""
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; expected a file name to write")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} exists; choose another name or {how}")
+    if not path.parent.is_dir():
+        raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path`` in one rename.
@@ -86,12 +97,7 @@ def atomic_write(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     removed and ``path`` is left as it was.
     """
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path} is a folder; expected a file name to write")
-    if path.exists() and not overwrite:
-        raise InputError(f"{path} exists; choose another name or allow overwriting")
-    if not path.parent.is_dir():
-        raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
+    check_output(path, overwrite)
     _remove_leftovers(path)
     temporary = path.parent / f".{path.name}.{secrets.token_hex(_TOKEN_HEX)}.part"
     try:
