@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -10,8 +14,10 @@ import h5py
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 from napari_domain_adapt.cli import EXIT_BAD_INPUT, main
+from napari_domain_adapt.core.checkpoints import load_checkpoint
 
 TINY = ["--steps", "3", "--batch-size", "2", "--patch-size", "32", "--depth", "2", "--width", "4"]
 TINY += ["--device", "cpu"]
@@ -231,3 +237,43 @@ def test_train_on_hdf5_datasets(datasets, tmp_path, capsys):
     args = ["train", "--source", f"{volume}:volumes/raw", "--out", str(out)]
     assert main([*args, "--source-labels", f"{volume}:volumes/labels/membranes", *TINY]) == 0
     assert _json(capsys)["steps"] == 3
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    first = load_checkpoint(a).network.state_dict()
+    second = load_checkpoint(b).network.state_dict()
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_a_killed_adapt_run_resumes_to_the_uninterrupted_model(datasets, tmp_path, capsys):
+    """SIGKILL mid-run, then --resume: the same model as a run never interrupted."""
+    args = ["adapt", "--source", str(datasets / "source"), "--target", str(datasets / "target")]
+    args += [*TINY, "--steps", "60", "--patch-size", "64", "--state-every", "5"]
+    whole = tmp_path / "whole.pt"
+    assert main([*args, "--out", str(whole)]) == 0
+    assert not Path(f"{whole}.state").exists()  # deleted once the model is written
+
+    out = tmp_path / "resumed.pt"
+    state = Path(f"{out}.state")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "napari_domain_adapt.cli", *args, "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not state.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        child.kill()
+    finally:
+        child.wait()
+    assert state.exists()
+    assert not out.exists()
+    capsys.readouterr()
+    assert main([*args, "--out", str(out)]) == EXIT_BAD_INPUT  # no silent restart
+    assert "--resume" in capsys.readouterr().err
+    assert main([*args, "--out", str(out), "--resume"]) == 0
+    assert _json(capsys)["steps"] == 60
+    assert _same_weights(out, whole)
+    assert not state.exists()

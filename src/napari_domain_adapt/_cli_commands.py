@@ -27,6 +27,7 @@ from .core.io import (
     write_tiff,
 )
 from .core.metrics import best_threshold, segmentation_scores
+from .core.resume import StateFile
 from .core.sample_data import make_sample_pair
 from .core.training import TrainEvent, train
 from .core.volumes import is_zarr
@@ -181,11 +182,19 @@ def _run_training(args: argparse.Namespace, mode: str | None) -> int:
                 "choose --mode semi-supervised or a mean-teacher mode, or drop the labels"
             )
     config = _config(args, mode)
-    events = train(config, source, target)
+    state = StateFile(args.out.with_name(args.out.name + ".state"), args.state_every)
+    if state.path.exists() and not args.resume:
+        raise InputError(
+            f"{state.path} holds the state of an interrupted run; pass --resume to continue "
+            "it, or delete it to start over"
+        )
+    events = train(config, source, target, state=state)
     bar = _progress(config.steps)
     finished = None
     for event in events:
         if isinstance(event, TrainEvent):
+            if bar.n == 0:
+                bar.update(event.step - 1)  # steps done before a resume
             bar.update(1)
             losses = {"sup": f"{event.supervised_loss:.3f}"}
             if event.domain_loss is not None:
@@ -196,6 +205,7 @@ def _run_training(args: argparse.Namespace, mode: str | None) -> int:
             finished = event
     bar.close()
     save_checkpoint(finished.model, args.out, overwrite=args.overwrite)
+    state.path.unlink(missing_ok=True)  # the model is safe: nothing left to resume
     result: dict[str, Any] = {
         "mode": mode,
         "steps": finished.steps,

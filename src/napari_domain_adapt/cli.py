@@ -50,6 +50,19 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
     out.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
     out.add_argument("--metrics", type=Path, help="also write the metrics JSON to this file")
     out.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    out.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its state file (OUT.state)",
+    )
+    out.add_argument(
+        "--state-every",
+        type=int,
+        default=100,
+        metavar="N",
+        help="write the run's state to OUT.state every N steps (default 100); it is deleted "
+        "once OUT is written",
+    )
     defaults = TrainConfig()
     run = parser.add_argument_group("training")
     if adapt:
@@ -207,7 +220,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("error: interrupted; nothing was written", file=sys.stderr)
+        state = Path(f"{args.out}.state") if args.command in ("train", "adapt") else None
+        if state is not None and state.exists():
+            print(
+                f"error: interrupted; no model was written; the run's state is in {state}: "
+                "rerun the same command with --resume to continue",
+                file=sys.stderr,
+            )
+        else:
+            print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
 
 

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from napari_domain_adapt.core.config import MIN_DOMAIN_PATCH, NORMS, ModelSpec
-from napari_domain_adapt.core.models import DomainClassifier, UNet, grad_reverse
+from napari_domain_adapt.core.models import (
+    DomainClassifier,
+    UNet,
+    estimate_batch_statistics,
+    grad_reverse,
+)
 
 
 @pytest.mark.parametrize("coefficient", [0.3, 1.0, 2.5])
@@ -103,3 +108,26 @@ def test_domain_classifier_minimum_patch_matches_config() -> None:
     assert classifier(torch.rand(1, 1, MIN_DOMAIN_PATCH, MIN_DOMAIN_PATCH)).shape == (1,)
     with pytest.raises(RuntimeError):
         classifier(torch.rand(1, 1, MIN_DOMAIN_PATCH // 2, MIN_DOMAIN_PATCH // 2))
+
+
+def test_estimate_batch_statistics_averages_over_the_batches() -> None:
+    network = UNet(ModelSpec(depth=1, width=4, norm="batch"))
+    first = next(m for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    batches = [torch.randn(2, 1, 16, 16) * 3 + 5, torch.randn(2, 1, 16, 16) * 3 + 9]
+    assert estimate_batch_statistics(network, batches)
+    # The first BatchNorm follows a bias-free convolution of the input: its running mean is
+    # the mean of the per-batch means, not the last batch's or a momentum-weighted one.
+    with torch.no_grad():
+        conv = network.down[0][0]
+        means = [conv(b).mean(dim=(0, 2, 3)) for b in batches]
+    torch.testing.assert_close(first.running_mean, (means[0] + means[1]) / 2)
+    assert first.momentum == 0.1
+    assert not network.training
+
+
+def test_estimate_batch_statistics_leaves_other_norms_alone() -> None:
+    network = UNet(ModelSpec(depth=1, width=4, norm="channel"))
+    before = [p.clone() for p in network.state_dict().values()]
+    assert not estimate_batch_statistics(network, [torch.randn(2, 1, 16, 16)])
+    after = list(network.state_dict().values())
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))

@@ -140,6 +140,10 @@ class TrainConfig:
     """Keep an exponential moving average of the segmentor's weights and return it as the
     model (Polyak averaging): it smooths out the swings of adversarial training. The
     mean-teacher modes always keep it: it is their teacher."""
+    target_statistics: bool = True
+    """With BatchNorm, re-estimate its running statistics on target patches at the end of
+    an adaptive run (AdaBN, Li et al., 2016), so the model normalises target features with
+    the target's own statistics rather than a mix of both domains'."""
     teacher_decay: float = 0.99
     """Weight of the old average in the moving average of the weights (the teacher)."""
     consistency_weight: float = 1.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -177,3 +179,26 @@ class DomainClassifier(nn.Module):
             features = features.mean(dim=(-2, -1), keepdim=True)
         logits = self.classify(features)[:, 0]
         return logits if self.local else logits[:, 0, 0]
+
+
+@torch.no_grad()
+def estimate_batch_statistics(network: nn.Module, batches: Iterable[torch.Tensor]) -> bool:
+    """Replace every BatchNorm's running mean and variance by their average over ``batches``.
+
+    Returns whether the network had any BatchNorm (without, it is left untouched). The
+    network is left in eval mode.
+    """
+    norms = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return False
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over all batches
+    network.train()
+    for batch in batches:
+        network(batch)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    network.eval()
+    return True

@@ -43,9 +43,20 @@ from .data import Domain
 from .device import describe_device, resolve_device
 from .errors import InputError
 from .inference import predict_tiled
-from .models import DomainClassifier, UNet, grad_reverse
+from .models import DomainClassifier, UNet, estimate_batch_statistics, grad_reverse
 from .patches import PatchBatch, PatchSampler, jitter_intensity
 from .preprocessing import preprocess
+from .resume import (
+    StateFile,
+    fingerprint,
+    numpy_rng_state,
+    read_state,
+    set_numpy_rng_state,
+    write_state,
+)
+
+#: Target batches that :func:`estimate_batch_statistics` sees at the end of an adaptive run.
+TARGET_STATISTICS_BATCHES = 25
 
 
 class TrainControl:
@@ -162,6 +173,8 @@ class _Run:
     target: PatchSampler | None
     target_labelled: PatchSampler | None
     target_preview: np.ndarray | None
+    rng: np.random.Generator
+    inputs: str
 
 
 def train(
@@ -170,6 +183,7 @@ def train(
     target: Domain | None = None,
     control: TrainControl | None = None,
     initial: SegmentationModel | None = None,
+    state: StateFile | None = None,
 ) -> Iterator[TrainEvent | TrainFinished]:
     """Validate the inputs now, then return the generator that trains.
 
@@ -177,9 +191,16 @@ def train(
     uses it for previews); its labels are used only in the ``semi-supervised`` and
     mean-teacher modes, and only on slices that carry any annotation. ``initial`` starts
     from a trained segmentor (copied, never changed) and its preprocessing.
+
+    With ``state``, the run's state is written to ``state.path`` every ``state.every``
+    steps, at a stop and at the last step; a run that finds the file continues from it
+    (the caller deletes it once the model is safe).
     """
     run = _prepare(config, source, target, initial)
-    return _loop(run, control or TrainControl())
+    history: list[dict[str, float | None]] = []
+    if state is not None and state.path.exists():
+        history = _restore(run, read_state(state.path, run.config, run.inputs))
+    return _loop(run, control or TrainControl(), history, state)
 
 
 def _prepare(
@@ -267,7 +288,43 @@ def _prepare(
         target_sampler,
         labelled_sampler,
         target_images,
+        rng,
+        fingerprint(
+            source.images,
+            source.labels,
+            source.masks,
+            None if target is None else target.images,
+            None if target is None or not labelled.size else target.labels,
+            None if initial is None else initial.network.head.weight.detach().cpu().numpy(),
+        ),
     )
+
+
+def _networks(run: _Run) -> dict[str, torch.nn.Module]:
+    named = {"segmentor": run.segmentor, "teacher": run.teacher, "classifier": run.classifier}
+    return {name: network for name, network in named.items() if network is not None}
+
+
+def _capture(run: _Run, history: list[dict[str, float | None]]) -> dict:
+    """Everything a continued run needs to go on exactly as this one would have."""
+    return {
+        "step": len(history),
+        "history": history,
+        "networks": {name: net.state_dict() for name, net in _networks(run).items()},
+        "optimizer": run.optimizer.state_dict(),
+        "numpy_rng": numpy_rng_state(run.rng),
+        "torch_rng": torch.get_rng_state(),
+    }
+
+
+def _restore(run: _Run, saved: dict) -> list[dict[str, float | None]]:
+    """Load a captured state into a freshly prepared run; returns its history."""
+    for name, network in _networks(run).items():
+        network.load_state_dict(saved["networks"][name])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    set_numpy_rng_state(run.rng, saved["numpy_rng"])
+    torch.set_rng_state(saved["torch_rng"])
+    return list(saved["history"])
 
 
 def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -308,9 +365,10 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
             weak = _tensor(target.images, device)
             teacher_probabilities = torch.sigmoid(run.teacher(weak))
             target_images = jitter_intensity(target.images, run.target.rng, strength=2.0)
-        images = torch.cat([images, _tensor(target_images, device)])
-
     logits = run.segmentor(images)
+    if run.target is not None:
+        # A forward pass of its own: BatchNorm normalises each domain with its own statistics.
+        logits = torch.cat([logits, run.segmentor(_tensor(target_images, device))])
     loss = supervised_loss(
         logits[:count],
         _tensor(supervised.labels, device),
@@ -335,7 +393,7 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
         result["consistency_loss"] = float(consistency.detach())
         result["confident_fraction"] = float(confident.mean())
     if run.classifier is not None:
-        is_source = torch.zeros(len(images), device=device)
+        is_source = torch.zeros(len(logits), device=device)
         is_source[:from_source] = 1.0
         if config.domain_gradient == "target":
             probabilities = torch.cat(
@@ -362,13 +420,18 @@ def _preview(run: _Run, control: TrainControl) -> tuple[np.ndarray, int]:
     return predict_tiled(network, run.target_preview[index]), index
 
 
-def _loop(run: _Run, control: TrainControl) -> Iterator[TrainEvent | TrainFinished]:
+def _loop(
+    run: _Run,
+    control: TrainControl,
+    history: list[dict[str, float | None]] | None = None,
+    state: StateFile | None = None,
+) -> Iterator[TrainEvent | TrainFinished]:
     config = run.config
     start = time.monotonic()
     last_preview = -math.inf
-    history: list[dict[str, float | None]] = []
-    done = 0
-    for step in range(1, config.steps + 1):
+    history = [] if history is None else history
+    done = len(history)
+    for step in range(done + 1, config.steps + 1):
         if control.stopped:
             break
         values = _step(run, step)
@@ -382,9 +445,19 @@ def _loop(run: _Run, control: TrainControl) -> Iterator[TrainEvent | TrainFinish
             event.preview, event.preview_index = _preview(run, control)
             last_preview = now
         done = step
+        if state is not None and (step % state.every == 0 or step == config.steps):
+            write_state(state.path, _capture(run, history), config, run.inputs)
         yield event
+    if state is not None and control.stopped and done % state.every:
+        write_state(state.path, _capture(run, history), config, run.inputs)
     # The average of the segmentor over time (the teacher) is the steadier model to keep.
     network = run.teacher if run.teacher is not None else run.segmentor
+    if run.target is not None and config.target_statistics:
+        batches = (
+            _tensor(run.target.sample(config.batch_size, jitter=False).images, run.device)
+            for _ in range(TARGET_STATISTICS_BATCHES)
+        )
+        estimate_batch_statistics(network, batches)
     network.eval().requires_grad_(True)
     elapsed = time.monotonic() - start
     model = SegmentationModel(
@@ -416,9 +489,10 @@ def fit(
     control: TrainControl | None = None,
     initial: SegmentationModel | None = None,
     on_event: Callable[[TrainEvent], None] | None = None,
+    state: StateFile | None = None,
 ) -> TrainFinished:
     """Run :func:`train` to the end (or to a stop) and return its :class:`TrainFinished`."""
-    for event in train(config, source, target, control, initial):
+    for event in train(config, source, target, control, initial, state):
         if isinstance(event, TrainFinished):
             return event
         if on_event is not None:
