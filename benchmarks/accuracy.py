@@ -2,9 +2,11 @@
 
 Every training run is one *unit* whose result is a JSON file under ``--out``; a unit whose
 file exists is never run again, so the suite can be stopped at any time and resumed (also in
-a later session). A model trained with labels on dataset X is both the source-only baseline
-of every pair X -> Y and the target-trained upper bound of every pair Y -> X: it is trained
-once and scored on every test split it is needed for.
+a later session); a unit killed part-way continues from its training state (saved every 50
+steps under ``--out/.running``). Workers started side by side, one per core, share the
+units without running one twice. A model trained with labels on dataset X is both the
+source-only baseline of every pair X -> Y and the target-trained upper bound of every pair
+Y -> X: it is trained once and scored on every test split it is needed for.
 
     python benchmarks/accuracy.py run --data ../shared/data --out benchmarks/results/full
     python benchmarks/accuracy.py report --out benchmarks/results/full > table.md
@@ -18,8 +20,10 @@ count. Target test labels only score: no model, iteration or threshold is chosen
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
+import fcntl
 import json
 import platform
 import statistics
@@ -32,10 +36,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_domain_adapt.core import Domain, TrainConfig, fit, segmentation_scores
+from napari_domain_adapt.core import Domain, TrainConfig, segmentation_scores
+from napari_domain_adapt.core.checkpoints import save_checkpoint
 from napari_domain_adapt.core.config import ModelSpec, Preprocessing
 from napari_domain_adapt.core.io import atomic_write, load_dataset
 from napari_domain_adapt.core.metrics import best_threshold
+from napari_domain_adapt.core.resume import StateFile
+from napari_domain_adapt.core.training import TrainFinished, train
+
+#: Steps between saves of a unit's training state, and between snapshots of its kept model
+#: (see :func:`_snapshot`; a multiple of the first, as snapshots are read from the state).
+STATE_EVERY = 50
+SNAPSHOT_EVERY = 4 * STATE_EVERY
 
 RETINA = ("drive", "stare")
 EM = ("isbi2012", "vnc")
@@ -73,6 +85,10 @@ PROFILES = {
         modes=("adversarial", "semi-supervised", "mean-teacher"),
     ),
     "quick": Profile(steps=250, seeds=(0,), pairs=(("isbi2012", "vnc"),), patch_size=96),
+    # Seconds, not minutes: for the tests of this script, not for numbers.
+    "smoke": Profile(
+        steps=3, seeds=(0,), pairs=(("isbi2012", "vnc"),), patch_size=64, batch_size=2, width=4
+    ),
 }
 
 
@@ -138,8 +154,11 @@ def _load(data: Path, name: str, split: str, labels: bool = True) -> Domain:
     return load_dataset(data / name, split, labels=labels, name=f"{name} {split}")
 
 
-def run_unit(unit: Unit, profile: Profile, data: Path) -> dict:
-    """Train one unit and score it; target train labels only on slice 0 (semi-supervised)."""
+def run_unit(unit: Unit, profile: Profile, data: Path, state: StateFile | None = None) -> dict:
+    """Train one unit and score it; target train labels only on slice 0 (semi-supervised).
+
+    With ``state`` the training continues from where a killed run of the unit stopped.
+    """
     source = _load(data, unit.source, "train")
     target = None
     mode = "source-only" if unit.kind == "supervised" else unit.kind
@@ -151,7 +170,12 @@ def run_unit(unit: Unit, profile: Profile, data: Path) -> dict:
             target = Domain(target.images, labels, target.masks, name=target.name)
     config = base_config(profile, unit.source, mode, unit.seed)
     started = time.monotonic()
-    finished = fit(config, source, target)
+    finished = None
+    for event in train(config, source, target, state=state):
+        if isinstance(event, TrainFinished):
+            finished = event
+        elif state is not None and event.step % SNAPSHOT_EVERY == 0:
+            _snapshot(state, event.step)
     seconds = time.monotonic() - started
     scores = {}
     for name in unit.evaluate_on:
@@ -170,6 +194,7 @@ def run_unit(unit: Unit, profile: Profile, data: Path) -> dict:
         if name != "step" and (values := [h[name] for h in tail if h[name] is not None])
     }
     return {
+        "model": finished.model,
         "unit": dataclasses.asdict(unit),
         "last_50_steps": diagnostics,
         "key": unit.key,
@@ -184,6 +209,21 @@ def run_unit(unit: Unit, profile: Profile, data: Path) -> dict:
     }
 
 
+def _snapshot(state: StateFile, step: int) -> None:
+    """Keep the weights of the model the run would return now (the state holds them).
+
+    For analysis after the fact (which step a label-free criterion would keep, and what the
+    oracle would); kept beside the results, not in git.
+    """
+    saved = torch.load(state.path, map_location="cpu", weights_only=True)
+    networks = saved["networks"]
+    kept = networks.get("teacher", networks["segmentor"])
+    folder = state.path.parent.parent / "snapshots" / state.path.stem
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_write(folder / f"step{step:05d}.pt", overwrite=True) as temporary:
+        torch.save({"step": step, "model": saved["config"]["model"], "weights": kept}, temporary)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run every unit whose result file is missing."""
     profile = PROFILES[args.profile]
@@ -194,13 +234,40 @@ def run(args: argparse.Namespace) -> int:
     units = plan(profile)
     todo = [u for u in units if not (out / f"{u.key}.json").exists()]
     print(f"{len(units)} units, {len(units) - len(todo)} done, {len(todo)} to run", flush=True)
+    running = out / ".running"  # training states and claims; not results
+    running.mkdir(exist_ok=True)
     for index, unit in enumerate(todo, 1):
-        result = run_unit(unit, profile, args.data)
-        with atomic_write(out / f"{unit.key}.json") as temporary:
-            temporary.write_text(json.dumps(result, indent=2) + "\n")
+        with _claim(running / f"{unit.key}.lock") as claimed:
+            if not claimed or (out / f"{unit.key}.json").exists():
+                continue  # another worker has it, or finished it meanwhile
+            state = StateFile(running / f"{unit.key}.state", every=STATE_EVERY)
+            result = run_unit(unit, profile, args.data, state)
+            (out / "models").mkdir(exist_ok=True)
+            save_checkpoint(result.pop("model"), out / "models" / f"{unit.key}.pt", True)
+            with atomic_write(out / f"{unit.key}.json") as temporary:
+                temporary.write_text(json.dumps(result, indent=2) + "\n")
+            state.path.unlink(missing_ok=True)
         f1 = {k: round(100 * v["f1"], 2) for k, v in result["scores"].items()}
         print(f"[{index}/{len(todo)}] {unit.key}: F1 {f1} in {result['seconds']} s", flush=True)
     return 0
+
+
+@contextlib.contextmanager
+def _claim(path: Path) -> Iterator[bool]:
+    """Whether this process holds ``path``'s lock; the system frees it when the process dies.
+
+    Workers started side by side (one per core) each take the next unit nobody holds.
+    """
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _results(out: Path) -> Iterator[dict]:

@@ -1,0 +1,96 @@
+"""The accuracy benchmark script: its plan, resumability and report, on generated datasets."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from napari_domain_adapt.cli import main as cli
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "accuracy.py"
+
+
+@pytest.fixture(scope="module")
+def accuracy():
+    spec = importlib.util.spec_from_file_location("accuracy_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """The generated sample pair under the EM pair's names (the data contract's layout)."""
+    root = tmp_path_factory.mktemp("data")
+    assert cli(["sample", str(root / "pair"), "--size", "64"]) == 0
+    (root / "pair" / "source").rename(root / "isbi2012")
+    (root / "pair" / "target").rename(root / "vnc")
+    return root
+
+
+def test_plan_trains_each_model_once(accuracy) -> None:
+    units = accuracy.plan(accuracy.PROFILES["full"])
+    keys = [u.key for u in units]
+    assert len(keys) == len(set(keys))
+    supervised = [u for u in units if u.kind == "supervised"]
+    # One labelled model per dataset and seed: the baseline of X -> Y is the upper bound of Y -> X.
+    assert len(supervised) == 4 * 3
+    drive = next(u for u in supervised if u.source == "drive")
+    assert drive.evaluate_on == ("drive", "stare")
+    assert len(units) == 12 + 3 * 4 * len(accuracy.PROFILES["full"].modes)
+
+
+def test_run_is_resumable_and_reported(accuracy, data, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(accuracy, "STATE_EVERY", 1)
+    monkeypatch.setattr(accuracy, "SNAPSHOT_EVERY", 2)
+    out = tmp_path / "results"
+    args = ["--profile", "smoke", "--data", str(data), "--out", str(out)]
+    assert accuracy.main(["run", *args]) == 0
+    assert "4 units, 0 done, 4 to run" in capsys.readouterr().out
+    results = sorted(p.name for p in out.glob("*.json"))
+    assert results == [
+        "adversarial__isbi2012-vnc__seed0.json",
+        "semi-supervised__isbi2012-vnc__seed0.json",
+        "supervised__isbi2012__seed0.json",
+        "supervised__vnc__seed0.json",
+    ]
+    assert not list((out / ".running").glob("*.state"))  # removed once each result is safe
+    unit = json.loads((out / "supervised__isbi2012__seed0.json").read_text())
+    assert set(unit["scores"]) == {"vnc"}
+    assert 0 <= unit["scores"]["vnc"]["f1"] <= 1
+    assert unit["steps"] == 3
+    assert unit["seconds"] > 0
+    assert sorted(p.name for p in (out / "models").iterdir()) == [f[:-5] + ".pt" for f in results]
+    snapshot = torch.load(
+        out / "snapshots" / "adversarial__isbi2012-vnc__seed0" / "step00002.pt", weights_only=True
+    )
+    assert snapshot["step"] == 2
+    assert snapshot["model"]["width"] == 4
+    assert "head.weight" in snapshot["weights"]
+
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
+    assert accuracy.main(["run", *args]) == 0
+    assert "4 units, 4 done, 0 to run" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")} == stamps
+
+    assert accuracy.main(["report", *args]) == 0
+    table = capsys.readouterr().out
+    assert "| isbi2012 → vnc |" in table
+    assert "(n=1)" in table
+    assert "4 runs" in table
+
+
+def test_a_claimed_unit_is_left_to_its_worker(accuracy, tmp_path) -> None:
+    lock = tmp_path / "unit.lock"
+    with accuracy._claim(lock) as first:
+        assert first
+        with accuracy._claim(lock) as second:
+            assert not second
+    with accuracy._claim(lock) as again:
+        assert again
