@@ -93,9 +93,10 @@ PROFILES = {
 
 
 def modality_preprocessing(dataset: str) -> Preprocessing:
-    """Green channel with local contrast equalisation for fundus; robust scaling for EM."""
+    """Fundus: green channel, local contrast equalisation, field of view (STARE has no
+    masks); EM: robust per-image scaling of the grey value."""
     if dataset in RETINA:
-        return Preprocessing(channel="green", clahe=True)
+        return Preprocessing(channel="green", clahe=True, field_of_view=True)
     return Preprocessing(channel="luminance")
 
 

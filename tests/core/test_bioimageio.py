@@ -216,7 +216,7 @@ def test_import_of_a_foreign_package_with_our_unet(package, tmp_path) -> None:
     loaded = load_bioimageio(_rewrite(package, tmp_path, foreign))
     assert loaded.preprocessing == Preprocessing(percentiles=(2.0, 98.0))
     assert loaded.config is None
-    assert loaded.spec == ModelSpec(depth=2, width=4)
+    assert loaded.spec == ModelSpec(depth=2, width=4, norm="channel")
 
 
 @pytest.mark.parametrize(
@@ -269,6 +269,9 @@ def test_export_refuses_without_writing(model, sample_pair, tmp_path) -> None:
     clahe = SegmentationModel(model.network, Preprocessing(clahe=True))
     with pytest.raises(InputError, match="CLAHE"):
         export_bioimageio(clahe, image, tmp_path / "a.zip")
+    fundus = SegmentationModel(model.network, Preprocessing(field_of_view=True))
+    with pytest.raises(InputError, match="field of view"):
+        export_bioimageio(fundus, image, tmp_path / "a.zip")
     with pytest.raises(InputError, match="at least 8x8"):
         export_bioimageio(model, image[:6, :40], tmp_path / "a.zip")
     with pytest.raises(InputError, match="SPDX"):

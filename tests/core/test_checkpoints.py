@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 from pathlib import Path
@@ -156,3 +157,21 @@ def test_not_a_checkpoint_or_other_version(trained_model, tmp_path) -> None:
     config = {**model.config.to_dict(), "steps": 0}
     with pytest.raises(InputError, match="steps must be at least 1"):
         load_checkpoint(_resaved(model, tmp_path / "config.pt", config=config))
+
+
+def test_predict_is_background_outside_the_field_of_view(trained_model) -> None:
+    model = trained_model("batch")
+    model = SegmentationModel(
+        model.network, dataclasses.replace(model.preprocessing, field_of_view=True)
+    )
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 32) ** 2 + (xx - 32) ** 2 < 24**2
+    image = np.where(disc, 150, 5).astype(np.uint8)
+    image[20:44:4, 20:44] = 60  # some texture inside the disc
+    estimated = model.predict(image)
+    assert (estimated[~disc] == 0).all()
+    given = np.ones((64, 64), bool)
+    given[:, :8] = False
+    with_mask = model.predict(image, given)  # a given mask wins over the estimate
+    assert (with_mask[:, :8] == 0).all()
+    assert with_mask[~disc & given].any()

@@ -74,7 +74,7 @@ def test_replace_validates_again() -> None:
         ({"depth": 0}, "depth must be between 1 and 6"),
         ({"depth": 7}, "depth must be between 1 and 6"),
         ({"width": 0}, "width must be between 1 and 256"),
-        ({"norm": "layer"}, r"norm must be one of channel, batch, group, instance; got 'layer'"),
+        ({"norm": "layer"}, r"norm must be one of batch, channel, group, instance; got 'layer'"),
     ],
 )
 def test_invalid_model_spec(changes: dict, match: str) -> None:

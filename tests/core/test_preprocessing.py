@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from napari_domain_adapt.core.config import Preprocessing
-from napari_domain_adapt.core.preprocessing import normalise_slice, preprocess, to_grey
+from napari_domain_adapt.core.preprocessing import (
+    estimate_field_of_view,
+    field_of_view_masks,
+    normalise_slice,
+    preprocess,
+    to_grey,
+)
 
 
 @pytest.fixture
@@ -134,3 +140,39 @@ def test_preprocess_rgb_with_masks() -> None:
     expected = normalise_slice(stack[1, ..., 1].astype(np.float32), spec, masks[1])
     np.testing.assert_array_equal(out[1], expected)
     assert (out[~masks] == 0).all()
+
+
+def _fundus(size: int = 64) -> np.ndarray:
+    """A bright disc on a dark surround, RGB, with a dark vessel inside the disc."""
+    yy, xx = np.mgrid[:size, :size]
+    disc = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (0.4 * size) ** 2
+    image = np.zeros((size, size, 3), np.uint8)
+    image[disc] = (180, 90, 40)
+    image[size // 2, 10 : size - 10] = (60, 20, 10)  # a vessel crossing the disc
+    return image, disc
+
+
+def test_estimate_field_of_view_finds_the_disc() -> None:
+    image, disc = _fundus()
+    masks = estimate_field_of_view(np.stack([image, image]))
+    assert masks.shape == (2, 64, 64)
+    assert masks.dtype == bool
+    np.testing.assert_array_equal(masks[0], disc)  # the dark vessel is a filled hole
+
+
+def test_estimate_field_of_view_takes_blank_or_surroundless_slices_whole() -> None:
+    blank = np.zeros((1, 32, 32), np.float32)
+    assert estimate_field_of_view(blank).all()
+    speckle = np.zeros((1, 32, 32), np.float32)
+    speckle[0, 3, 3] = 1.0  # a bright region far smaller than a fundus disc
+    assert estimate_field_of_view(speckle).all()
+
+
+def test_field_of_view_masks_prefers_given_masks() -> None:
+    image, disc = _fundus()
+    stack = image[None]
+    given = np.ones((1, 64, 64), bool)
+    on = Preprocessing(channel="green", field_of_view=True)
+    assert field_of_view_masks(stack, on, given) is given
+    assert field_of_view_masks(stack, Preprocessing(channel="green"), None) is None
+    np.testing.assert_array_equal(field_of_view_masks(stack, on, None)[0], disc)

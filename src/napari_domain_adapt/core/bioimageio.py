@@ -148,6 +148,11 @@ def _check_exportable(preprocessing: Preprocessing) -> None:
             "this model uses CLAHE, which a bioimage.io package cannot describe (other tools "
             "would feed it differently prepared images); train without CLAHE to share it"
         )
+    if preprocessing.field_of_view:
+        raise InputError(
+            "this model finds the field of view of fundus photographs itself, which a "
+            "bioimage.io package cannot describe; train without field_of_view to share it"
+        )
     if preprocessing.percentiles[1] <= 1:
         raise InputError(
             f"upper percentile {preprocessing.percentiles[1]} is not above 1, which "

@@ -22,7 +22,7 @@ from .errors import InputError
 from .inference import network_device, predict_tiled
 from .io import atomic_write
 from .models import UNet
-from .preprocessing import preprocess
+from .preprocessing import field_of_view_masks, preprocess
 
 CHECKPOINT_FORMAT = "napari-domain-adapt/checkpoint"
 CHECKPOINT_VERSION = 1
@@ -73,14 +73,21 @@ class SegmentationModel:
 
         Tiling as in :func:`~.inference.predict_tiled` (``tile_size=None``: automatic).
 
+        ``masks`` (field of view, ``(N, H, W)`` bool) set the intensity statistics and
+        make the probability outside 0; without them a preprocessing with
+        ``field_of_view`` estimates them from the images.
+
         ``allow_constant`` predicts a blank image too (one slice of a stack that has
         contrast); otherwise a constant image is refused as most likely the wrong input.
         Raises InputError rather than return NaN when the weights are not finite.
         """
         stack = as_image_stack(images, name="image", allow_constant=allow_constant)
         mask_stack = None if masks is None else as_mask_stack(masks, stack.shape[:3])
+        mask_stack = field_of_view_masks(stack, self.preprocessing, mask_stack)
         prepared = preprocess(stack, self.preprocessing, mask_stack)
         result = predict_tiled(self.network, prepared, tile_size, overlap, batch_size, progress)
+        if mask_stack is not None:
+            result[~mask_stack] = 0.0  # outside the field of view is background
         if not np.isfinite(result).all():
             raise InputError(
                 "the model predicts NaN or infinite probabilities: its weights are not finite "

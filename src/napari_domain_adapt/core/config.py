@@ -28,7 +28,7 @@ MODES = (
 ADVERSARIAL_MODES = ("adversarial", "semi-supervised", "adversarial+mean-teacher")
 TEACHER_MODES = ("mean-teacher", "adversarial+mean-teacher")
 CHANNELS = ("luminance", "green", "mean")
-NORMS = ("channel", "batch", "group", "instance")
+NORMS = ("batch", "channel", "group", "instance")
 #: Smallest patch the domain classifier's four stride-2 convolutions can reduce to one pixel.
 MIN_DOMAIN_PATCH = 16
 
@@ -63,6 +63,11 @@ class Preprocessing:
     """Local contrast equalisation (CLAHE) after scaling; helps fundus photographs."""
     clahe_clip: float = 0.01
     """CLAHE clip limit (scikit-image ``equalize_adapthist``)."""
+    field_of_view: bool = False
+    """Where an image comes without a field-of-view mask, find the bright disc of a fundus
+    photograph and predict background outside it. A model trained on masked images (DRIVE)
+    never learned that the disc's rim is no vessel; on STARE, which has no masks, half of
+    its false positives lay outside the disc."""
 
     def __post_init__(self) -> None:
         _check_choice("channel", self.channel, CHANNELS)
@@ -82,14 +87,16 @@ class ModelSpec:
     """Number of poolings; inputs are padded to a multiple of 2**depth internally."""
     width: int = 16
     """Channels of the first level; doubled at each level."""
-    norm: str = "channel"
-    """Normalisation layer: ``channel`` (default), ``batch``, ``group`` or ``instance``.
+    norm: str = "batch"
+    """Normalisation layer: ``batch`` (default), ``channel``, ``group`` or ``instance``.
 
-    ``channel`` normalises the channels of each pixel on their own: it depends neither on
-    the batch (mixing source and target patches in one batch, as the adaptive modes do,
-    shifted BatchNorm's statistics and cost target accuracy in our tests) nor on the size
-    of the image (GroupNorm and InstanceNorm predict differently on a 64-pixel patch, a
-    256-pixel tile and a whole image).
+    ``batch``: source and target patches pass the network in batches of their own, so each
+    domain is normalised with its own statistics, and an adaptive run ends by estimating
+    the running statistics on the target (``TrainConfig.target_statistics``). At prediction
+    it is a fixed per-channel affine map, so tiles and whole images agree. On DRIVE ->
+    STARE (600 steps, source-only) it scored F1 80.2 on DRIVE and 69.8 on STARE where
+    ``channel`` (a LayerNorm over each pixel's channels) scored 75.5 and 61.7.
+    ``group`` and ``instance`` predict differently on a patch, a tile and a whole image.
     """
 
     def __post_init__(self) -> None:

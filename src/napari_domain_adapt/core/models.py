@@ -136,7 +136,7 @@ class UNet(nn.Module):
         return self.head(x)[..., :height, :width]
 
 
-def build_unet(depth: int = 4, width: int = 16, norm: str = "channel") -> UNet:
+def build_unet(depth: int = 4, width: int = 16, norm: str = "batch") -> UNet:
     """A :class:`UNet` from plain keyword arguments.
 
     The architecture callable of exported bioimage.io packages (their ``kwargs`` are YAML

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from .config import Preprocessing
 
@@ -67,3 +68,36 @@ def preprocess(
     for index, image in enumerate(grey):
         out[index] = normalise_slice(image, spec, None if masks is None else masks[index])
     return out
+
+
+def estimate_field_of_view(stack: np.ndarray) -> np.ndarray:
+    """Bool ``(N, H, W)`` masks of the bright disc of fundus photographs, from the images alone.
+
+    Per slice: pixels brighter than half the Otsu threshold of the red channel (or the grey
+    image), holes filled, the largest connected region kept. A slice where that finds
+    almost nothing (no dark surround, a blank image) is taken whole.
+    """
+    from skimage.filters import threshold_otsu
+
+    channel = stack[..., 0] if stack.ndim == 4 else stack
+    masks = np.ones(channel.shape, dtype=bool)
+    for index, image in enumerate(channel.astype(np.float32, copy=False)):
+        if image.min() == image.max():
+            continue
+        bright = ndi.binary_fill_holes(image > 0.5 * threshold_otsu(image))
+        regions, count = ndi.label(bright)
+        if count:
+            sizes = np.bincount(regions.ravel())[1:]
+            disc = regions == 1 + int(np.argmax(sizes))
+            if disc.mean() >= 0.1:
+                masks[index] = disc
+    return masks
+
+
+def field_of_view_masks(
+    stack: np.ndarray, spec: Preprocessing, masks: np.ndarray | None
+) -> np.ndarray | None:
+    """The masks to use: those given, else an estimate where ``spec.field_of_view`` asks."""
+    if masks is not None or not spec.field_of_view:
+        return masks
+    return estimate_field_of_view(stack)

@@ -38,14 +38,14 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoints import SegmentationModel
-from .config import TrainConfig
+from .config import Preprocessing, TrainConfig
 from .data import Domain
 from .device import describe_device, resolve_device
 from .errors import InputError
 from .inference import predict_tiled
 from .models import DomainClassifier, UNet, estimate_batch_statistics, grad_reverse
 from .patches import PatchBatch, PatchSampler, jitter_intensity
-from .preprocessing import preprocess
+from .preprocessing import field_of_view_masks, preprocess
 from .resume import (
     StateFile,
     fingerprint,
@@ -246,6 +246,8 @@ def _prepare(
 
     pre = config.preprocessing
     size, augment = config.patch_size, config.augment
+    source = _with_field_of_view(source, pre)
+    target = None if target is None else _with_field_of_view(target, pre)
     source_images = preprocess(source.images, pre, source.masks)
     source_sampler = PatchSampler(
         source_images,
@@ -298,6 +300,16 @@ def _prepare(
             None if initial is None else initial.network.head.weight.detach().cpu().numpy(),
         ),
     )
+
+
+def _with_field_of_view(domain: Domain, spec: Preprocessing) -> Domain:
+    """``domain``, or a shallow copy with the field of view the preprocessing estimates."""
+    masks = field_of_view_masks(domain.images, spec, domain.masks)
+    if masks is domain.masks:
+        return domain
+    domain = copy.copy(domain)
+    domain.masks = masks
+    return domain
 
 
 def _networks(run: _Run) -> dict[str, torch.nn.Module]:

@@ -274,6 +274,12 @@ def predict_volume(
         )
     if threshold is not None and not 0 <= threshold <= 1:
         raise InputError(f"threshold must be between 0 and 1; got {threshold}")
+    if model.preprocessing.field_of_view:
+        raise InputError(
+            "this model finds the field of view of fundus photographs, which out-of-core "
+            "volume prediction does not do; expected an EM or other volume model (predict "
+            "photographs in memory instead)"
+        )
     # Blocks start on the U-Net's pooling grid, where its output does not depend on the
     # crop: with a margin wider than its receptive field, blocks then match whole slices.
     multiple = getattr(model.network, "multiple", 1)
