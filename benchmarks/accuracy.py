@@ -38,7 +38,7 @@ import torch
 
 from napari_domain_adapt.core import Domain, TrainConfig, segmentation_scores
 from napari_domain_adapt.core.checkpoints import save_checkpoint
-from napari_domain_adapt.core.config import ModelSpec, Preprocessing
+from napari_domain_adapt.core.config import IMAGE_KINDS, ModelSpec, Preprocessing
 from napari_domain_adapt.core.io import atomic_write, load_dataset
 from napari_domain_adapt.core.metrics import best_threshold
 from napari_domain_adapt.core.resume import StateFile
@@ -95,9 +95,7 @@ PROFILES = {
 def modality_preprocessing(dataset: str) -> Preprocessing:
     """Fundus: green channel, local contrast equalisation, field of view (STARE has no
     masks); EM: robust per-image scaling of the grey value."""
-    if dataset in RETINA:
-        return Preprocessing(channel="green", clahe=True, field_of_view=True)
-    return Preprocessing(channel="luminance")
+    return IMAGE_KINDS["fundus" if dataset in RETINA else "em"]
 
 
 def base_config(profile: Profile, dataset: str, mode: str, seed: int) -> TrainConfig:

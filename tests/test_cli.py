@@ -71,6 +71,24 @@ def test_train_scores_the_target_test_split(datasets, tmp_path, capsys):
     assert out.stat().st_size > 0
 
 
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], ("luminance", False, False)),
+        (["--images", "fundus"], ("green", True, True)),
+        (["--images", "fundus", "--channel", "mean"], ("mean", True, True)),
+        (["--clahe", "--field-of-view"], ("luminance", True, True)),
+    ],
+)
+def test_preprocessing_preset_and_flags(datasets, tmp_path, capsys, flags, expected):
+    out = tmp_path / "m.pt"
+    args = ["train", "--source", str(datasets / "source"), "--out", str(out), *TINY, *flags]
+    assert main(args) == 0
+    pre = _json(capsys)["config"]["preprocessing"]
+    assert (pre["channel"], pre["clahe"], pre["field_of_view"]) == expected
+    assert load_checkpoint(out).preprocessing.field_of_view == expected[2]
+
+
 def test_adapt_with_label_slices_is_semi_supervised(datasets, tmp_path, capsys):
     args = ["adapt", "--source", str(datasets / "source"), "--target", str(datasets / "target")]
     out = tmp_path / "m.pt"

@@ -13,7 +13,7 @@ from qtpy.QtCore import QThreadPool
 from napari_domain_adapt import _dialogs, _widget
 from napari_domain_adapt._layers import LIVE_NAME, PROBABILITY_NAME, SEGMENTATION_NAME
 from napari_domain_adapt._sample_data import make_sample_data
-from napari_domain_adapt.core import ModelSpec
+from napari_domain_adapt.core import ModelSpec, Preprocessing
 
 pytestmark = pytest.mark.gui
 
@@ -104,6 +104,10 @@ def test_sample_data_fills_the_pickers(make_napari_viewer):
     config = widget.form.config()
     assert (config.steps, config.patch_size, config.batch_size) == (600, 64, 8)
     assert (config.model.depth, config.model.width) == (3, 16)
+    assert config.preprocessing == Preprocessing()  # the sample pair is EM
+    widget.form.images.value = "fundus"
+    fundus = widget.form.config().preprocessing
+    assert (fundus.channel, fundus.clahe, fundus.field_of_view) == ("green", True, True)
 
 
 def test_labelled_target_slice_switches_to_semi_supervised(ready, qtbot):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 
 from .core.bioimageio import DEFAULT_AUTHOR, export_bioimageio, load_model
 from .core.checkpoints import save_checkpoint
-from .core.config import ModelSpec, Preprocessing, TrainConfig
+from .core.config import IMAGE_KINDS, ModelSpec, Preprocessing, TrainConfig
 from .core.data import Domain
 from .core.errors import InputError
 from .core.hdf5 import split_hdf5_path
@@ -147,10 +148,17 @@ def _config(args: argparse.Namespace, mode: str) -> TrainConfig:
         seed=args.seed,
         device=args.device,
         model=ModelSpec(depth=args.depth, width=args.width),
-        preprocessing=Preprocessing(channel=args.channel, clahe=args.clahe),
+        preprocessing=_preprocessing(args),
         preview_interval=None,
         **extra,
     )
+
+
+def _preprocessing(args: argparse.Namespace) -> Preprocessing:
+    """The ``--images`` preset, changed by ``--channel``, ``--clahe`` and ``--field-of-view``."""
+    changes: dict[str, Any] = {"channel": args.channel} if args.channel else {}
+    changes.update({name: True for name in ("clahe", "field_of_view") if getattr(args, name)})
+    return dataclasses.replace(IMAGE_KINDS[args.images], **changes)
 
 
 def _scores(model, domain: Domain, threshold: float = 0.5) -> dict[str, Any]:

@@ -98,6 +98,13 @@ class InputsForm(QWidget):
             tooltip="Whole slices: every pixel of a labelled slice counts (0 background, "
             "1 structure). Scribbles: only painted pixels count (1 background, 2 structure).",
         )
+        self.images = ComboBox(
+            choices=[("electron microscopy, grey", "em"), ("fundus photographs", "fundus")],
+            value="em",
+            tooltip="How pixels become network input. Fundus: the green channel, local "
+            "contrast equalisation (CLAHE) and the field of view found where no mask is "
+            "given. Electron microscopy: the grey value, robustly scaled per image.",
+        )
         self.mode = ComboBox(choices=MODES, value=defaults.mode)
         self.steps = SpinBox(value=DEFAULT_STEPS, min=1, max=1_000_000, step=50)
         self.beta = FloatSpinBox(value=defaults.beta, min=0.0, max=100.0, step=0.01)
@@ -130,6 +137,7 @@ class InputsForm(QWidget):
             form.addRow(_LABELS[role], picker.native)
         form.addRow("Labels are", self.label_kind.native)
         form.addRow("", self.labelled_label)
+        form.addRow("Images", self.images.native)
         form.addRow("Mode", self.mode.native)
         form.addRow("Iterations", self.steps.native)
         advanced = QFormLayout()
@@ -238,8 +246,10 @@ class InputsForm(QWidget):
     def config(self, overrides: dict[str, Any] | None = None) -> TrainConfig:
         """The run's configuration; ``overrides`` replace any field (raises ValueError)."""
         from .core import ModelSpec, TrainConfig
+        from .core.config import IMAGE_KINDS
 
         values: dict[str, Any] = {
+            "preprocessing": IMAGE_KINDS[self.images.value],
             "mode": self.mode.value,
             "steps": self.steps.value,
             "beta": self.beta.value,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .core.bioimageio import DEFAULT_AUTHOR, DEFAULT_LICENSE, DEFAULT_NAME
-from .core.config import MODES, ModelSpec, Preprocessing, TrainConfig
+from .core.config import IMAGE_KINDS, MODES, ModelSpec, TrainConfig
 from .core.errors import InputError
 
 EXIT_BAD_INPUT = 2
@@ -87,12 +87,23 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
     run.add_argument("--depth", type=int, default=ModelSpec().depth, help="U-Net poolings")
     run.add_argument("--width", type=int, default=ModelSpec().width, help="U-Net base width")
     run.add_argument(
+        "--images",
+        choices=sorted(IMAGE_KINDS),
+        default="em",
+        help="preprocessing preset: em (grey, robust scaling; default) or fundus (green "
+        "channel, CLAHE, field of view found where no mask is given)",
+    )
+    run.add_argument(
         "--channel",
-        default=Preprocessing().channel,
         choices=["luminance", "green", "mean"],
-        help="how RGB becomes grey",
+        help="how RGB becomes grey (default: the preset's)",
     )
     run.add_argument("--clahe", action="store_true", help="local contrast equalisation")
+    run.add_argument(
+        "--field-of-view",
+        action="store_true",
+        help="find the field of view of fundus photographs that come without a mask",
+    )
     run.add_argument("--seed", type=int, default=defaults.seed)
     run.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1, mps")
 

@@ -79,6 +79,16 @@ class Preprocessing:
         object.__setattr__(self, "percentiles", (float(lo), float(hi)))
 
 
+#: Preprocessing suited to each kind of image: the CLI's ``--images`` and the widget's
+#: "Images" choice. ``em``: the grey value (luminance of RGB), robust per-image scaling.
+#: ``fundus``: the green channel (the vessels' best contrast), CLAHE, and the field of view
+#: found where no mask is given.
+IMAGE_KINDS = {
+    "em": Preprocessing(),
+    "fundus": Preprocessing(channel="green", clahe=True, field_of_view=True),
+}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """The segmentor's architecture: a 2D U-Net from one channel to one probability map."""
