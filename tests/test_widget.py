@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import dask.array as da
 import numpy as np
 import pytest
 import tifffile
@@ -324,3 +325,25 @@ def test_default_model_is_the_form_model(ready):
     config = widget.form.config(widget.config_overrides)
     assert config.model == ModelSpec(depth=2, width=4)
     assert config.preview_interval == 0.0
+
+
+def test_a_dask_layer_is_predicted_out_of_core(ready, qtbot):
+    """A lazy layer's result stays lazy (a zarr store on disk) and equals the in-memory one."""
+    viewer, widget = ready
+    widget.adapt_button.click()
+    finish(qtbot, widget)
+    target = viewer.layers["target image"].data
+    expected = widget.model.predict(target)
+    lazy = viewer.add_image(da.from_array(target, chunks=(1, 48, 48)), name="lazy target")
+    widget.predict_picker.value = lazy
+    widget.start_prediction()
+    finish(qtbot, widget)
+    probability, segmentation = widget._result
+    assert isinstance(probability.data, da.Array)
+    assert isinstance(segmentation.data, da.Array)
+    assert probability.data.shape == target.shape
+    np.testing.assert_allclose(probability.data.compute(), expected, atol=1e-4)
+    widget.threshold.value = 0.7
+    assert isinstance(segmentation.data, da.Array)
+    np.testing.assert_array_equal(segmentation.data.compute(), expected >= 0.7)
+    assert list(widget._scratch.glob("prediction-*.zarr"))

@@ -116,6 +116,47 @@ def predict_job(
     yield PredictionDone(result[0] if single else result, target)
 
 
+def is_lazy(data: Any) -> bool:
+    """Whether a layer's data is read on demand (a dask or zarr array), not held in memory."""
+    return not isinstance(data, np.ndarray) and hasattr(data, "chunks")
+
+
+def predict_volume_job(
+    model: SegmentationModel, volume: Any, target: str, store: Path
+) -> Iterator[PredictionStarted | SlicePredicted | PredictionDone]:
+    """Predict a lazy grey ``(Z, Y, X)`` or ``(Y, X)`` layer into a new zarr ``store``.
+
+    Out of core, slice by slice (:func:`~.core.volumes.predict_volume` on each): memory
+    holds one slice's blocks, not the volume, and a quit is honoured after each slice. The
+    result is a lazy dask array over the store.
+    """
+    import dask.array as da
+    import zarr
+
+    from .core.volumes import predict_volume
+
+    flat = volume.ndim == 2
+    depth = 1 if flat else volume.shape[0]
+    yield PredictionStarted(depth)
+    chunks = tuple(min(side, 512) for side in volume.shape[-2:])
+    written = zarr.open_array(
+        str(store),
+        mode="w-",
+        shape=volume.shape,
+        dtype="float32",
+        chunks=chunks if flat else (1, *chunks),
+    )
+    for index in range(depth):
+        plane = predict_volume(model, volume if flat else volume[index])
+        if flat:
+            da.store(plane, written)
+        else:
+            region = (slice(index, index + 1), slice(None), slice(None))
+            da.store(plane[np.newaxis], written, regions=region)
+        yield SlicePredicted(index + 1, depth)
+    yield PredictionDone(da.from_zarr(written), target)
+
+
 def train_job(config: TrainConfig, inputs: TrainInputs, control: TrainControl) -> Iterator[Any]:
     """Validate the inputs, train, then predict the whole target with the model trained.
 

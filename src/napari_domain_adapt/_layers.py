@@ -150,7 +150,9 @@ def result_names(image_name: str, is_target: bool) -> tuple[str, str]:
 
 
 def binarize(probabilities: np.ndarray, threshold: float) -> np.ndarray:
-    """The uint8 0/1 mask of ``probabilities >= threshold``."""
+    """The uint8 0/1 mask of ``probabilities >= threshold``; lazy for a dask array."""
+    if not isinstance(probabilities, np.ndarray) and hasattr(probabilities, "map_blocks"):
+        return (probabilities >= threshold).astype(np.uint8)
     return (np.asarray(probabilities) >= threshold).astype(np.uint8)
 
 

@@ -9,7 +9,10 @@ when the widget is created, never when this module is imported.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +42,9 @@ from ._jobs import (
     PredictionStarted,
     SlicePredicted,
     export_job,
+    is_lazy,
     predict_job,
+    predict_volume_job,
     refusing,
     train_job,
 )
@@ -108,6 +113,8 @@ class AdaptWidget(QWidget):
         self._build()
         self._plot_timer.timeout.connect(self.plot.redraw)
         self._predict_chosen = self._syncing = False
+        self._scratch: Path | None = None
+        self._scratch_count = 0
         self.predict_picker.changed.connect(self._predict_picked)
         self.form.changed.connect(self._sync_predict_picker)
         self._sync_predict_picker()
@@ -271,7 +278,19 @@ class AdaptWidget(QWidget):
         is_target = target is not None and layer.name == target.name
         name = "target" if is_target else layer.name
         self.status.setText(f"Predicting {layer.name}…")
-        return self._start(predict_job, self.model, np.asarray(layer.data), layer.rgb, name)
+        data = layer.data
+        if is_lazy(data) and not layer.rgb and data.ndim in (2, 3) and not layer.multiscale:
+            # Out of core: the result goes to a zarr store on disk, shown lazily.
+            return self._start(predict_volume_job, self.model, data, name, self._scratch_store())
+        return self._start(predict_job, self.model, np.asarray(data), layer.rgb, name)
+
+    def _scratch_store(self) -> Path:
+        """A new zarr path in this session's scratch folder (removed when Python exits)."""
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="napari-domain-adapt-"))
+            atexit.register(shutil.rmtree, self._scratch, ignore_errors=True)
+        self._scratch_count += 1
+        return self._scratch / f"prediction-{self._scratch_count}.zarr"
 
     def _start(self, function: Any, *args: Any) -> Any:
         # superqt's create_worker, not napari's: napari's lists every worker in the viewer's
