@@ -2,36 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-import pytest
 import torch
-
-from napari_domain_adapt.cli import main as cli
-
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "accuracy.py"
-
-
-@pytest.fixture(scope="module")
-def accuracy():
-    spec = importlib.util.spec_from_file_location("accuracy_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """The generated sample pair under the EM pair's names (the data contract's layout)."""
-    root = tmp_path_factory.mktemp("data")
-    assert cli(["sample", str(root / "pair"), "--size", "64"]) == 0
-    (root / "pair" / "source").rename(root / "isbi2012")
-    (root / "pair" / "target").rename(root / "vnc")
-    return root
 
 
 def test_plan_trains_each_model_once(accuracy) -> None:

@@ -1,0 +1,178 @@
+"""Which model to keep without target labels: label-free criteria against the oracle.
+
+For every finished adaptive unit of the accuracy benchmark, each kept snapshot (every
+``accuracy.SNAPSHOT_EVERY`` steps) and the final model are scored by label-free criteria
+and, for comparison only, by the target test labels (the "oracle"):
+
+- ``source_f1``: F1 on the *source* test split (source labels are known; a held-out check
+  of what the model learned, blind to the target);
+- ``entropy``: mean binary entropy of the predictions on the target *train* images
+  (lower is more confident);
+- ``consistency``: Dice between the prediction of each target train image and that of its
+  mirrored, gamma-changed, noisy copy mirrored back (higher is steadier under change).
+
+A snapshot is scored as the run would have returned it at that step: with the target's
+BatchNorm statistics re-estimated (as training does at its end). One JSON per unit under
+``--out/selection``; finished units are not redone.
+
+    python benchmarks/selection.py run --profile full
+    python benchmarks/selection.py report --profile full
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# accuracy.py beside this file: the benchmark's datasets and configuration.
+sys.path.insert(0, str(Path(__file__).parent))
+import accuracy
+from napari_domain_adapt.core import TrainConfig, segmentation_scores
+from napari_domain_adapt.core.checkpoints import SegmentationModel, load_checkpoint
+from napari_domain_adapt.core.io import atomic_write
+from napari_domain_adapt.core.models import UNet, estimate_batch_statistics
+from napari_domain_adapt.core.patches import PatchSampler
+from napari_domain_adapt.core.preprocessing import field_of_view_masks, preprocess
+from napari_domain_adapt.core.training import TARGET_STATISTICS_BATCHES, mean_entropy
+
+#: Criteria and whether larger values are better.
+CRITERIA = {"source_f1": True, "entropy": False, "consistency": True}
+
+
+def _models(out: Path, key: str, config: TrainConfig) -> dict[int, SegmentationModel]:
+    """The unit's snapshots by step, and its final model at its last step."""
+    models = {}
+    for path in sorted((out / "snapshots" / key).glob("step*.pt")):
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        network = UNet(dataclasses.replace(config.model, **saved["model"]))
+        network.load_state_dict(saved["weights"])
+        models[saved["step"]] = SegmentationModel(network.eval(), config.preprocessing, config)
+    models[config.steps] = load_checkpoint(out / "models" / f"{key}.pt")
+    return models
+
+
+def _with_target_statistics(model: SegmentationModel, images: np.ndarray, config) -> None:
+    sampler = PatchSampler(images, config.patch_size, np.random.default_rng(config.seed))
+    batches = (
+        torch.from_numpy(sampler.sample(config.batch_size, jitter=False).images)
+        for _ in range(TARGET_STATISTICS_BATCHES)
+    )
+    estimate_batch_statistics(model.network, batches)
+
+
+def _consistency(model: SegmentationModel, images: np.ndarray, masks) -> float:
+    plain = model.predict(images, masks) >= 0.5
+    # A gamma change and noise (a linear change would be undone by the percentile scaling),
+    # and a mirror image; the prediction is mirrored back.
+    rng = np.random.default_rng(0)
+    top = float(images.max()) or 1.0
+    changed = top * (images / top) ** 0.8 + rng.normal(0, 0.01 * top, images.shape)
+    changed = np.clip(changed, 0, top).astype(images.dtype)[:, :, ::-1]
+    flipped = None if masks is None else masks[:, :, ::-1]
+    mirrored = model.predict(changed, flipped)[:, :, ::-1] >= 0.5
+    overlap = np.logical_and(plain, mirrored).sum()
+    return float(2 * overlap / max(plain.sum() + mirrored.sum(), 1))
+
+
+def score_unit(out: Path, result: dict, data: Path) -> dict:
+    """Every criterion and the oracle for each of the unit's models."""
+    unit = result["unit"]
+    config = TrainConfig.from_dict(result["config"])
+    source_test = accuracy._load(data, unit["source"], "test")
+    target_train = accuracy._load(data, unit["target"], "train", labels=False)
+    target_test = accuracy._load(data, unit["target"], "test")
+    pre = config.preprocessing
+    masks = field_of_view_masks(target_train.images, pre, target_train.masks)
+    prepared = preprocess(target_train.images, pre, masks)
+    rows = []
+    for step, model in sorted(_models(out, result["key"], config).items()):
+        if step != config.steps and config.target_statistics:
+            _with_target_statistics(model, prepared, config)
+        target = model.predict(target_train.images, target_train.masks)
+        test = model.predict(target_test.images, target_test.masks)
+        source = model.predict(source_test.images, source_test.masks)
+        rows.append(
+            {
+                "step": step,
+                "oracle_f1": segmentation_scores(test, target_test.labels, target_test.masks)[
+                    "f1"
+                ],
+                "source_f1": segmentation_scores(source, source_test.labels, source_test.masks)[
+                    "f1"
+                ],
+                "entropy": mean_entropy(torch.from_numpy(target)),
+                "consistency": _consistency(model, target_train.images, target_train.masks),
+            }
+        )
+    return {"key": result["key"], "unit": unit, "models": rows}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score every finished adaptive unit that has no selection file yet."""
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    folder = args.out / "selection"
+    folder.mkdir(exist_ok=True)
+    for result in accuracy._results(args.out):
+        done = folder / f"{result['key']}.json"
+        if result["unit"]["kind"] == "supervised" or done.exists():
+            continue
+        if not (args.out / "models" / f"{result['key']}.pt").exists():
+            print(f"{result['key']}: no saved model, skipped", flush=True)
+            continue
+        scored = score_unit(args.out, result, args.data)
+        with atomic_write(done) as temporary:
+            temporary.write_text(json.dumps(scored, indent=2) + "\n")
+        print(f"{result['key']}: {len(scored['models'])} models scored", flush=True)
+    return 0
+
+
+def pick(models: list[dict], criterion: str) -> dict:
+    """The model the criterion keeps (the later one on ties)."""
+    sign = 1 if CRITERIA[criterion] else -1
+    return max(reversed(models), key=lambda row: sign * row[criterion])
+
+
+def report(args: argparse.Namespace) -> int:
+    """Markdown: per mode, the oracle F1 of each criterion's pick, of the last model, of the
+    best model by the test labels (mean over units)."""
+    units = [json.loads(p.read_text()) for p in sorted((args.out / "selection").glob("*.json"))]
+    columns = ["last", *CRITERIA, "oracle"]
+    lines = [
+        f"| mode | units | {' | '.join(columns)} |",
+        "|---|---|" + "---|" * len(columns),
+    ]
+    for mode in sorted({u["unit"]["kind"] for u in units}):
+        chosen = [u["models"] for u in units if u["unit"]["kind"] == mode]
+        cells = {
+            "last": [m[-1]["oracle_f1"] for m in chosen],
+            **{c: [pick(m, c)["oracle_f1"] for m in chosen] for c in CRITERIA},
+            "oracle": [max(r["oracle_f1"] for r in m) for m in chosen],
+        }
+        values = " | ".join(f"{100 * statistics.fmean(cells[c]):.2f}" for c in columns)
+        lines.append(f"| {mode} | {len(chosen)} | {values} |")
+    print("\n".join(lines))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of the selection study."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["run", "report"])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--out", type=Path, help="results folder (benchmarks/results/PROFILE)")
+    parser.add_argument("--profile", choices=sorted(accuracy.PROFILES), default="full")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    args = parser.parse_args(argv)
+    args.out = args.out or Path("benchmarks/results") / args.profile
+    return run(args) if args.command == "run" else report(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
