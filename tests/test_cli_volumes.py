@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +71,25 @@ def test_tiff_to_zarr_and_refusals(checkpoint, volume, tmp_path, capsys) -> None
         assert message in capsys.readouterr().err
     assert not (tmp_path / "p.tif").exists()
     assert not (tmp_path / "q.zarr").exists()
+
+
+def test_adapt_to_a_zarr_target_reads_it_lazily(tmp_path, capsys):
+    assert main(["sample", str(tmp_path / "demo"), "--size", "64"]) == 0
+    target = tifffile.imread(
+        sorted((tmp_path / "demo" / "target" / "train" / "images").iterdir())[0]
+    )
+    store = zarr.open_array(
+        str(tmp_path / "target.zarr"),
+        mode="w",
+        shape=(3, *target.shape),
+        chunks=(1, 32, 32),
+        dtype=target.dtype,
+    )
+    store[:] = np.stack([target] * 3)
+    out = tmp_path / "m.pt"
+    args = ["adapt", "--source", str(tmp_path / "demo" / "source"), "--target"]
+    args += [str(tmp_path / "target.zarr"), "--out", str(out), "--steps", "2", "--batch-size"]
+    args += ["2", "--patch-size", "64", "--depth", "2", "--width", "4", "--device", "cpu"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 2
+    assert out.exists()

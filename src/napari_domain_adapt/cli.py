@@ -27,7 +27,8 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
     data.add_argument(
         "--target",
         required=adapt,
-        help="unlabelled target: dataset dir (train split; test split scores) or image",
+        help="unlabelled target: dataset dir (train split; test split scores), image, or a "
+        "zarr volume (read patch by patch: it need not fit in memory)",
     )
     data.add_argument(
         "--target-labels",

@@ -8,6 +8,7 @@ or ``(N, H, W, C)`` (colour) for images and ``(N, H, W)`` for labels and masks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -176,6 +177,14 @@ def labelled_slices(labels: np.ndarray) -> np.ndarray:
     return np.flatnonzero(stack.reshape(len(stack), -1).any(axis=1))
 
 
+def is_lazy(images: object) -> bool:
+    """Whether ``images`` is to be read on demand: a zarr or TIFF path, or a chunked array."""
+    if isinstance(images, str | Path):
+        return True
+    chunked = hasattr(images, "chunks") or hasattr(images, "_open")
+    return not isinstance(images, np.ndarray) and hasattr(images, "shape") and chunked
+
+
 @dataclass
 class Domain:
     """A stack of images with optional labels and field-of-view masks.
@@ -194,6 +203,9 @@ class Domain:
     annotated: np.ndarray | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        if is_lazy(self.images):
+            self._open_lazily()
+            return
         self.images = as_image_stack(self.images, name=self.name)
         shape = self.images.shape[:3]
         if self.label_kind not in LABEL_KINDS:
@@ -215,6 +227,24 @@ class Domain:
             return np.array([], dtype=int)
         return labelled_slices(self.annotated if self.annotated is not None else self.labels)
 
+    @property
+    def lazy(self) -> bool:
+        """Whether the images are read on demand (see :mod:`.lazy`), not held in memory."""
+        return not isinstance(self.images, np.ndarray)
+
+    def _open_lazily(self) -> None:
+        from .volumes import open_volume  # volumes -> checkpoints -> data: import on use
+
+        if self.labels is not None or self.masks is not None:
+            raise InputError(
+                f"{self.name} is a volume read on demand, which takes neither labels nor "
+                "masks; expected an unlabelled target (load labelled images into memory)"
+            )
+        try:
+            self.images = open_volume(self.images)
+        except InputError as error:
+            raise InputError(f"{self.name}: {error}") from error
+
     def loss_weights(self) -> np.ndarray | None:
         """1 where a pixel's label counts in the loss (inside the field of view, annotated),
         else 0; None when every pixel counts."""
@@ -235,6 +265,8 @@ class Domain:
         return int(slices.size * self.images.shape[1] * self.images.shape[2]), int(slices.size)
 
     def __len__(self) -> int:
+        if self.lazy:  # (Y, X), (Z, Y, X) or (1, ..., Z, Y, X)
+            return 1 if len(self.images.shape) == 2 else int(self.images.shape[-3])
         return len(self.images)
 
     @property

@@ -43,6 +43,7 @@ from .data import Domain
 from .device import describe_device, resolve_device
 from .errors import InputError
 from .inference import predict_tiled
+from .lazy import PreprocessedVolume
 from .models import DomainClassifier, UNet, estimate_batch_statistics, grad_reverse
 from .patches import PatchBatch, PatchSampler, jitter_intensity
 from .preprocessing import field_of_view_masks, preprocess
@@ -260,7 +261,10 @@ def _prepare(
     )
     target_sampler = labelled_sampler = target_images = None
     if target is not None:
-        target_images = preprocess(target.images, pre, target.masks)
+        if target.lazy:
+            target_images = PreprocessedVolume(target.images, pre)
+        else:
+            target_images = preprocess(target.images, pre, target.masks)
         if config.needs_target:
             target_sampler = PatchSampler(
                 target_images, size, rng, weights=None, augment=augment, name="target"
@@ -304,6 +308,8 @@ def _prepare(
 
 def _with_field_of_view(domain: Domain, spec: Preprocessing) -> Domain:
     """``domain``, or a shallow copy with the field of view the preprocessing estimates."""
+    if domain.lazy:
+        return domain  # PreprocessedVolume refuses the field of view with a clear message
     masks = field_of_view_masks(domain.images, spec, domain.masks)
     if masks is domain.masks:
         return domain

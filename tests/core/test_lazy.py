@@ -1,0 +1,119 @@
+"""Lazy training inputs: a zarr or dask target read patch by patch, normalised as in memory."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+
+from napari_domain_adapt.core.config import Preprocessing
+from napari_domain_adapt.core.data import Domain
+from napari_domain_adapt.core.errors import InputError
+from napari_domain_adapt.core.lazy import PreprocessedVolume
+from napari_domain_adapt.core.preprocessing import preprocess
+from napari_domain_adapt.core.training import fit
+
+
+class CountingArray:
+    """A chunked array that records which (z, rows, columns) windows were read."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data, self.shape, self.dtype, self.chunks = data, data.shape, data.dtype, (1, 32, 32)
+        self.reads: list[tuple] = []
+
+    def __getitem__(self, key):
+        self.reads.append(key)
+        return self.data[key]
+
+
+@pytest.fixture
+def volume(sample_pair) -> np.ndarray:
+    return sample_pair.target_image  # (4, 96, 96) uint8
+
+
+def test_patches_are_normalised_as_in_memory(volume) -> None:
+    spec = Preprocessing()
+    lazy = PreprocessedVolume(da.from_array(volume, chunks=(1, 32, 32)), spec)
+    whole = preprocess(volume, spec)
+    assert lazy.shape == volume.shape
+    assert len(lazy) == 4
+    np.testing.assert_array_equal(lazy[2], whole[2])
+    np.testing.assert_array_equal(lazy[1, 10:40, 50:80], whole[1, 10:40, 50:80])
+
+
+def test_large_slices_get_their_range_from_a_strided_sample(volume) -> None:
+    spec = Preprocessing()
+    exact = PreprocessedVolume(volume, spec).intensity_range(0)
+    sampled = PreprocessedVolume(volume, spec, sample_pixels=96 * 96 // 4).intensity_range(0)
+    assert sampled != exact  # every other row and column only
+    np.testing.assert_allclose(sampled, exact, rtol=0.1)
+
+
+def test_training_reads_only_the_slices_and_patches_it_samples(
+    tiny_config, sample_pair, volume
+) -> None:
+    deep = np.concatenate([volume] * 5)  # 20 slices
+    counting = CountingArray(deep)
+    source = Domain(sample_pair.source_image, sample_pair.source_labels, name="source")
+    target = Domain(counting, name="target")
+    assert target.lazy
+    assert len(target) == 20
+    config = dataclasses.replace(
+        tiny_config, mode="adversarial", steps=2, patch_size=64, preview_interval=None
+    )
+    finished = fit(config, source, target)
+    assert finished.steps == 2
+    patches = [key for key in counting.reads if key[-1].stop is not None]
+    ranges = [key for key in counting.reads if key[-1] == slice(None, None, 1)]
+    others = [key for key in counting.reads if key not in patches + ranges]
+    assert len(patches) == 2 * 2 + 25 * 2  # target batches of 2 patches, then 25 for AdaBN
+    assert all(key[-1].stop - key[-1].start == 64 for key in patches)
+    # A whole slice is read once, for its intensity range, only where a patch was drawn.
+    assert sorted(key[0] for key in ranges) == sorted({key[0] for key in patches})
+    assert len(ranges) < 20
+    assert [key[1] for key in others] == [0, -1]  # the run's fingerprint
+
+
+def test_a_zarr_store_path_is_a_lazy_target(tmp_path, tiny_config, sample_pair, volume) -> None:
+    path = tmp_path / "target.zarr"
+    zarr.open_array(str(path), mode="w", shape=volume.shape, chunks=(1, 32, 32), dtype="u1")[:] = (
+        volume
+    )
+    target = Domain(path, name="target")
+    assert target.lazy
+    source = Domain(sample_pair.source_image, sample_pair.source_labels, name="source")
+    config = dataclasses.replace(tiny_config, mode="adversarial", steps=2, patch_size=64)
+    finished = fit(config, source, target)
+    assert finished.steps == 2
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda v: Domain(da.from_array(v), labels=np.zeros(v.shape, np.uint8)), "neither labels"),
+        (lambda v: Domain(da.from_array(v.astype(bool))), "dtype bool"),
+        (lambda v: Domain(da.from_array(v[..., None].repeat(3, -1))), "expected grey slices"),
+        (lambda v: Domain("missing.zarr"), "neither a zarr store nor a TIFF"),
+    ],
+)
+def test_bad_lazy_inputs_are_refused(volume, make, message) -> None:
+    with pytest.raises(InputError, match=message):
+        make(volume)
+
+
+@pytest.mark.parametrize("changes", [{"clahe": True}, {"field_of_view": True}])
+def test_whole_image_preprocessing_is_refused(volume, changes) -> None:
+    with pytest.raises(InputError, match="whole images in memory"):
+        PreprocessedVolume(da.from_array(volume), Preprocessing(**changes))
+
+
+def test_nan_slices_are_refused_when_read(volume) -> None:
+    bad = volume.astype(np.float32)
+    bad[1, 5, 5] = np.nan
+    lazy = PreprocessedVolume(da.from_array(bad), Preprocessing())
+    lazy[0, :8, :8]
+    with pytest.raises(InputError, match=r"slice 1 .*NaN"):
+        lazy[1, :8, :8]
