@@ -347,3 +347,18 @@ def test_a_dask_layer_is_predicted_out_of_core(ready, qtbot):
     assert isinstance(segmentation.data, da.Array)
     np.testing.assert_array_equal(segmentation.data.compute(), expected >= 0.7)
     assert list(widget._scratch.glob("prediction-*.zarr"))
+
+
+def test_a_dask_target_trains_lazily_and_is_predicted_out_of_core(ready, qtbot):
+    viewer, widget = ready
+    layer = viewer.layers["target image"]
+    layer.data = da.from_array(np.asarray(layer.data), chunks=(1, 48, 48))
+    widget.adapt_button.click()
+    finish(qtbot, widget)
+    assert widget.model is not None
+    probability, segmentation = widget._result
+    assert isinstance(probability.data, da.Array)
+    assert isinstance(segmentation.data, da.Array)
+    assert probability.data.shape == layer.data.shape
+    expected = widget.model.predict(layer.data.compute())
+    np.testing.assert_allclose(probability.data.compute(), expected, atol=1e-4)

@@ -10,7 +10,7 @@ from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
-from ._jobs import TrainInputs
+from ._jobs import TrainInputs, is_lazy
 from ._layers import ROLES, LayerInfo, labelled_slice_count, labelled_text, pick_all
 
 if TYPE_CHECKING:
@@ -288,8 +288,15 @@ class InputsForm(QWidget):
         return TrainInputs(
             source_image=np.asarray(self.layer("source_image").data),
             source_labels=np.asarray(self.layer("source_labels").data),
-            target_image=None if target is None else np.asarray(target.data),
+            target_image=None if target is None else _target_data(target),
             target_labels=None if labels is None else np.asarray(labels.data),
             target_rgb=bool(target is not None and target.rgb),
             target_label_kind=self.label_kind.value,
         )
+
+
+def _target_data(layer: Layer) -> Any:
+    """A grey layer read on demand stays lazy (training reads its patches); others: numpy."""
+    if is_lazy(layer.data) and not layer.rgb and not layer.multiscale:
+        return layer.data
+    return np.asarray(layer.data)

@@ -85,7 +85,7 @@ class TrainInputs:
 
     source_image: np.ndarray
     source_labels: np.ndarray
-    target_image: np.ndarray | None
+    target_image: Any  # numpy, or a dask or zarr array read on demand (grey only)
     target_labels: np.ndarray | None = None
     target_rgb: bool = False
     target_label_kind: str = "dense"
@@ -118,7 +118,7 @@ def predict_job(
 
 def is_lazy(data: Any) -> bool:
     """Whether a layer's data is read on demand (a dask or zarr array), not held in memory."""
-    return not isinstance(data, np.ndarray) and hasattr(data, "chunks")
+    return data is not None and not isinstance(data, np.ndarray) and hasattr(data, "chunks")
 
 
 def predict_volume_job(
@@ -157,11 +157,14 @@ def predict_volume_job(
     yield PredictionDone(da.from_zarr(written), target)
 
 
-def train_job(config: TrainConfig, inputs: TrainInputs, control: TrainControl) -> Iterator[Any]:
+def train_job(
+    config: TrainConfig, inputs: TrainInputs, control: TrainControl, store: Path | None = None
+) -> Iterator[Any]:
     """Validate the inputs, train, then predict the whole target with the model trained.
 
     Yields the core's :class:`TrainEvent` objects, one :class:`TrainFinished`, then
-    :func:`predict_job`'s objects when there is a target.
+    :func:`predict_job`'s objects when there is a target; a lazy target (read on demand)
+    is trained on patch by patch and predicted out of core into the zarr ``store``.
     """
     from .core import Domain, TrainFinished, train
 
@@ -179,5 +182,9 @@ def train_job(config: TrainConfig, inputs: TrainInputs, control: TrainControl) -
         yield event
         if isinstance(event, TrainFinished):
             finished = event
-    if finished is not None and inputs.target_image is not None:
+    if finished is None or inputs.target_image is None:
+        return
+    if is_lazy(inputs.target_image):
+        yield from predict_volume_job(finished.model, inputs.target_image, "target", store)
+    else:
         yield from predict_job(finished.model, inputs.target_image, inputs.target_rgb, "target")

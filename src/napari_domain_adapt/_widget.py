@@ -261,7 +261,8 @@ class AdaptWidget(QWidget):
         self.progress.setRange(0, config.steps)
         self.progress.setValue(0)
         self.status.setText(f"Starting {config.mode} training…")
-        return self._start(train_job, config, inputs, self.job.control)
+        store = self._scratch_store() if is_lazy(inputs.target_image) else None
+        return self._start(train_job, config, inputs, self.job.control, store)
 
     def start_prediction(self) -> Any:
         """Predict the picked image layer with the current model in a worker."""
