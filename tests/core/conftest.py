@@ -1,4 +1,4 @@
-"""Fixtures of the core tests: small models trained once per session on the sample pair."""
+"""Fixtures of the core tests: the sample pair as domains, small models trained once."""
 
 from __future__ import annotations
 
@@ -32,3 +32,15 @@ def trained_model(sample_pair) -> Callable[[str], SegmentationModel]:
         return cache[norm]
 
     return get
+
+
+@pytest.fixture
+def source(sample_pair) -> Domain:
+    """The sample pair's labelled source."""
+    return Domain(sample_pair.source_image, sample_pair.source_labels, name="source")
+
+
+@pytest.fixture
+def target(sample_pair) -> Domain:
+    """The sample pair's target, unlabelled."""
+    return Domain(sample_pair.target_image, name="target")

@@ -20,16 +20,6 @@ from napari_domain_adapt.core.resume import (
 from napari_domain_adapt.core.training import TrainControl, TrainFinished, fit, train
 
 
-@pytest.fixture
-def source(sample_pair) -> Domain:
-    return Domain(sample_pair.source_image, sample_pair.source_labels, name="source")
-
-
-@pytest.fixture
-def target(sample_pair) -> Domain:
-    return Domain(sample_pair.target_image, name="target")
-
-
 def _run_until(config, source, target, state: StateFile, stop_after: int) -> TrainFinished:
     control = TrainControl()
     for event in train(config, source, target, control, state=state):

@@ -30,16 +30,6 @@ from napari_domain_adapt.core.training import (
 )
 
 
-@pytest.fixture
-def source(sample_pair) -> Domain:
-    return Domain(sample_pair.source_image, sample_pair.source_labels, name="source")
-
-
-@pytest.fixture
-def target(sample_pair) -> Domain:
-    return Domain(sample_pair.target_image, name="target")
-
-
 def _adversarial(config: TrainConfig, **changes) -> TrainConfig:
     return dataclasses.replace(config, mode="adversarial", preview_interval=1e6, **changes)
 

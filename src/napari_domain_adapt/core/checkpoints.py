@@ -179,11 +179,20 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Seg
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint {path} does not exist; expected a model file (.pt)")
+    checkpoint = load_plain(path, "checkpoint")
+    return SegmentationModel.from_checkpoint(checkpoint).to(device)
+
+
+def load_plain(path: str | Path, what: str, advice: str = "") -> Any:
+    """``torch.load`` that executes no code (``weights_only=True``); on CPU.
+
+    A truncated, corrupt or code-carrying file raises InputError naming ``what`` it was
+    meant to be, followed by ``advice``.
+    """
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for corrupt or unsafe files
         raise InputError(
-            f"cannot read checkpoint {path}: it is truncated, corrupt or holds more than "
-            f"weights and plain values ({type(error).__name__})"
+            f"cannot read {what} {path}: it is truncated, corrupt or holds more than "
+            f"weights and plain values ({type(error).__name__}){advice}"
         ) from error
-    return SegmentationModel.from_checkpoint(checkpoint).to(device)

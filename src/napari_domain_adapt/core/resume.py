@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .checkpoints import load_plain
 from .config import TrainConfig
 from .errors import InputError
 from .io import atomic_write
@@ -83,13 +84,7 @@ def write_state(path: Path, state: dict[str, Any], config: TrainConfig, inputs: 
 
 def read_state(path: Path, config: TrainConfig, inputs: str) -> dict[str, Any]:
     """Read a state written by :func:`write_state` for this configuration and these inputs."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or unsafe files
-        raise InputError(
-            f"cannot read the training state {path}: it is truncated, corrupt or holds more "
-            f"than weights and plain values ({type(error).__name__}); delete it to start over"
-        ) from error
+    payload = load_plain(path, "the training state", "; delete it to start over")
     if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
         raise InputError(
             f"{path} is not a napari-domain-adapt training state; expected a file written by "
