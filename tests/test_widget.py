@@ -362,3 +362,20 @@ def test_a_dask_target_trains_lazily_and_is_predicted_out_of_core(ready, qtbot):
     assert probability.data.shape == layer.data.shape
     expected = widget.model.predict(layer.data.compute())
     np.testing.assert_allclose(probability.data.compute(), expected, atol=1e-4)
+
+
+def test_images_follow_the_source_until_chosen(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    rng = np.random.default_rng(0)
+    viewer.add_image(rng.integers(0, 255, (2, 32, 32, 3), np.uint8), name="fundus image", rgb=True)
+    viewer.add_labels(np.zeros((2, 32, 32), np.uint8), name="fundus labels")
+    assert widget.form.layer("source_image").name == "fundus image"
+    assert widget.form.images.value == "fundus"
+    grey = viewer.add_image(rng.random((2, 32, 32)), name="grey image")
+    widget.form.set_layer("source_image", grey)
+    assert widget.form.images.value == "em"
+    widget.form.images.value = "fundus"  # the user's choice sticks
+    widget.form.set_layer("source_image", viewer.layers["fundus image"])
+    widget.form.set_layer("source_image", grey)
+    assert widget.form.images.value == "fundus"

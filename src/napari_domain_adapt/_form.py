@@ -89,6 +89,7 @@ class InputsForm(QWidget):
         }
         self._auto = dict.fromkeys(ROLES, True)
         self._auto_mode = True
+        self._auto_images, self._setting_images = True, False
         self.labelled_label = QLabel(labelled_text(0))
         self.labelled_label.setWordWrap(True)
 
@@ -101,9 +102,10 @@ class InputsForm(QWidget):
         self.images = ComboBox(
             choices=[("electron microscopy, grey", "em"), ("fundus photographs", "fundus")],
             value="em",
-            tooltip="How pixels become network input. Fundus: the green channel, local "
-            "contrast equalisation (CLAHE) and the field of view found where no mask is "
-            "given. Electron microscopy: the grey value, robustly scaled per image.",
+            tooltip="How pixels become network input (follows the source image, colour or "
+            "grey, until you choose). Fundus: the green channel, local contrast "
+            "equalisation (CLAHE) and the field of view found where no mask is given. "
+            "Electron microscopy: the grey value, robustly scaled per image.",
         )
         self.mode = ComboBox(choices=MODES, value=defaults.mode)
         self.steps = SpinBox(value=DEFAULT_STEPS, min=1, max=1_000_000, step=50)
@@ -123,6 +125,7 @@ class InputsForm(QWidget):
         for role, picker in self.pickers.items():
             picker.changed.connect(lambda _value, role=role: self._picked(role))
         self.mode.changed.connect(self._mode_picked)
+        self.images.changed.connect(self._images_picked)
         self.label_kind.changed.connect(self.update_labelled)
         events = viewer.layers.events
         for event in (events.inserted, events.removed, events.moved):
@@ -187,6 +190,7 @@ class InputsForm(QWidget):
         finally:
             self._setting = False
         self._watch_target_labels()
+        self._suggest_images()
         self.changed.emit()
 
     def _picked(self, role: str) -> None:
@@ -194,7 +198,23 @@ class InputsForm(QWidget):
             self._auto[role] = False
         if role == "target_labels":
             self._watch_target_labels()
+        if role == "source_image":
+            self._suggest_images()
         self.changed.emit()
+
+    def _suggest_images(self) -> None:
+        """Until the user chooses, colour source images mean fundus photographs, grey EM."""
+        source = self.layer("source_image")
+        if self._auto_images and source is not None:
+            self._setting_images = True
+            try:
+                self.images.value = "fundus" if source.rgb else "em"
+            finally:
+                self._setting_images = False
+
+    def _images_picked(self, _value: str) -> None:
+        if not self._setting_images:
+            self._auto_images = False
 
     def _watch_target_labels(self) -> None:
         layer = self.layer("target_labels")
