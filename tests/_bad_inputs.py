@@ -101,7 +101,7 @@ class World:
         array[:] = self.image
         if damage == "metadata":
             (path / "zarr.json").write_text("{not json")
-        else:
+        elif damage == "chunk":
             chunk = next(
                 p for p in sorted(path.rglob("*")) if p.is_file() and p.name != "zarr.json"
             )

@@ -330,6 +330,28 @@ CLI_CASES = [
         "not a readable image",
     ),
     CliCase(
+        "zarr-target-with-labels",
+        _adapt(
+            lambda w: w.zarr("labelled-target.zarr", "none"),
+            "--target-labels",
+            "placeholder",
+        ),
+        "is a zarr volume, read patch by patch",
+        "expected labels with a TIFF",
+    ),
+    CliCase(
+        "zarr-target-bad-metadata",
+        _adapt(lambda w: w.zarr("target-meta.zarr", "metadata")),
+        "not a readable zarr store",
+        "target",
+    ),
+    CliCase(
+        "zarr-target-truncated-chunk",
+        _adapt(lambda w: w.zarr("target-chunk.zarr", "chunk")),
+        "cannot read slice",
+        "target-chunk.zarr",
+    ),
+    CliCase(
         "zarr-bad-metadata",
         _predict(image=lambda w: w.zarr("meta.zarr", "metadata"), output="p.zarr"),
         "meta.zarr",

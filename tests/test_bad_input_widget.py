@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import pytest
 import torch
@@ -202,6 +203,27 @@ WIDGET_CASES: dict[str, tuple[Callable[[Scene], None], str, str]] = {
         ),
         "target has 1 NaN or infinite pixels",
         "expected finite values",
+    ),
+    "nan-in-a-lazy-target": (
+        lambda s: (
+            s.standard(
+                target_image=("image", da.from_array(_with(s.world.image, (1, 2, 3), np.nan)))
+            ),
+            s.adapt(),
+        ),
+        "slice 1 of the volume has NaN or infinite pixels",
+        "expected finite values",
+    ),
+    "labels-for-a-lazy-target": (
+        lambda s: (
+            s.standard(
+                target_image=("image", da.from_array(s.world.image)),
+                target_labels=("labels", s.world.binary),
+            ),
+            s.adapt(mode="semi-supervised"),
+        ),
+        "target is a volume read on demand, which takes neither labels nor masks",
+        "expected an unlabelled target",
     ),
     "inf-source": (
         lambda s: (

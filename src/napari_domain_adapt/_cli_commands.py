@@ -112,7 +112,12 @@ def _load_target(args: argparse.Namespace) -> tuple[Domain | None, Domain | None
     """The target to adapt to, and a labelled target test split to score on (if any)."""
     if args.target is None:
         return None, None
-    if is_zarr(args.target) and not args.target_labels:
+    if is_zarr(args.target):
+        if args.target_labels:
+            raise InputError(
+                f"--target {args.target} is a zarr volume, read patch by patch, which takes "
+                "no --target-labels; expected labels with a TIFF, image or dataset target"
+            )
         return Domain(args.target, name="target"), None  # read patch by patch, on demand
     if not is_dataset(args.target):
         labels = read_volume(args.target_labels) if args.target_labels else None

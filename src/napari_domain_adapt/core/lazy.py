@@ -17,7 +17,7 @@ import numpy as np
 from .config import Preprocessing
 from .errors import InputError
 from .preprocessing import intensity_range, rescale
-from .volumes import SAMPLE_PIXELS
+from .volumes import SAMPLE_PIXELS, describe_source
 
 
 class PreprocessedVolume:
@@ -39,6 +39,7 @@ class PreprocessedVolume:
         self._lead = (0,) * max(0, len(shape) - 3)
         self._flat = len(shape) == 2
         self.shape = (1, *shape) if self._flat else shape[-3:]
+        self.dtype = np.dtype(np.float32)  # what reading gives
         self._ranges: dict[int, tuple[Any, float]] = {}
 
     def __len__(self) -> int:
@@ -46,7 +47,13 @@ class PreprocessedVolume:
 
     def _read(self, z: int, rows: slice, columns: slice) -> np.ndarray:
         key = (rows, columns) if self._flat else (*self._lead, z, rows, columns)
-        return np.asarray(self.data[key]).astype(np.float32, copy=False)
+        try:
+            return np.asarray(self.data[key]).astype(np.float32, copy=False)
+        except Exception as error:  # a corrupt or truncated chunk: any reader's exception
+            raise InputError(
+                f"cannot read slice {z} of the volume {describe_source(self.data)} "
+                f"({type(error).__name__}: {error}); expected a readable zarr, TIFF or array"
+            ) from error
 
     def intensity_range(self, z: int) -> tuple[Any, float]:
         """Slice ``z``'s ``(low, scale)``, computed on first use and kept."""

@@ -46,7 +46,8 @@ class StateFile:
 def fingerprint(*arrays: np.ndarray | None) -> str:
     """A short hash of the arrays' shapes, types and values (None counts as absent).
 
-    Arrays read on demand (zarr, dask, TIFF) count by their first and last slice only.
+    Volumes read on demand (:class:`~.lazy.PreprocessedVolume`) count by their first and
+    last slice only.
     """
     digest = hashlib.blake2b(digest_size=16)
     for array in arrays:
@@ -54,8 +55,8 @@ def fingerprint(*arrays: np.ndarray | None) -> str:
             digest.update(b"none")
             continue
         digest.update(f"{array.shape}{array.dtype}".encode())
-        if not isinstance(array, np.ndarray) and len(array.shape) > 2:  # read on demand
-            array = np.stack([np.asarray(array[..., z, :, :]) for z in (0, -1)])
+        if not isinstance(array, np.ndarray):  # a (Z, Y, X) volume read on demand
+            array = np.stack([np.asarray(array[z]) for z in (0, len(array) - 1)])
         digest.update(np.ascontiguousarray(array).data)
     return digest.hexdigest()
 

@@ -299,7 +299,7 @@ def _prepare(
             source.images,
             source.labels,
             source.masks,
-            None if target is None else target.images,
+            target_images,  # a lazy target's preprocessed view: read errors are clear
             None if target is None or not labelled.size else target.labels,
             None if initial is None else initial.network.head.weight.detach().cpu().numpy(),
         ),

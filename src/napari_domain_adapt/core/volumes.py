@@ -390,7 +390,7 @@ class _Window:
 
     def __init__(self, data: Any, first: int, last: int) -> None:
         self.data, self.first = data, first
-        self.name = _describe_source(data)
+        self.name = describe_source(data)
         self.lead = max(0, len(data.shape) - 3)  # OME-Zarr's (1, 1, Z, Y, X)
         self.flat = len(data.shape) == 2
         self.shape = (last - first, *data.shape[-2:])
@@ -411,7 +411,7 @@ class _Window:
             ) from error
 
 
-def _describe_source(data: Any) -> str:
+def describe_source(data: Any) -> str:
     """The file or store behind ``data`` for messages, else its type."""
     if isinstance(data, _TiffVolume):
         return data.path
