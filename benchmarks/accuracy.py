@@ -28,7 +28,6 @@ import json
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,14 +187,13 @@ def run_unit(unit: Unit, profile: Profile, data: Path, state: StateFile | None =
                 kind = "sparse"
             target = Domain(target.images, labels, target.masks, target.name, label_kind=kind)
     config = base_config(profile, unit.source, mode, unit.seed)
-    started = time.monotonic()
     finished = None
     for event in train(config, source, target, state=state):
         if isinstance(event, TrainFinished):
             finished = event
         elif state is not None and event.step % SNAPSHOT_EVERY == 0:
             _snapshot(state, event.step)
-    seconds = time.monotonic() - started
+    seconds = finished.elapsed  # training time, before a kill and after the resume
     scores = {}
     for name in unit.evaluate_on:
         test = _load(data, name, "test")

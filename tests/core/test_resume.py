@@ -51,6 +51,7 @@ def test_a_stopped_run_continues_to_the_same_weights(
     assert stopped.steps == 6
     assert state.path.exists()  # written at the stop, between the every-4 saves
     resumed = fit(config, source, target, state=state)
+    assert resumed.elapsed >= stopped.elapsed  # the time before the stop counts
     assert resumed.steps == 9
     assert not resumed.stopped
     assert [h["step"] for h in resumed.history] == list(range(1, 10))

@@ -400,3 +400,24 @@ def test_mean_teacher_step_sends_no_gradient_to_the_teacher(tiny_config, source,
     for name, old in before.items():
         expected = 0.99 * old + 0.01 * student[name] if name in weights else student[name]
         torch.testing.assert_close(after[name], expected, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("mode", "sizes"),
+    [("source-only", [4]), ("adversarial", [4, 4]), ("semi-supervised", [2, 2 + 4])],
+)
+def test_each_domain_gets_a_forward_pass_of_its_own(
+    tiny_config, source, sample_pair, mode, sizes
+) -> None:
+    """BatchNorm statistics per domain: source patches apart from target ones, labelled or not."""
+    labels = np.zeros_like(sample_pair.target_labels)
+    labels[0] = sample_pair.target_labels[0]
+    target = Domain(sample_pair.target_image, labels, name="target")
+    config = dataclasses.replace(
+        tiny_config, mode=mode, batch_size=4, patch_size=64, preview_interval=None
+    )
+    run = training._prepare(config, source, target, None)
+    seen: list[int] = []
+    run.segmentor.register_forward_pre_hook(lambda _, args: seen.append(len(args[0])))
+    training._step(run, step=1)
+    assert seen == sizes

@@ -176,6 +176,7 @@ class _Run:
     target_preview: np.ndarray | None
     rng: np.random.Generator
     inputs: str
+    elapsed_before: float = 0.0  # seconds trained before a resume
 
 
 def train(
@@ -323,10 +324,11 @@ def _networks(run: _Run) -> dict[str, torch.nn.Module]:
     return {name: network for name, network in named.items() if network is not None}
 
 
-def _capture(run: _Run, history: list[dict[str, float | None]]) -> dict:
+def _capture(run: _Run, history: list[dict[str, float | None]], start: float) -> dict:
     """Everything a continued run needs to go on exactly as this one would have."""
     return {
         "step": len(history),
+        "elapsed": time.monotonic() - start,
         "history": history,
         "networks": {name: net.state_dict() for name, net in _networks(run).items()},
         "optimizer": run.optimizer.state_dict(),
@@ -342,6 +344,7 @@ def _restore(run: _Run, saved: dict) -> list[dict[str, float | None]]:
     run.optimizer.load_state_dict(saved["optimizer"])
     set_numpy_rng_state(run.rng, saved["numpy_rng"])
     torch.set_rng_state(saved["torch_rng"])
+    run.elapsed_before = float(saved.get("elapsed", 0.0))  # absent from early states
     return list(saved["history"])
 
 
@@ -383,10 +386,12 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
             weak = _tensor(target.images, device)
             teacher_probabilities = torch.sigmoid(run.teacher(weak))
             target_images = jitter_intensity(target.images, run.target.rng, strength=2.0)
-    logits = run.segmentor(images)
+    # One forward pass per domain, so BatchNorm normalises each with its own statistics:
+    # the source patches, then the labelled and the unlabelled target patches.
+    domains = [images[:from_source], images[from_source:]]
     if run.target is not None:
-        # A forward pass of its own: BatchNorm normalises each domain with its own statistics.
-        logits = torch.cat([logits, run.segmentor(_tensor(target_images, device))])
+        domains[1] = torch.cat([domains[1], _tensor(target_images, device)])
+    logits = torch.cat([run.segmentor(batch) for batch in domains if len(batch)])
     loss = supervised_loss(
         logits[:count],
         _tensor(supervised.labels, device),
@@ -445,7 +450,8 @@ def _loop(
     state: StateFile | None = None,
 ) -> Iterator[TrainEvent | TrainFinished]:
     config = run.config
-    start = time.monotonic()
+    # Seconds of training before a resume count too: ``elapsed`` is the run's whole time.
+    start = time.monotonic() - run.elapsed_before
     last_preview = -math.inf
     history = [] if history is None else history
     done = len(history)
@@ -464,10 +470,10 @@ def _loop(
             last_preview = now
         done = step
         if state is not None and (step % state.every == 0 or step == config.steps):
-            write_state(state.path, _capture(run, history), config, run.inputs)
+            write_state(state.path, _capture(run, history, start), config, run.inputs)
         yield event
     if state is not None and control.stopped and done % state.every:
-        write_state(state.path, _capture(run, history), config, run.inputs)
+        write_state(state.path, _capture(run, history, start), config, run.inputs)
     # The average of the segmentor over time (the teacher) is the steadier model to keep.
     network = run.teacher if run.teacher is not None else run.segmentor
     if run.target is not None and config.target_statistics:
