@@ -7,7 +7,7 @@ Run (the CPU numbers in docs come from this, on one thread of a shared two-core 
 Inference: our tiled predictor (:func:`~napari_domain_adapt.core.inference.predict_tiled`)
 against a naive PyTorch sliding window written here (256-pixel tiles overlapping by 32,
 batch of one, fp32, contiguous NCHW, outputs averaged), on the same default U-Net (depth 4,
-width 16, ChannelNorm) and the same generated EM slice, timed in one process with the
+width 16, BatchNorm) and the same generated EM slice, timed in one process with the
 variants interleaved round by round, so that a noisy machine slows all of them alike; the
 table gives medians. Training: steps per second of a short ``core.training.fit`` per mode
 (default TrainConfig: width 16, patches of 128, batches of 8), the median step after the
@@ -297,7 +297,7 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, device {describe_device(device)}, "
         f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at start. "
-        f"Model: U-Net depth 4, width 16, ChannelNorm (defaults), random weights.\n"
+        f"Model: U-Net depth 4, width 16, {ModelSpec().norm} norm (defaults), random weights.\n"
     )
     image = _image(args.size)
     rows = time_inference(args, device, image)

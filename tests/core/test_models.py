@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from napari_domain_adapt.core.models import (
     DomainClassifier,
     UNet,
     estimate_batch_statistics,
+    fold_batch_norm,
     grad_reverse,
 )
 
@@ -131,3 +134,20 @@ def test_estimate_batch_statistics_leaves_other_norms_alone() -> None:
     assert not estimate_batch_statistics(network, [torch.randn(2, 1, 16, 16)])
     after = list(network.state_dict().values())
     assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_fold_batch_norm_keeps_the_output() -> None:
+    torch.manual_seed(0)
+    network = UNet(ModelSpec(depth=2, width=4, norm="batch"))
+    for name, buffer in network.named_buffers():  # statistics away from 0 and 1
+        if name.endswith("running_mean"):
+            buffer.normal_(0, 0.5)
+        elif name.endswith("running_var"):
+            buffer.uniform_(0.5, 2.0)
+    network.eval()
+    image = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        expected = network(image)
+        folded = fold_batch_norm(copy.deepcopy(network))
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        torch.testing.assert_close(folded(image), expected, atol=1e-5, rtol=1e-4)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
+from .models import fold_batch_norm
 
 
 def tile_starts(length: int, tile: int, overlap: int, multiple: int = 1) -> list[int]:
@@ -92,23 +93,28 @@ def network_device(network: nn.Module) -> torch.device:
 
 
 def inference_network(network: nn.Module, channels_last: bool = True) -> nn.Module:
-    """``network`` ready for prediction: itself, or a channels-last copy in eval mode.
+    """``network`` ready for prediction: itself, or a faster copy in eval mode.
 
-    The copy leaves the caller's network (and a training run that owns it) untouched. On the
-    CPU or CUDA, channels-last convolutions are faster: 1.5x for a BatchNorm U-Net, about
-    10 % for the ChannelNorm one, whose ``layer_norm`` over a permuted view already turns
-    every activation after the first channels-last (it then reads contiguous memory).
+    The copy has each BatchNorm folded into the convolution before it (one operation less
+    per layer, same result to float rounding) and, on the CPU or CUDA with
+    ``channels_last``, channels-last weights: 1.5x faster convolutions for a BatchNorm
+    U-Net, about 10 % for the ChannelNorm one, whose ``layer_norm`` over a permuted view
+    already turns every activation after the first channels-last. It leaves the caller's
+    network (and a training run that owns it) untouched.
     """
     device = network_device(network)
     weights = [p for p in network.parameters() if p.ndim == 4]
-    if (
-        not channels_last
-        or device.type not in ("cpu", "cuda")
-        or not weights
-        or all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
-    ):
+    relayout = (
+        channels_last
+        and device.type in ("cpu", "cuda")
+        and bool(weights)
+        and not all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+    )
+    foldable = any(isinstance(m, nn.BatchNorm2d) for m in network.modules())
+    if not (relayout or foldable):
         return network
-    return copy.deepcopy(network).eval().to(memory_format=torch.channels_last)
+    runner = fold_batch_norm(copy.deepcopy(network).eval())
+    return runner.to(memory_format=torch.channels_last) if relayout else runner
 
 
 def _autocast(device: torch.device, amp: bool | str) -> contextlib.AbstractContextManager:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 import torch
@@ -202,3 +203,22 @@ def estimate_batch_statistics(network: nn.Module, batches: Iterable[torch.Tensor
         m.momentum = momentum
     network.eval()
     return True
+
+
+def fold_batch_norm(network: nn.Module) -> nn.Module:
+    """Fold every BatchNorm that follows a convolution into it, in place; for eval only.
+
+    Each ``Conv2d`` then ``BatchNorm2d`` pair of a ``Sequential`` becomes one convolution
+    (with the statistics and affine map in its weights and bias) and an ``Identity``.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for module in list(network.modules()):
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module.named_children())
+        for (conv_name, conv), (norm_name, norm) in itertools.pairwise(children):
+            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+                setattr(module, conv_name, fuse_conv_bn_eval(conv.eval(), norm.eval()))
+                setattr(module, norm_name, nn.Identity())
+    return network
