@@ -421,3 +421,13 @@ def test_each_domain_gets_a_forward_pass_of_its_own(
     run.segmentor.register_forward_pre_hook(lambda _, args: seen.append(len(args[0])))
     training._step(run, step=1)
     assert seen == sizes
+
+
+def test_previews_are_background_outside_the_field_of_view(tiny_config, source, sample_pair):
+    masks = np.ones(sample_pair.target_image.shape, bool)
+    masks[:, :, :10] = False
+    target = Domain(sample_pair.target_image, masks=masks, name="target")
+    config = dataclasses.replace(tiny_config, steps=1, preview_interval=0.0)
+    event = next(e for e in train(config, source, target) if isinstance(e, TrainEvent))
+    assert (event.preview[:, :10] == 0).all()
+    assert event.preview[:, 10:].any()

@@ -174,6 +174,7 @@ class _Run:
     target: PatchSampler | None
     target_labelled: PatchSampler | None
     target_preview: np.ndarray | None
+    target_masks: np.ndarray | None  # the target's field of view, where it has one
     rng: np.random.Generator
     inputs: str
     elapsed_before: float = 0.0  # seconds trained before a resume
@@ -295,6 +296,7 @@ def _prepare(
         target_sampler,
         labelled_sampler,
         target_images,
+        None if target is None or target.lazy else target.masks,
         rng,
         fingerprint(
             source.images,
@@ -440,7 +442,10 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
 def _preview(run: _Run, control: TrainControl) -> tuple[np.ndarray, int]:
     index = int(np.clip(control.preview_index, 0, len(run.target_preview) - 1))
     network = run.teacher if run.teacher is not None else run.segmentor
-    return predict_tiled(network, run.target_preview[index]), index
+    preview = predict_tiled(network, run.target_preview[index])
+    if run.target_masks is not None:
+        preview[~run.target_masks[index]] = 0.0  # as the final prediction does
+    return preview, index
 
 
 def _loop(
