@@ -6,10 +6,9 @@ and, for comparison only, by the target test labels (the "oracle"):
 
 - ``source_f1``: F1 on the *source* test split (source labels are known; a held-out check
   of what the model learned, blind to the target);
-- ``entropy``: mean binary entropy of the predictions on the target *train* images
-  (lower is more confident);
-- ``consistency``: Dice between the prediction of each target train image and that of its
-  mirrored, gamma-changed, noisy copy mirrored back (higher is steadier under change).
+- ``consistency`` and ``entropy`` of :mod:`napari_domain_adapt.core.selection` (what
+  training checks on target patches with ``select_every``), on the whole target *train*
+  images.
 
 A snapshot is scored as the run would have returned it at that step: with the target's
 BatchNorm statistics re-estimated (as training does at its end). One JSON per unit under
@@ -36,14 +35,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 import accuracy
 from napari_domain_adapt.core import TrainConfig, segmentation_scores
 from napari_domain_adapt.core.checkpoints import SegmentationModel, load_checkpoint
+from napari_domain_adapt.core.inference import predict_tiled
 from napari_domain_adapt.core.io import atomic_write
 from napari_domain_adapt.core.models import UNet, estimate_batch_statistics
 from napari_domain_adapt.core.patches import PatchSampler
 from napari_domain_adapt.core.preprocessing import field_of_view_masks, preprocess
-from napari_domain_adapt.core.training import TARGET_STATISTICS_BATCHES, mean_entropy
+from napari_domain_adapt.core.selection import CRITERIA as ONLINE_CRITERIA
+from napari_domain_adapt.core.selection import label_free_criteria
+from napari_domain_adapt.core.training import TARGET_STATISTICS_BATCHES
 
-#: Criteria and whether larger values are better.
-CRITERIA = {"source_f1": True, "entropy": False, "consistency": True}
+#: Criteria and whether larger values are better: training's, and the source test F1.
+CRITERIA = {"source_f1": True, **ONLINE_CRITERIA}
 
 
 def _models(out: Path, key: str, config: TrainConfig) -> dict[int, SegmentationModel]:
@@ -67,20 +69,6 @@ def _with_target_statistics(model: SegmentationModel, images: np.ndarray, config
     estimate_batch_statistics(model.network, batches)
 
 
-def _consistency(model: SegmentationModel, images: np.ndarray, masks) -> float:
-    plain = model.predict(images, masks) >= 0.5
-    # A gamma change and noise (a linear change would be undone by the percentile scaling),
-    # and a mirror image; the prediction is mirrored back.
-    rng = np.random.default_rng(0)
-    top = float(images.max()) or 1.0
-    changed = top * (images / top) ** 0.8 + rng.normal(0, 0.01 * top, images.shape)
-    changed = np.clip(changed, 0, top).astype(images.dtype)[:, :, ::-1]
-    flipped = None if masks is None else masks[:, :, ::-1]
-    mirrored = model.predict(changed, flipped)[:, :, ::-1] >= 0.5
-    overlap = np.logical_and(plain, mirrored).sum()
-    return float(2 * overlap / max(plain.sum() + mirrored.sum(), 1))
-
-
 def score_unit(out: Path, result: dict, data: Path) -> dict:
     """Every criterion and the oracle for each of the unit's models."""
     unit = result["unit"]
@@ -95,20 +83,20 @@ def score_unit(out: Path, result: dict, data: Path) -> dict:
     for step, model in sorted(_models(out, result["key"], config).items()):
         if step != config.steps and config.target_statistics:
             _with_target_statistics(model, prepared, config)
-        target = model.predict(target_train.images, target_train.masks)
         test = model.predict(target_test.images, target_test.masks)
         source = model.predict(source_test.images, source_test.masks)
+        labels = (target_test.labels, target_test.masks)
         rows.append(
             {
                 "step": step,
-                "oracle_f1": segmentation_scores(test, target_test.labels, target_test.masks)[
-                    "f1"
-                ],
+                "oracle_f1": segmentation_scores(test, *labels)["f1"],
                 "source_f1": segmentation_scores(source, source_test.labels, source_test.masks)[
                     "f1"
                 ],
-                "entropy": mean_entropy(torch.from_numpy(target)),
-                "consistency": _consistency(model, target_train.images, target_train.masks),
+                # As training checks them, on whole target train images instead of patches.
+                **label_free_criteria(
+                    lambda images, net=model.network: predict_tiled(net, images), prepared
+                ),
             }
         )
     return {"key": result["key"], "unit": unit, "models": rows}

@@ -89,6 +89,17 @@ def test_preprocessing_preset_and_flags(datasets, tmp_path, capsys, flags, expec
     assert load_checkpoint(out).preprocessing.field_of_view == expected[2]
 
 
+def test_adapt_checks_and_keeps_the_model_a_criterion_chose(datasets, tmp_path, capsys):
+    args = ["adapt", "--source", str(datasets / "source"), "--target", str(datasets / "target")]
+    args += ["--out", str(tmp_path / "m.pt"), *TINY, "--steps", "4", "--patch-size", "64"]
+    assert main([*args, "--select-every", "2", "--select-by", "consistency"]) == 0
+    printed = _json(capsys)
+    assert [check["step"] for check in printed["checks"]] == [2, 4]
+    best = max(reversed(printed["checks"]), key=lambda check: check["consistency"])
+    assert printed["selected_step"] == best["step"]
+    assert load_checkpoint(tmp_path / "m.pt").metadata["selected_step"] == best["step"]
+
+
 def test_adapt_with_label_slices_is_semi_supervised(datasets, tmp_path, capsys):
     args = ["adapt", "--source", str(datasets / "source"), "--target", str(datasets / "target")]
     out = tmp_path / "m.pt"

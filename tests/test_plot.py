@@ -22,3 +22,14 @@ def test_plot_smooths_and_leaves_gaps(qtbot):
     plot.clear()
     assert plot.series("supervised_loss").size == 0
     assert plot.legend() == []
+
+
+def test_a_sparse_series_holds_its_last_value_unsmoothed(qtbot):
+    plot = LossPlot(smoothing=0.5)
+    qtbot.addWidget(plot)
+    for step, value in [(1, None), (2, 0.8), (3, None), (4, 0.6), (5, None)]:
+        plot.add(step, {"supervised_loss": 1.0, "consistency": value})
+    plot.redraw()
+    np.testing.assert_array_equal(plot.series("consistency")[1:], [0.8, 0.8, 0.6, 0.6])
+    assert np.isnan(plot.series("consistency")[0])
+    assert "target consistency (label-free)" in plot.legend()

@@ -157,6 +157,8 @@ def _config(args: argparse.Namespace, mode: str) -> TrainConfig:
         model=ModelSpec(depth=args.depth, width=args.width),
         preprocessing=_preprocessing(args),
         preview_interval=None,
+        select_every=args.select_every,
+        select_by=args.select_by,
         **extra,
     )
 
@@ -224,6 +226,12 @@ def _run_training(args: argparse.Namespace, mode: str | None) -> int:
     result: dict[str, Any] = {
         "mode": mode,
         "steps": finished.steps,
+        "selected_step": finished.model.metadata["selected_step"],
+        "checks": [
+            {k: row[k] for k in ("step", "consistency", "entropy")}
+            for row in finished.history
+            if row.get("consistency") is not None
+        ],
         "seconds": round(finished.elapsed, 1),
         "device": finished.device,
         "checkpoint": str(args.out),

@@ -25,6 +25,8 @@ DEFAULT_PATCH = 64
 DEFAULT_BATCH = 8
 DEFAULT_DEPTH = 3
 DEFAULT_WIDTH = 16
+#: Steps between the label-free checks that the live plot shows (target consistency).
+CHECK_EVERY = 50
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 _LABELS = {
@@ -280,6 +282,7 @@ class InputsForm(QWidget):
             "device": self.device.value,
             "seed": self.seed.value,
             "model": ModelSpec(depth=self.depth.value, width=self.width.value),
+            "select_every": CHECK_EVERY,
         }
         values.update(overrides or {})
         return TrainConfig(**values)

@@ -15,7 +15,10 @@ SERIES = {
     "domain_loss": ("domain loss", "#ffb74d"),
     "domain_accuracy": ("domain accuracy", "#81c784"),
     "consistency_loss": ("consistency loss", "#ba68c8"),  # mean-teacher modes
+    "consistency": ("target consistency (label-free)", "#fff176"),  # checked now and then
 }
+#: Series measured every few steps only: drawn as steps, holding the last value, unsmoothed.
+SPARSE = {"consistency"}
 
 
 class LossPlot(QWidget):
@@ -67,6 +70,12 @@ class LossPlot(QWidget):
         self._steps.append(step)
         for key in SERIES:
             value = values.get(key)
+            if key in SPARSE:
+                value = self._smoothed.get(key) if value is None else value
+                self._values[key].append(math.nan if value is None else value)
+                if value is not None:
+                    self._smoothed[key] = value
+                continue
             if value is None or not math.isfinite(value):
                 self._values[key].append(math.nan)
                 continue

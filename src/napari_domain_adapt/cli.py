@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .core.bioimageio import DEFAULT_AUTHOR, DEFAULT_LICENSE, DEFAULT_NAME
-from .core.config import IMAGE_KINDS, MODES, ModelSpec, TrainConfig
+from .core.config import IMAGE_KINDS, MODES, SELECT_BY, ModelSpec, TrainConfig
 from .core.errors import InputError
 
 EXIT_BAD_INPUT = 2
@@ -104,6 +104,18 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
         "--field-of-view",
         action="store_true",
         help="find the field of view of fundus photographs that come without a mask",
+    )
+    run.add_argument(
+        "--select-every",
+        type=int,
+        metavar="N",
+        help="check label-free criteria (target consistency, entropy) every N steps",
+    )
+    run.add_argument(
+        "--select-by",
+        choices=SELECT_BY,
+        default=defaults.select_by,
+        help="keep the last model (default) or the checked one with the best criterion",
     )
     run.add_argument("--seed", type=int, default=defaults.seed)
     run.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1, mps")

@@ -38,7 +38,8 @@ def test_round_trip_reproduces_predictions_exactly(trained_model, sample_pair, t
     assert loaded.spec == model.spec == ModelSpec(depth=2, width=4, norm="group")
     assert loaded.preprocessing == model.preprocessing
     assert loaded.config == model.config
-    assert loaded.metadata == {"steps": 60, "mode": "source-only", "stopped": False}
+    assert loaded.metadata == model.metadata
+    assert loaded.metadata["steps"] == loaded.metadata["selected_step"] == 60
     assert loaded.device == torch.device("cpu")
     before = model.predict(sample_pair.target_image)
     after = loaded.predict(sample_pair.target_image)

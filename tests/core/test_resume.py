@@ -126,3 +126,24 @@ def test_fingerprint_tells_arrays_apart() -> None:
     b = a.copy()
     b[1, 2] = 1
     assert fingerprint(a) != fingerprint(b)
+
+
+def test_a_resumed_run_keeps_the_model_its_criterion_chose(
+    tiny_config, source, target, tmp_path
+) -> None:
+    config = dataclasses.replace(
+        tiny_config,
+        mode="adversarial",
+        steps=8,
+        patch_size=64,
+        select_every=2,
+        select_by="consistency",
+        preview_interval=None,
+    )
+    whole = fit(config, source, target)
+    state = StateFile(tmp_path / "run.state", every=3)
+    _run_until(config, source, target, state, stop_after=5)
+    resumed = fit(config, source, target, state=state)
+    assert resumed.model.metadata["selected_step"] == whole.model.metadata["selected_step"]
+    for name, value in _weights(whole).items():
+        assert torch.equal(_weights(resumed)[name], value)

@@ -256,7 +256,13 @@ def test_cooperative_stop(tiny_config, source, target, k: int) -> None:
     assert control.stopped
     assert finished.steps == k
     assert len(finished.history) == k
-    assert finished.model.metadata == {"steps": k, "mode": "source-only", "stopped": True}
+    assert finished.model.metadata == {
+        "steps": k,
+        "mode": "source-only",
+        "stopped": True,
+        "selected_step": k,
+        "select_by": "last",
+    }
 
 
 def test_stop_before_the_first_step(tiny_config, source) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InputError
+from .selection import CRITERIA
 
 CONFIG_VERSION = 1
 
@@ -25,6 +26,8 @@ MODES = (
     "mean-teacher",
     "adversarial+mean-teacher",
 )
+#: Which model a run returns: the last, or the best by a label-free criterion.
+SELECT_BY = ("last", *CRITERIA)
 ADVERSARIAL_MODES = ("adversarial", "semi-supervised", "adversarial+mean-teacher")
 TEACHER_MODES = ("mean-teacher", "adversarial+mean-teacher")
 CHANNELS = ("luminance", "green", "mean")
@@ -157,6 +160,14 @@ class TrainConfig:
     """Keep an exponential moving average of the segmentor's weights and return it as the
     model (Polyak averaging): it smooths out the swings of adversarial training. The
     mean-teacher modes always keep it: it is their teacher."""
+    select_every: int | None = None
+    """Steps between label-free checks of the model the run would return (None: none).
+    Each check re-estimates BatchNorm statistics of a copy of it on fixed target patches
+    and computes the criteria of :mod:`~napari_domain_adapt.core.selection`
+    (``consistency``, ``entropy``), which the widget plots."""
+    select_by: str = "last"
+    """Which model to return: the ``last``, or the checked one with the best
+    ``consistency`` or ``entropy`` (needs ``select_every`` and a target)."""
     target_statistics: bool = True
     """With BatchNorm, re-estimate its running statistics on target patches at the end of
     an adaptive run (AdaBN, Li et al., 2016), so the model normalises target features with
@@ -229,6 +240,20 @@ class TrainConfig:
             f"consistency_weight must be >= 0; got {self.consistency_weight}",
         )
         _check(self.domain_width >= 1, f"domain_width must be >= 1; got {self.domain_width}")
+        _check(
+            self.select_every is None
+            or (
+                isinstance(self.select_every, int)
+                and not isinstance(self.select_every, bool)
+                and self.select_every >= 1
+            ),
+            f"select_every must be None or an integer >= 1; got {self.select_every!r}",
+        )
+        _check_choice("select_by", self.select_by, SELECT_BY)
+        _check(
+            self.select_by == "last" or self.select_every is not None,
+            f"select_by {self.select_by!r} needs select_every (steps between checks)",
+        )
         _check(
             self.version == CONFIG_VERSION,
             f"configuration version {self.version} is not supported (expected {CONFIG_VERSION})",

@@ -55,9 +55,13 @@ from .resume import (
     set_numpy_rng_state,
     write_state,
 )
+from .selection import CRITERIA, better, label_free_criteria
 
 #: Target batches that :func:`estimate_batch_statistics` sees at the end of an adaptive run.
 TARGET_STATISTICS_BATCHES = 25
+#: Fixed target patches on which the label-free criteria are checked, and their seed offset.
+CHECK_PATCHES = 32
+CHECK_SEED = 7919
 
 
 class TrainControl:
@@ -91,6 +95,8 @@ class TrainEvent:
     elapsed: float
     consistency_loss: float | None = None
     confident_fraction: float | None = None
+    consistency: float | None = None  # label-free criteria, at the steps they are checked
+    entropy: float | None = None
     preview: np.ndarray | None = None
     preview_index: int | None = None
 
@@ -177,6 +183,8 @@ class _Run:
     target_masks: np.ndarray | None  # the target's field of view, where it has one
     rng: np.random.Generator
     inputs: str
+    check_patches: np.ndarray | None = None  # fixed target patches for the criteria
+    best: dict | None = None  # the best check so far: value, step, weights
     elapsed_before: float = 0.0  # seconds trained before a resume
 
 
@@ -282,6 +290,15 @@ def _prepare(
                 augment=augment,
                 name="labelled target",
             )
+    if config.select_by != "last" and target_images is None:
+        raise InputError(f"select_by {config.select_by!r} needs a target image to check on")
+    check_patches = None
+    if config.select_every is not None and target_images is not None:
+        # A generator of their own: the training's draws stay as they were without checks.
+        checks = PatchSampler(
+            target_images, size, np.random.default_rng(config.seed + CHECK_SEED), augment=False
+        )
+        check_patches = checks.sample(CHECK_PATCHES, jitter=False).images[:, 0]
     for network in (segmentor, teacher, classifier):
         if network is not None:
             network.to(device).train()
@@ -306,6 +323,7 @@ def _prepare(
             None if target is None or not labelled.size else target.labels,
             None if initial is None else initial.network.head.weight.detach().cpu().numpy(),
         ),
+        check_patches,
     )
 
 
@@ -336,6 +354,7 @@ def _capture(run: _Run, history: list[dict[str, float | None]], start: float) ->
         "optimizer": run.optimizer.state_dict(),
         "numpy_rng": numpy_rng_state(run.rng),
         "torch_rng": torch.get_rng_state(),
+        "best": run.best,
     }
 
 
@@ -347,6 +366,7 @@ def _restore(run: _Run, saved: dict) -> list[dict[str, float | None]]:
     set_numpy_rng_state(run.rng, saved["numpy_rng"])
     torch.set_rng_state(saved["torch_rng"])
     run.elapsed_before = float(saved.get("elapsed", 0.0))  # absent from early states
+    run.best = saved.get("best")
     return list(saved["history"])
 
 
@@ -439,10 +459,33 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
     return result
 
 
+def _kept(run: _Run) -> torch.nn.Module:
+    """The network a run returns: the moving average where there is one."""
+    return run.teacher if run.teacher is not None else run.segmentor
+
+
+def _check(run: _Run, step: int) -> dict[str, float]:
+    """The label-free criteria of the model the run would return now; keeps the best."""
+    network = copy.deepcopy(_kept(run))
+    patches = run.check_patches
+    size = run.config.batch_size
+    batches = (
+        _tensor(patches[i : i + size, np.newaxis], run.device)
+        for i in range(0, len(patches), size)
+    )
+    if run.config.target_statistics:
+        estimate_batch_statistics(network, batches)
+    values = label_free_criteria(lambda images: predict_tiled(network, images), patches)
+    chosen = run.config.select_by
+    if chosen != "last" and better(chosen, values[chosen], run.best and run.best["value"]):
+        weights = {k: v.detach().cpu().clone() for k, v in _kept(run).state_dict().items()}
+        run.best = {"value": values[chosen], "step": step, "weights": weights}
+    return values
+
+
 def _preview(run: _Run, control: TrainControl) -> tuple[np.ndarray, int]:
     index = int(np.clip(control.preview_index, 0, len(run.target_preview) - 1))
-    network = run.teacher if run.teacher is not None else run.segmentor
-    preview = predict_tiled(network, run.target_preview[index])
+    preview = predict_tiled(_kept(run), run.target_preview[index])
     if run.target_masks is not None:
         preview[~run.target_masks[index]] = 0.0  # as the final prediction does
     return preview, index
@@ -464,6 +507,10 @@ def _loop(
         if control.stopped:
             break
         values = _step(run, step)
+        checked = run.check_patches is not None and (
+            step % config.select_every == 0 or step == config.steps
+        )
+        values.update(_check(run, step) if checked else dict.fromkeys(CRITERIA))
         history.append({"step": step, **values})
         event = TrainEvent(step, config.steps, elapsed=time.monotonic() - start, **values)
         now = time.monotonic()
@@ -479,8 +526,13 @@ def _loop(
         yield event
     if state is not None and control.stopped and done % state.every:
         write_state(state.path, _capture(run, history, start), config, run.inputs)
-    # The average of the segmentor over time (the teacher) is the steadier model to keep.
-    network = run.teacher if run.teacher is not None else run.segmentor
+    # The average of the segmentor over time (the teacher) is the steadier model to keep,
+    # at the step a label-free criterion chose where one is asked for.
+    network = _kept(run)
+    selected = done
+    if run.best is not None and done:
+        network.load_state_dict(run.best["weights"])
+        selected = run.best["step"]
     if run.target is not None and config.target_statistics:
         batches = (
             _tensor(run.target.sample(config.batch_size, jitter=False).images, run.device)
@@ -493,7 +545,13 @@ def _loop(
         network,
         config.preprocessing,
         config,
-        {"steps": done, "mode": config.mode, "stopped": control.stopped},
+        {
+            "steps": done,
+            "mode": config.mode,
+            "stopped": control.stopped,
+            "selected_step": selected,
+            "select_by": config.select_by,
+        },
     )
     yield TrainFinished(
         model, done, control.stopped, elapsed, describe_device(run.device), history
