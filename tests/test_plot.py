@@ -28,8 +28,8 @@ def test_a_sparse_series_holds_its_last_value_unsmoothed(qtbot):
     plot = LossPlot(smoothing=0.5)
     qtbot.addWidget(plot)
     for step, value in [(1, None), (2, 0.8), (3, None), (4, 0.6), (5, None)]:
-        plot.add(step, {"supervised_loss": 1.0, "consistency": value})
+        plot.add(step, {"supervised_loss": 1.0, "entropy": value})
     plot.redraw()
-    np.testing.assert_array_equal(plot.series("consistency")[1:], [0.8, 0.8, 0.6, 0.6])
-    assert np.isnan(plot.series("consistency")[0])
-    assert "target consistency (label-free)" in plot.legend()
+    np.testing.assert_array_equal(plot.series("entropy")[1:], [0.8, 0.8, 0.6, 0.6])
+    assert np.isnan(plot.series("entropy")[0])
+    assert "target entropy (label-free)" in plot.legend()

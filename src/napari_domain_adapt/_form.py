@@ -25,7 +25,7 @@ DEFAULT_PATCH = 64
 DEFAULT_BATCH = 8
 DEFAULT_DEPTH = 3
 DEFAULT_WIDTH = 16
-#: Steps between the label-free checks that the live plot shows (target consistency).
+#: Steps between the label-free checks that the live plot shows (target entropy).
 CHECK_EVERY = 50
 DEVICES = ("auto", "cpu", "cuda", "mps")
 

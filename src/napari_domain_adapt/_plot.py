@@ -15,10 +15,10 @@ SERIES = {
     "domain_loss": ("domain loss", "#ffb74d"),
     "domain_accuracy": ("domain accuracy", "#81c784"),
     "consistency_loss": ("consistency loss", "#ba68c8"),  # mean-teacher modes
-    "consistency": ("target consistency (label-free)", "#fff176"),  # checked now and then
+    "entropy": ("target entropy (label-free)", "#fff176"),  # checked now and then
 }
 #: Series measured every few steps only: drawn as steps, holding the last value, unsmoothed.
-SPARSE = {"consistency"}
+SPARSE = {"entropy"}
 
 
 class LossPlot(QWidget):
