@@ -379,3 +379,17 @@ def test_images_follow_the_source_until_chosen(make_napari_viewer):
     widget.form.set_layer("source_image", viewer.layers["fundus image"])
     widget.form.set_layer("source_image", grey)
     assert widget.form.images.value == "fundus"
+
+
+def test_mode_picker_names_the_papers_method(ready):
+    _, widget = ready
+    combo = widget.form.mode.native
+    labels = {combo.itemData(i): combo.itemText(i) for i in range(combo.count())}
+    assert labels["adversarial"] == "adversarial (the paper's method)"
+    assert set(labels) == {
+        "source-only",
+        "adversarial",
+        "semi-supervised",
+        "mean-teacher",
+        "adversarial+mean-teacher",
+    }

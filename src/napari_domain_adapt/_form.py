@@ -25,6 +25,14 @@ DEFAULT_PATCH = 64
 DEFAULT_BATCH = 8
 DEFAULT_DEPTH = 3
 DEFAULT_WIDTH = 16
+#: How the mode picker names each mode.
+MODE_LABELS = {
+    "source-only": "source-only (no adaptation)",
+    "adversarial": "adversarial (the paper's method)",
+    "semi-supervised": "semi-supervised (labelled target slices)",
+    "mean-teacher": "mean-teacher (self-training)",
+    "adversarial+mean-teacher": "adversarial + mean-teacher",
+}
 #: Steps between the label-free checks that the live plot shows (target entropy).
 CHECK_EVERY = 50
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -109,7 +117,12 @@ class InputsForm(QWidget):
             "equalisation (CLAHE) and the field of view found where no mask is given. "
             "Electron microscopy: the grey value, robustly scaled per image.",
         )
-        self.mode = ComboBox(choices=MODES, value=defaults.mode)
+        self.mode = ComboBox(
+            choices=[(MODE_LABELS.get(mode, mode), mode) for mode in MODES],
+            value=defaults.mode,
+            tooltip="adversarial is the paper's method (Javanmardi & Tasdizen, ISBI 2018); "
+            "see docs/results.md for how each mode scored on real pairs",
+        )
         self.steps = SpinBox(value=DEFAULT_STEPS, min=1, max=1_000_000, step=50)
         self.beta = FloatSpinBox(value=defaults.beta, min=0.0, max=100.0, step=0.01)
         self.patch_size = SpinBox(value=DEFAULT_PATCH, min=8, max=2048, step=16)
