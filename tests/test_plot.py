@@ -32,4 +32,4 @@ def test_a_sparse_series_holds_its_last_value_unsmoothed(qtbot):
     plot.redraw()
     np.testing.assert_array_equal(plot.series("entropy")[1:], [0.8, 0.8, 0.6, 0.6])
     assert np.isnan(plot.series("entropy")[0])
-    assert "target entropy (label-free)" in plot.legend()
+    assert "target entropy" in plot.legend()

@@ -15,7 +15,7 @@ SERIES = {
     "domain_loss": ("domain loss", "#ffb74d"),
     "domain_accuracy": ("domain accuracy", "#81c784"),
     "consistency_loss": ("consistency loss", "#ba68c8"),  # mean-teacher modes
-    "entropy": ("target entropy (label-free)", "#fff176"),  # checked now and then
+    "entropy": ("target entropy", "#fff176"),  # label-free, checked now and then
 }
 #: Series measured every few steps only: drawn as steps, holding the last value, unsmoothed.
 SPARSE = {"entropy"}
