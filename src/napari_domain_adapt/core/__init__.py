@@ -14,16 +14,19 @@ Example (a minute on a laptop CPU)::
 
 from .bioimageio import export_bioimageio, load_bioimageio, load_model
 from .checkpoints import SegmentationModel, load_checkpoint, save_checkpoint
-from .config import MODES, ModelSpec, Preprocessing, TrainConfig
+from .config import IMAGE_KINDS, MODES, ModelSpec, Preprocessing, TrainConfig
 from .data import Domain, labelled_slices
 from .device import resolve_device
 from .errors import InputError
 from .inference import predict_tiled
 from .metrics import best_threshold, segmentation_scores
+from .resume import StateFile
 from .sample_data import SamplePair, make_sample_pair
+from .scribbles import simulate_scribbles
 from .training import TrainControl, TrainEvent, TrainFinished, fit, train
 
 __all__ = [
+    "IMAGE_KINDS",
     "MODES",
     "Domain",
     "InputError",
@@ -31,6 +34,7 @@ __all__ = [
     "Preprocessing",
     "SamplePair",
     "SegmentationModel",
+    "StateFile",
     "TrainConfig",
     "TrainControl",
     "TrainEvent",
@@ -47,5 +51,6 @@ __all__ = [
     "resolve_device",
     "save_checkpoint",
     "segmentation_scores",
+    "simulate_scribbles",
     "train",
 ]
