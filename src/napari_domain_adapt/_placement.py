@@ -50,7 +50,8 @@ def show_preview(viewer: napari.Viewer, target: Layer, preview: np.ndarray, inde
         translate[0] += index * target.scale[0]
     if LIVE_NAME in viewer.layers:
         layer = viewer.layers[LIVE_NAME]
-        layer.translate = translate
+        if not np.array_equal(layer.translate, translate):  # each change redraws the layer
+            layer.translate = translate
         layer.data = data
         return layer
     return viewer.add_image(
