@@ -2,11 +2,13 @@
 
 Trains a source-only U-Net on SOURCE's train split and scores it on TARGET's test split at
 threshold 0.5, as trained ("plain"), with the field of view estimated on the target
-("fov"), and with that plus BatchNorm statistics re-estimated on target train patches
-("fov+adabn"); beside each, the F1 at the best threshold on the test labels (an oracle,
-shown only to separate ranking from calibration). One seed: exploration, not a result.
+("fov"; fundus only, EM scores as "plain"), and with that plus BatchNorm statistics
+re-estimated on target train patches ("fov+adabn"); beside each, the F1 at the best
+threshold on the test labels (an oracle, shown only to separate ranking from calibration). One seed: exploration, not a result.
 
     python benchmarks/explore_normalisation.py drive stare --norm batch --steps 600
+    python benchmarks/explore_normalisation.py vnc isbi2012 \
+        --model benchmarks/results/full/models/supervised__vnc__seed0.pt
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import accuracy
 from napari_domain_adapt.core import segmentation_scores
-from napari_domain_adapt.core.checkpoints import SegmentationModel
+from napari_domain_adapt.core.checkpoints import SegmentationModel, load_checkpoint
 from napari_domain_adapt.core.metrics import best_threshold
 from napari_domain_adapt.core.models import estimate_batch_statistics
 from napari_domain_adapt.core.patches import PatchSampler
@@ -41,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--norm", default="batch")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--profile", default="full", choices=sorted(accuracy.PROFILES))
+    parser.add_argument(
+        "--model", type=Path, help="score this checkpoint (e.g. a benchmark unit's) instead"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     profile = dataclasses.replace(accuracy.PROFILES[args.profile], steps=args.steps)
@@ -52,9 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     source = accuracy._load(args.data, args.source, "train")
     target = accuracy._load(args.data, args.target, "train", labels=False)
     test = accuracy._load(args.data, args.target, "test")
-    network = fit(config, source).model.network
+    if args.model is None:
+        network = fit(config, source).model.network
+    else:
+        network = load_checkpoint(args.model).network
     result: dict[str, object] = {"source": args.source, "target": args.target, **vars(args)}
     result.pop("data")
+    result["model"] = None if args.model is None else str(args.model)
 
     def score(name: str, model: SegmentationModel) -> None:
         probabilities = model.predict(test.images, test.masks)
@@ -63,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         result[name] = {"f1": round(100 * f1, 2), "oracle_f1": round(100 * oracle, 2)}
 
     score("plain", SegmentationModel(network, plain))
-    fov = dataclasses.replace(plain, field_of_view=True)
+    fov = accuracy.modality_preprocessing(args.source)  # fundus: with the field of view
     score("fov", SegmentationModel(network, fov))
     masks = field_of_view_masks(target.images, fov, target.masks)
     sampler = PatchSampler(
