@@ -4,7 +4,8 @@ Trains a source-only U-Net on SOURCE's train split and scores it on TARGET's tes
 threshold 0.5, as trained ("plain"), with the field of view estimated on the target
 ("fov"; fundus only, EM scores as "plain"), and with that plus BatchNorm statistics
 re-estimated on target train patches ("fov+adabn"); beside each, the F1 at the best
-threshold on the test labels (an oracle, shown only to separate ranking from calibration). One seed: exploration, not a result.
+threshold on the test labels (an oracle, shown only to separate ranking from calibration).
+One seed: exploration, not a result.
 
     python benchmarks/explore_normalisation.py drive stare --norm batch --steps 600
     python benchmarks/explore_normalisation.py vnc isbi2012 \
