@@ -1,8 +1,8 @@
 """The adaptation engine: no Qt, no napari; everything the widget does, a script can do.
 
-Example (a minute on a laptop CPU)::
+Example (a minute on a laptop CPU), with ``Domain``, ``TrainConfig``, ``fit`` and
+``make_sample_pair`` imported from this package::
 
-    >>> from napari_domain_adapt.core import Domain, TrainConfig, fit, make_sample_pair
     >>> pair = make_sample_pair()
     >>> finished = fit(
     ...     TrainConfig(mode="adversarial", steps=300, patch_size=64),
