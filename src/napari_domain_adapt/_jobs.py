@@ -117,8 +117,13 @@ def predict_job(
 
 
 def is_lazy(data: Any) -> bool:
-    """Whether a layer's data is read on demand (a dask or zarr array), not held in memory."""
-    return data is not None and not isinstance(data, np.ndarray) and hasattr(data, "chunks")
+    """Whether a layer's data is read on demand (a dask or zarr array), not held in memory.
+
+    The core's test, imported on use like the rest of the core (it brings torch).
+    """
+    from .core.data import is_lazy as read_on_demand
+
+    return read_on_demand(data)
 
 
 def predict_volume_job(
