@@ -31,3 +31,14 @@ def tiny_config() -> TrainConfig:
         preview_interval=0.0,
         device="cpu",
     )
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    """Notifications the widget shows, by kind (the widget tests')."""
+    from napari_domain_adapt import _widget  # napari: only for the tests that ask
+
+    shown: dict[str, list[str]] = {"error": [], "warning": [], "info": []}
+    for kind in shown:
+        monkeypatch.setattr(_widget, f"show_{kind}", shown[kind].append)
+    return shown

@@ -29,7 +29,7 @@ from _bad_inputs import (
     shared_world,
     snapshot,
 )
-from napari_domain_adapt import _dialogs, _widget
+from napari_domain_adapt import _dialogs
 from napari_domain_adapt._form import layer_kind
 from napari_domain_adapt._jobs import TrainInputs
 from napari_domain_adapt.core.checkpoints import load_checkpoint
@@ -59,14 +59,6 @@ def viewer(world):
 def widget(viewer):
     _, widget = viewer.window.add_plugin_dock_widget("napari-domain-adapt", "Domain adaptation")
     return widget
-
-
-@pytest.fixture
-def notes(monkeypatch):
-    shown: dict[str, list[str]] = {"error": [], "warning": [], "info": []}
-    for kind in shown:
-        monkeypatch.setattr(_widget, f"show_{kind}", shown[kind].append)
-    return shown
 
 
 @pytest.fixture

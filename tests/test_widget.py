@@ -11,7 +11,7 @@ import pytest
 import tifffile
 from qtpy.QtCore import QThreadPool
 
-from napari_domain_adapt import _dialogs, _widget
+from napari_domain_adapt import _dialogs
 from napari_domain_adapt._layers import LIVE_NAME, PROBABILITY_NAME, SEGMENTATION_NAME
 from napari_domain_adapt._sample_data import make_sample_data
 from napari_domain_adapt.core import ModelSpec, Preprocessing
@@ -33,15 +33,6 @@ def no_dialogs(monkeypatch):
 
     for name in ("save_path", "open_path", "confirm_overwrite", "package_details"):
         monkeypatch.setattr(_dialogs.Dialogs, name, refuse)
-
-
-@pytest.fixture
-def notes(monkeypatch):
-    """Notifications the widget shows, by kind."""
-    shown: dict[str, list[str]] = {"error": [], "warning": [], "info": []}
-    for kind in shown:
-        monkeypatch.setattr(_widget, f"show_{kind}", shown[kind].append)
-    return shown
 
 
 def dock(viewer):
