@@ -284,6 +284,19 @@ def test_seeded_runs_repeat_exactly(tiny_config, source, target) -> None:
     assert not _same_state(_state(a.model.network), _state(c.model.network))
 
 
+def test_cpu_training_runs_channels_last_and_returns_a_plain_layout(
+    tiny_config, source, target
+) -> None:
+    config = _adversarial(tiny_config, steps=2, warmup_fraction=0.0)
+    run = training._prepare(config, source, target, None)
+    for network in (run.segmentor, run.teacher, run.classifier):
+        convolutions = [p for p in network.parameters() if p.ndim == 4]
+        assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convolutions)
+    finished = list(training._loop(run, TrainControl()))[-1]
+    weights = [p for p in finished.model.network.parameters() if p.ndim == 4]
+    assert all(p.is_contiguous() for p in weights)
+
+
 def test_previews_follow_the_preview_index(tiny_config, source, target) -> None:
     control = TrainControl(preview_index=1)
     run = training._prepare(dataclasses.replace(tiny_config, steps=5), source, target, None)
