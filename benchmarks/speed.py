@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import itertools
 import json
 import os
 import platform
@@ -178,8 +179,9 @@ def time_inference(
     return rows
 
 
-def train_rate(mode: str, args: argparse.Namespace) -> dict:
-    """Steps per second of a short fit in ``mode`` (median step after the warm-up)."""
+def train_rate(mode: str, args: argparse.Namespace, amp: bool = False) -> dict:
+    """Steps per second of a short fit in ``mode`` (median step after the warm-up); ``amp``:
+    bfloat16 forward passes (``TrainConfig.amp``)."""
     pair = make_sample_pair(seed=0)
     source = Domain(pair.source_image, pair.source_labels, name="source")
     target = Domain(pair.target_image, name="target")
@@ -189,6 +191,7 @@ def train_rate(mode: str, args: argparse.Namespace) -> dict:
         preview_interval=None,
         device=args.device,
         seed=0,
+        amp=amp,
     )
     elapsed = [0.0]
     for event in train(config, source, target):
@@ -231,7 +234,7 @@ def child(args: argparse.Namespace) -> None:
         run(image)
     else:
         idle = _rss_mb()
-        result = train_rate(name, args)
+        result = train_rate(name, args, amp=kind == "training-amp")
     result.update({"peak_mb": _peak_mb(), "idle_mb": idle})
     print(json.dumps(result))
 
@@ -277,6 +280,9 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="add a torch.compile row")
     parser.add_argument("--channels-last-row", action="store_true")
     parser.add_argument("--no-training", action="store_true")
+    parser.add_argument(
+        "--train-amp", action="store_true", help="also time training with bfloat16 (--amp)"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the child processes")
     parser.add_argument("--ui", action="store_true", help="also run benchmarks/ui_stall.py")
     parser.add_argument("--ui-seconds", type=float, default=20.0)
@@ -328,18 +334,18 @@ def main() -> None:
             f"\n## Training: steps per second (median step after {args.warmup} warm-up steps, "
             f"{args.steps} timed), default TrainConfig (width 16, patch 128, batch 8)\n"
         )
-        print("| mode | steps/s | s/step (fastest) | peak RSS MB (idle) |")
-        print("|---|---|---|---|")
-        for mode in TRAIN_MODES:
+        print("| mode | precision | steps/s | s/step (fastest) | peak RSS MB (idle) |")
+        print("|---|---|---|---|---|")
+        for mode, amp in itertools.product(TRAIN_MODES, [False, True][: 1 + args.train_amp]):
             if args.no_memory:
-                result = train_rate(mode, args)
+                result = train_rate(mode, args, amp)
                 memory = "-"
             else:
-                result = in_child(args, f"training:{mode}")
+                result = in_child(args, f"training{'-amp' if amp else ''}:{mode}")
                 memory = f"{result['peak_mb']:.0f} ({result['idle_mb']:.0f})"
             print(
-                f"| {mode} | {result['steps_s']:.2f} | {result['step_s']:.2f} "
-                f"({result['min_step_s']:.2f}) | {memory} |"
+                f"| {mode} | {'bf16 (--amp)' if amp else 'fp32'} | {result['steps_s']:.2f} "
+                f"| {result['step_s']:.2f} ({result['min_step_s']:.2f}) | {memory} |"
             )
     print("\n## Widget: time to first preview and Qt stall\n")
     if args.ui:

@@ -306,3 +306,11 @@ def test_a_killed_adapt_run_resumes_to_the_uninterrupted_model(datasets, tmp_pat
     assert _json(capsys)["steps"] == 60
     assert _same_weights(out, whole)
     assert not state.exists()
+
+
+def test_amp_reaches_the_saved_configuration(datasets, tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    args = ["train", "--source", str(datasets / "source"), "--out", str(out), *TINY]
+    assert main([*args, "--amp", "--device", "cpu"]) == 0
+    assert _json(capsys)["config"]["amp"] is True
+    assert load_checkpoint(out).config.amp is True

@@ -154,6 +154,7 @@ def _config(args: argparse.Namespace, mode: str) -> TrainConfig:
         learning_rate=args.lr,
         seed=args.seed,
         device=args.device,
+        amp=args.amp,
         model=ModelSpec(depth=args.depth, width=args.width),
         preprocessing=_preprocessing(args),
         preview_interval=None,

@@ -119,6 +119,12 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
     )
     run.add_argument("--seed", type=int, default=defaults.seed)
     run.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1, mps")
+    run.add_argument(
+        "--amp",
+        action="store_true",
+        help="bfloat16 forward passes on the CPU or a CUDA GPU: about 1.8x faster on "
+        "CPUs with AVX512-BF16 or AMX and on recent GPUs, slower on older CPUs",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,6 +42,7 @@ def test_defaults_are_valid_and_adversarial() -> None:
         ({"warmup_fraction": 1.0}, r"warmup_fraction must be in \[0, 1\)"),
         ({"target_label_fraction": 0.0}, "target_label_fraction must be in"),
         ({"domain_width": 0}, "domain_width must be >= 1"),
+        ({"amp": "bf16"}, "amp must be True or False; got 'bf16'"),
         ({"version": CONFIG_VERSION + 1}, "not supported"),
     ],
 )

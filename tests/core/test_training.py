@@ -297,6 +297,34 @@ def test_cpu_training_runs_channels_last_and_returns_a_plain_layout(
     assert all(p.is_contiguous() for p in weights)
 
 
+@pytest.mark.parametrize("amp", [False, True])
+def test_amp_runs_every_forward_pass_in_bfloat16(tiny_config, source, target, amp) -> None:
+    config = dataclasses.replace(
+        tiny_config, mode="adversarial+mean-teacher", warmup_fraction=0.0, amp=amp
+    )
+    run = training._prepare(config, source, target, None)
+    seen: dict[str, set[torch.dtype]] = {}
+    for name, layer in [
+        ("segmentor", run.segmentor.head),
+        ("teacher", run.teacher.head),
+        ("classifier", run.classifier.classify),
+    ]:
+        layer.register_forward_hook(
+            lambda m, i, out, name=name: seen.setdefault(name, set()).add(out.dtype)
+        )
+    values = training._step(run, 2)
+    expected = torch.bfloat16 if amp else torch.float32
+    assert seen == {name: {expected} for name in ("segmentor", "teacher", "classifier")}
+    # weights, their gradients and the losses stay float32
+    for network in (run.segmentor, run.classifier):
+        assert all(p.dtype == torch.float32 for p in network.parameters())
+        assert all(
+            p.grad.dtype == torch.float32 for p in network.parameters() if p.grad is not None
+        )
+    losses = ("supervised_loss", "domain_loss", "consistency_loss")
+    assert all(math.isfinite(values[name]) for name in losses)
+
+
 def test_previews_follow_the_preview_index(tiny_config, source, target) -> None:
     control = TrainControl(preview_index=1)
     run = training._prepare(dataclasses.replace(tiny_config, steps=5), source, target, None)

@@ -239,6 +239,8 @@ def _prepare(
             )
 
     device = resolve_device(config.device)
+    if config.amp and device.type not in ("cpu", "cuda"):
+        raise InputError(f"amp runs on the CPU or a CUDA GPU; the device is {device.type}")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     segmentor = copy.deepcopy(initial.network) if initial is not None else UNet(config.model)
@@ -396,6 +398,12 @@ def _supervised_batch(run: _Run) -> tuple[PatchBatch, int]:
     return joined, size - from_target
 
 
+def _forward(run: _Run, network: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Float32 logits of ``network``, computed in bfloat16 where the run asks for ``amp``."""
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.config.amp):
+        return network(images).float()
+
+
 def _step(run: _Run, step: int) -> dict[str, float | None]:
     """One optimiser step; returns the losses and diagnostics of the step."""
     config, device = run.config, run.device
@@ -409,14 +417,14 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
         target_images = target.images
         if config.mean_teacher:
             weak = _tensor(target.images, device)
-            teacher_probabilities = torch.sigmoid(run.teacher(weak))
+            teacher_probabilities = torch.sigmoid(_forward(run, run.teacher, weak))
             target_images = jitter_intensity(target.images, run.target.rng, strength=2.0)
     # One forward pass per domain, so BatchNorm normalises each with its own statistics:
     # the source patches, then the labelled and the unlabelled target patches.
     domains = [images[:from_source], images[from_source:]]
     if run.target is not None:
         domains[1] = torch.cat([domains[1], _tensor(target_images, device)])
-    logits = torch.cat([run.segmentor(batch) for batch in domains if len(batch)])
+    logits = torch.cat([_forward(run, run.segmentor, batch) for batch in domains if len(batch)])
     loss = supervised_loss(
         logits[:count],
         _tensor(supervised.labels, device),
@@ -447,7 +455,8 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
             probabilities = torch.cat(
                 [probabilities[:from_source].detach(), probabilities[from_source:]]
             )
-        domain_logits = run.classifier(grad_reverse(probabilities, result["grl_lambda"]))
+        reversed_maps = grad_reverse(probabilities, result["grl_lambda"])
+        domain_logits = _forward(run, run.classifier, reversed_maps)
         is_source = is_source.view(-1, *[1] * (domain_logits.ndim - 1)).expand_as(domain_logits)
         domain_loss = F.binary_cross_entropy_with_logits(domain_logits, is_source)
         loss = loss + config.beta * domain_loss
