@@ -97,6 +97,9 @@ def test_sample_data_fills_the_pickers(make_napari_viewer):
     assert (config.steps, config.patch_size, config.batch_size) == (600, 64, 8)
     assert (config.model.depth, config.model.width) == (3, 16)
     assert config.preprocessing == Preprocessing()  # the sample pair is EM
+    assert not config.amp
+    widget.form.amp.value = True
+    assert widget.form.config().amp
     widget.form.images.value = "fundus"
     fundus = widget.form.config().preprocessing
     assert (fundus.channel, fundus.clahe, fundus.field_of_view) == ("green", True, True)

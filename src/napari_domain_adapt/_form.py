@@ -133,6 +133,13 @@ class InputsForm(QWidget):
         self.depth = SpinBox(value=DEFAULT_DEPTH, min=1, max=6)
         self.width = SpinBox(value=DEFAULT_WIDTH, min=1, max=256)
         self.device = ComboBox(choices=DEVICES, value="auto")
+        self.amp = CheckBox(
+            value=defaults.amp,
+            text="",
+            tooltip="Forward passes in bfloat16: 1.6-2.4x faster training on CPUs with "
+            "AVX512-BF16 or AMX and on recent GPUs, slower on older CPUs; about 1.5 F1 "
+            "points lower on the sample data (docs/performance.md)",
+        )
         self.seed = SpinBox(value=defaults.seed, min=0, max=2**31 - 1)
         self.augment = CheckBox(value=defaults.augment, text="")
         self._layout()
@@ -168,6 +175,7 @@ class InputsForm(QWidget):
             ("Model width", self.width),
             ("Augmentation", self.augment),
             ("Device", self.device),
+            ("bfloat16 (faster)", self.amp),
             ("Seed", self.seed),
         ):
             advanced.addRow(text, widget.native)
@@ -293,6 +301,7 @@ class InputsForm(QWidget):
             "learning_rate": self.learning_rate.value,
             "augment": self.augment.value,
             "device": self.device.value,
+            "amp": self.amp.value,
             "seed": self.seed.value,
             "model": ModelSpec(depth=self.depth.value, width=self.width.value),
             "select_every": CHECK_EVERY,
