@@ -8,7 +8,11 @@ and, for comparison only, by the target test labels (the "oracle"):
   of what the model learned, blind to the target);
 - ``consistency`` and ``entropy`` of :mod:`napari_domain_adapt.core.selection` (what
   training checks on target patches with ``select_every``), on the whole target *train*
-  images.
+  images;
+- ``prior_gap``: how far the share of target train pixels predicted as foreground (at 0.5,
+  inside the field of view) lies from the share of foreground in the *source* train
+  labels. A model whose target masks grow much thinner or thicker than the source's
+  labels has drifted (adversarial VNC -> ISBI 2012 lost recall, not precision).
 
 A snapshot is scored as the run would have returned it at that step: with the target's
 BatchNorm statistics re-estimated (as training does at its end). One JSON per unit under
@@ -44,8 +48,9 @@ from napari_domain_adapt.core.selection import CRITERIA as ONLINE_CRITERIA
 from napari_domain_adapt.core.selection import label_free_criteria
 from napari_domain_adapt.core.training import TARGET_STATISTICS_BATCHES
 
-#: Criteria and whether larger values are better: training's, and the source test F1.
-CRITERIA = {"source_f1": True, **ONLINE_CRITERIA}
+#: Criteria and whether larger values are better: training's, the source test F1, and the
+#: gap between the target's predicted and the source's labelled foreground share.
+CRITERIA = {"source_f1": True, **ONLINE_CRITERIA, "prior_gap": False}
 
 
 def _models(out: Path, key: str, config: TrainConfig) -> dict[int, SegmentationModel]:
@@ -74,11 +79,18 @@ def score_unit(out: Path, result: dict, data: Path) -> dict:
     unit = result["unit"]
     config = TrainConfig.from_dict(result["config"])
     source_test = accuracy._load(data, unit["source"], "test")
+    source_train = accuracy._load(data, unit["source"], "train")
     target_train = accuracy._load(data, unit["target"], "train", labels=False)
     target_test = accuracy._load(data, unit["target"], "test")
     pre = config.preprocessing
     masks = field_of_view_masks(target_train.images, pre, target_train.masks)
     prepared = preprocess(target_train.images, pre, masks)
+    inside = np.ones(prepared.shape, bool) if masks is None else masks
+    source_masks = field_of_view_masks(source_train.images, pre, source_train.masks)
+    labelled = source_train.labels > 0
+    source_share = float(
+        labelled[source_masks].mean() if source_masks is not None else labelled.mean()
+    )
     rows = []
     for step, model in sorted(_models(out, result["key"], config).items()):
         if step != config.steps and config.target_statistics:
@@ -93,13 +105,31 @@ def score_unit(out: Path, result: dict, data: Path) -> dict:
                 "source_f1": segmentation_scores(source, source_test.labels, source_test.masks)[
                     "f1"
                 ],
-                # As training checks them, on whole target train images instead of patches.
-                **label_free_criteria(
-                    lambda images, net=model.network: predict_tiled(net, images), prepared
-                ),
+                **_target_criteria(model.network, prepared, inside, source_share),
             }
         )
     return {"key": result["key"], "unit": unit, "models": rows}
+
+
+def _target_criteria(
+    network: torch.nn.Module, images: np.ndarray, inside: np.ndarray, source_share: float
+) -> dict[str, float]:
+    """Training's criteria, as it checks them but on whole target train images, and the
+    foreground shares behind ``prior_gap``."""
+    predictions = []  # the plain prediction comes first, then the perturbed one
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        predictions.append(predict_tiled(network, batch))
+        return predictions[-1]
+
+    criteria = label_free_criteria(predict, images)
+    target_share = float((predictions[0] >= 0.5)[inside].mean())
+    return {
+        **criteria,
+        "target_share": target_share,
+        "source_share": source_share,
+        "prior_gap": abs(target_share - source_share),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,13 +170,22 @@ def report(args: argparse.Namespace) -> int:
         chosen = [u["models"] for u in units if u["unit"]["kind"] == mode]
         cells = {
             "last": [m[-1]["oracle_f1"] for m in chosen],
-            **{c: [pick(m, c)["oracle_f1"] for m in chosen] for c in CRITERIA},
+            # Units scored before a criterion existed lack it: its mean is over the others.
+            **{c: [pick(m, c)["oracle_f1"] for m in chosen if c in m[0]] for c in CRITERIA},
             "oracle": [max(r["oracle_f1"] for r in m) for m in chosen],
         }
-        values = " | ".join(f"{100 * statistics.fmean(cells[c]):.2f}" for c in columns)
+        values = " | ".join(_mean_cell(cells[c], len(chosen)) for c in columns)
         lines.append(f"| {mode} | {len(chosen)} | {values} |")
     print("\n".join(lines))
     return 0
+
+
+def _mean_cell(values: list[float], units: int) -> str:
+    """Mean F1 in %, with the number of units where it covers fewer than the row's."""
+    if not values:
+        return "–"
+    mean = f"{100 * statistics.fmean(values):.2f}"
+    return mean if len(values) == units else f"{mean} (n={len(values)})"
 
 
 def main(argv: list[str] | None = None) -> int:

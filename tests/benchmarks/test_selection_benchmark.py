@@ -26,6 +26,8 @@ def test_selection_scores_every_snapshot_and_reports(
         for name in ("oracle_f1", "source_f1", "consistency"):
             assert 0 <= model[name] <= 1
         assert 0 <= model["entropy"] <= 1
+        assert model["prior_gap"] == abs(model["target_share"] - model["source_share"])
+        assert 0 < model["source_share"] < 1  # the source train labels' foreground share
     # The final model is scored as saved: the same F1 as the accuracy benchmark's.
     result = json.loads((out / scored[0]).read_text())
     assert unit["models"][-1]["oracle_f1"] == result["scores"]["vnc"]["f1"]
@@ -48,3 +50,22 @@ def test_pick_follows_the_criterion_direction(selection) -> None:
     assert selection.pick(models, "source_f1")["step"] == 2  # larger is better
     assert selection.pick(models, "entropy")["step"] == 1  # smaller is better
     assert selection.pick(models, "consistency")["step"] == 2  # ties: the later model
+    gaps = [{**m, "prior_gap": gap} for m, gap in zip(models, [0.01, 0.2], strict=True)]
+    assert selection.pick(gaps, "prior_gap")["step"] == 1  # smaller is better
+
+
+def test_report_averages_a_criterion_over_the_units_that_have_it(selection, tmp_path, capsys):
+    folder = tmp_path / "selection"
+    folder.mkdir()
+    older = [{"step": 2, "oracle_f1": 0.6, "source_f1": 0.5, "consistency": 0.9, "entropy": 0.3}]
+    newer = [
+        {**older[0], "oracle_f1": 0.8, "prior_gap": 0.01},
+        {**older[0], "step": 4, "oracle_f1": 0.7, "prior_gap": 0.2},
+    ]
+    for name, models in (("a", older), ("b", newer)):
+        unit = {"key": name, "unit": {"kind": "adversarial"}, "models": models}
+        (folder / f"{name}.json").write_text(json.dumps(unit))
+    assert selection.main(["report", "--out", str(tmp_path)]) == 0
+    row = [cell.strip(" |") for cell in capsys.readouterr().out.splitlines()[-1].split(" | ")]
+    # last, source_f1, consistency, entropy over both units; prior_gap over the newer one
+    assert row[2:8] == ["65.00", "65.00", "65.00", "65.00", "80.00 (n=1)", "70.00"]
