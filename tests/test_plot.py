@@ -33,3 +33,28 @@ def test_a_sparse_series_holds_its_last_value_unsmoothed(qtbot):
     np.testing.assert_array_equal(plot.series("entropy")[1:], [0.8, 0.8, 0.6, 0.6])
     assert np.isnan(plot.series("entropy")[0])
     assert "target entropy" in plot.legend()
+
+
+def test_the_axes_move_only_when_the_data_leave_them(qtbot):
+    # A range that follows every new point re-lays out the whole plot at each redraw.
+    plot = LossPlot(smoothing=1.0)
+    qtbot.addWidget(plot)
+    plot.clear(steps=600)
+    for step in range(1, 51):
+        plot.add(step, {"supervised_loss": 0.5 + 0.004 * step, "domain_accuracy": 0.5})
+        plot.redraw()
+    np.testing.assert_allclose(plot.ranges(), [(0, 600), (0, 1)])
+
+    plot.add(51, {"supervised_loss": 3.7})
+    plot.redraw()
+    np.testing.assert_allclose(plot.ranges(), [(0, 600), (0, 5)])  # 1.1 * 3.7, rounded up
+    plot.add(52, {"supervised_loss": 0.1})
+    plot.redraw()
+    np.testing.assert_allclose(plot.ranges(), [(0, 600), (0, 5)])  # never narrowed
+
+    plot.add(601, {"domain_loss": -0.3})  # past the run's end, below zero
+    plot.redraw()
+    np.testing.assert_allclose(plot.ranges(), [(0, 1000), (-0.5, 5)])
+
+    plot.clear()
+    np.testing.assert_allclose(plot.ranges(), [(0, 10), (0, 1)])

@@ -27,6 +27,11 @@ class LossPlot(QWidget):
     :meth:`add` only stores numbers, so it is cheap at every step; :meth:`redraw` draws them
     and is called a few times a second by the widget. A series enters the legend when its
     first value arrives, so a mode's legend lists only what that mode measures.
+
+    The axes do not follow the data at every redraw: x spans the run's steps, y grows to a
+    round bound only when a value leaves it. A range that moves re-lays out and repaints
+    the whole plot, axes and tick labels: ~30 ms more stall of the viewer per redraw under
+    Xvfb (measured); a fixed one repaints the curves only.
     """
 
     def __init__(self, smoothing: float = 0.1, parent: QWidget | None = None) -> None:
@@ -56,12 +61,14 @@ class LossPlot(QWidget):
         """Small by default, so the dock leaves room for the canvas."""
         return QSize(320, 180)
 
-    def clear(self) -> None:
-        """Forget all points and empty the curves."""
+    def clear(self, steps: int | None = None) -> None:
+        """Forget all points and empty the curves; ``steps``, the run's length, ends x."""
         self._steps: list[int] = []
         self._values: dict[str, list[float]] = {key: [] for key in SERIES}
         self._smoothed: dict[str, float] = {}
+        self._low, self._high = math.inf, -math.inf  # of the values stored
         self._legend.clear()
+        self._set_ranges((0.0, float(steps or 10)), (0.0, 1.0))
         self._dirty = True
         self.redraw()
 
@@ -80,9 +87,12 @@ class LossPlot(QWidget):
                 self._values[key].append(math.nan)
                 continue
             previous = self._smoothed.get(key, value)
-            smoothed = previous + self.smoothing * (value - previous)
-            self._smoothed[key] = smoothed
-            self._values[key].append(smoothed)
+            value = previous + self.smoothing * (value - previous)
+            self._smoothed[key] = value
+            self._values[key].append(value)
+        stored = [v[-1] for v in self._values.values() if v and math.isfinite(v[-1])]
+        if stored:
+            self._low, self._high = min(self._low, *stored), max(self._high, *stored)
         self._dirty = True
 
     def legend(self) -> list[str]:
@@ -93,10 +103,32 @@ class LossPlot(QWidget):
         """The stored (smoothed) values of one series."""
         return np.asarray(self._values[key], dtype=float)
 
+    def ranges(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The x and y ranges the plot shows."""
+        (x0, x1), (y0, y1) = self._plot.getViewBox().viewRange()
+        return (x0, x1), (y0, y1)
+
+    def _set_ranges(self, x: tuple[float, float], y: tuple[float, float]) -> None:
+        self._x, self._y = x, y
+        self._plot.setRange(xRange=x, yRange=y, padding=0)
+
+    def _follow_data(self) -> None:
+        """Widen the ranges to a round bound where the data left them; never narrow them."""
+        (x0, x1), (y0, y1) = self._x, self._y
+        if self._steps and self._steps[-1] > x1:
+            x1 = _round_up(self._steps[-1])
+        if self._high > y1:
+            y1 = _round_up(1.1 * self._high)
+        if self._low < y0:
+            y0 = -_round_up(-1.1 * self._low)
+        if (x0, x1) != self._x or (y0, y1) != self._y:
+            self._set_ranges((x0, x1), (y0, y1))
+
     def redraw(self) -> None:
         """Draw the stored points if any arrived since the last redraw."""
         if not self._dirty:
             return
+        self._follow_data()
         steps = np.asarray(self._steps, dtype=float)
         for key, curve in self._curves.items():
             values = self.series(key)
@@ -104,3 +136,11 @@ class LossPlot(QWidget):
             if key in self._smoothed and self._legend.getLabel(curve) is None:
                 self._legend.addItem(curve, SERIES[key][0])
         self._dirty = False
+
+
+def _round_up(value: float) -> float:
+    """The smallest of 1, 2, 2.5 and 5 times a power of ten that is at least ``value``."""
+    if value <= 0:
+        return 0.0
+    power = 10.0 ** math.floor(math.log10(value))
+    return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= value)
