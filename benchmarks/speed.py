@@ -14,7 +14,7 @@ table gives medians. Training: steps per second of a short ``core.training.fit``
 warm-up steps. Peak memory: the peak resident set size of a child process that runs one
 variant once (tracemalloc does not see torch's allocations).
 
-GPU-only options (``--device cuda``): ``--amp bf16|fp16`` and ``--compile`` add rows;
+``--amp bf16|fp16`` (bfloat16 on the CPU) and ``--compile`` add rows;
 channels-last is on by default in ``predict_tiled`` and compared by ``--channels-last-row``.
 ``--ui`` adds the Qt stall measured by ``benchmarks/ui_stall.py`` where that script exists.
 Out-of-core prediction of volumes larger than memory: ``benchmarks/out_of_core.py``.
@@ -116,13 +116,14 @@ def inference_variants(
             None,
         )
     if args.amp != "none":
-        if device.type == "cuda":
-            variants[f"predict_tiled, defaults, AMP {args.amp}"] = (
+        if device.type in ("cpu", "cuda"):
+            precision = "bf16" if device.type == "cpu" else args.amp  # the CPU's autocast
+            variants[f"predict_tiled, defaults, AMP {precision}"] = (
                 lambda image: predict_tiled(network, image, amp=args.amp),
                 None,
             )
         else:
-            print(f"(--amp {args.amp} skipped: autocast is used on CUDA only)", file=sys.stderr)
+            print(f"(--amp {args.amp} skipped: autocast on CPU and CUDA only)", file=sys.stderr)
     if args.compile:
         layout = torch.channels_last if device.type in ("cpu", "cuda") else torch.preserve_format
         compiled = torch.compile(copy.deepcopy(network).to(memory_format=layout))

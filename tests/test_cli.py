@@ -135,6 +135,10 @@ def test_predict_writes_probabilities_and_masks(datasets, checkpoint, tmp_path):
     assert prob.min() >= 0.0
     assert prob.max() <= 1.0
     np.testing.assert_array_equal(binary, (prob >= 0.5) * 255)
+    fast = tmp_path / "fast.tif"
+    assert main([*base, "--out", str(fast), "--amp"]) == 0  # bfloat16 on the CPU
+    np.testing.assert_allclose(tifffile.imread(fast), prob, rtol=0, atol=5e-2)
+    assert not np.array_equal(tifffile.imread(fast), prob)
 
 
 def test_evaluate_prints_metrics(datasets, checkpoint, capsys):

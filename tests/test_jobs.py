@@ -71,6 +71,20 @@ def test_predict_job_keeps_single_images_single(tiny_config, inputs):
     assert done.target == "x"
     assert done.probabilities.min() >= 0
     assert done.probabilities.max() <= 1
+    fast = list(predict_job(finished.model, image, rgb=False, target="x", amp=True))[-1]
+    assert not np.array_equal(fast.probabilities, done.probabilities)  # bfloat16 on the CPU
+    np.testing.assert_allclose(fast.probabilities, done.probabilities, rtol=0, atol=5e-2)
+
+
+def test_train_job_predicts_in_the_runs_precision(tiny_config, inputs, monkeypatch):
+    import napari_domain_adapt._jobs as jobs
+
+    asked = []
+    real = jobs.predict_job
+    monkeypatch.setattr(jobs, "predict_job", lambda *args: asked.append(args[-1]) or real(*args))
+    for amp in (False, True):
+        list(train_job(dataclasses.replace(tiny_config, amp=amp), inputs, TrainControl()))
+    assert asked == [False, True]
 
 
 def test_as_slices():

@@ -265,7 +265,9 @@ def run_predict(args: argparse.Namespace) -> int:
         raise InputError(f"--threshold must be between 0 and 1; got {args.threshold}")
     model = load_model(args.model, _device(args.device))
     images = read_volume(args.input)
-    probabilities = model.predict(images, None, args.tile_size, args.overlap, args.batch_size)
+    probabilities = model.predict(
+        images, None, args.tile_size, args.overlap, args.batch_size, amp=args.amp
+    )
     if args.threshold is None:
         write_tiff(args.out, probabilities.astype(np.float32), overwrite=args.overwrite)
     else:
@@ -300,6 +302,7 @@ def _predict_volume(args: argparse.Namespace) -> int:
             tile_size=args.tile_size,
             tile_overlap=args.overlap,
             batch_size=args.batch_size,
+            amp=args.amp,
             overwrite=args.overwrite,
         )
     print(f"wrote {args.out} ({out.shape}, device {model.device})", file=sys.stderr)

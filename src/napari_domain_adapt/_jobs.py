@@ -98,11 +98,12 @@ def as_slices(image: np.ndarray, rgb: bool) -> tuple[np.ndarray, bool]:
 
 
 def predict_job(
-    model: SegmentationModel, image: np.ndarray, rgb: bool, target: str
+    model: SegmentationModel, image: np.ndarray, rgb: bool, target: str, amp: bool = False
 ) -> Iterator[PredictionStarted | SlicePredicted | PredictionDone]:
     """Predict ``image`` slice by slice, yielding after each so a quit is honoured at once.
 
     The whole stack is validated first; a blank slice in a stack with contrast is predicted.
+    ``amp``: in bfloat16 (see :func:`~.core.inference.predict_tiled`).
     """
     from .core.data import as_image_stack
 
@@ -111,7 +112,7 @@ def predict_job(
     yield PredictionStarted(len(stack))
     result = np.zeros(stack.shape[:3], np.float32)
     for index in range(len(stack)):
-        result[index] = model.predict(stack[index], allow_constant=True)
+        result[index] = model.predict(stack[index], allow_constant=True, amp=amp)
         yield SlicePredicted(index + 1, len(stack))
     yield PredictionDone(result[0] if single else result, target)
 
@@ -127,7 +128,7 @@ def is_lazy(data: Any) -> bool:
 
 
 def predict_volume_job(
-    model: SegmentationModel, volume: Any, target: str, store: Path
+    model: SegmentationModel, volume: Any, target: str, store: Path, amp: bool = False
 ) -> Iterator[PredictionStarted | SlicePredicted | PredictionDone]:
     """Predict a lazy grey ``(Z, Y, X)`` or ``(Y, X)`` layer into a new zarr ``store``.
 
@@ -152,7 +153,7 @@ def predict_volume_job(
         chunks=chunks if flat else (1, *chunks),
     )
     for index in range(depth):
-        plane = predict_volume(model, volume if flat else volume[index])
+        plane = predict_volume(model, volume if flat else volume[index], amp=amp)
         if flat:
             da.store(plane, written)
         else:
@@ -190,6 +191,9 @@ def train_job(
     if finished is None or inputs.target_image is None:
         return
     if is_lazy(inputs.target_image):
-        yield from predict_volume_job(finished.model, inputs.target_image, "target", store)
+        yield from predict_volume_job(
+            finished.model, inputs.target_image, "target", store, config.amp
+        )
     else:
-        yield from predict_job(finished.model, inputs.target_image, inputs.target_rgb, "target")
+        image, rgb = inputs.target_image, inputs.target_rgb
+        yield from predict_job(finished.model, image, rgb, "target", config.amp)

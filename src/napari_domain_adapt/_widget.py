@@ -288,8 +288,10 @@ class AdaptWidget(QWidget):
         data = layer.data
         if is_lazy(data) and not layer.rgb and data.ndim in (2, 3) and not layer.multiscale:
             # Out of core: the result goes to a zarr store on disk, shown lazily.
-            return self._start(predict_volume_job, self.model, data, name, self._scratch_store())
-        return self._start(predict_job, self.model, np.asarray(data), layer.rgb, name)
+            store, amp = self._scratch_store(), self.form.amp.value
+            return self._start(predict_volume_job, self.model, data, name, store, amp)
+        amp = self.form.amp.value
+        return self._start(predict_job, self.model, np.asarray(data), layer.rgb, name, amp)
 
     def _scratch_store(self) -> Path:
         """A new zarr path in this session's scratch folder (removed when Python exits)."""

@@ -185,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--batch-size", type=int, default=4)
     predict.add_argument("--device", default="auto")
+    predict.add_argument(
+        "--amp",
+        action="store_true",
+        help="bfloat16 on the CPU or a CUDA GPU: about 2x faster on CPUs with AVX512-BF16 or "
+        "AMX and on recent GPUs; probabilities change by up to about 0.01",
+    )
     predict.add_argument("--overwrite", action="store_true")
 
     export = commands.add_parser(

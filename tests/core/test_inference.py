@@ -283,11 +283,16 @@ def test_batch_size_does_not_change_results() -> None:
     np.testing.assert_allclose(many, one, rtol=0, atol=1e-6)
 
 
-def test_amp_is_cuda_only_and_validated() -> None:
+def test_amp_on_the_cpu_is_bfloat16_and_validated() -> None:
+    torch.manual_seed(0)
     network = UNet(ModelSpec(depth=2, width=4))
     image = np.random.default_rng(0).standard_normal((40, 40)).astype(np.float32)
     plain = predict_tiled(network, image)
-    np.testing.assert_array_equal(predict_tiled(network, image, amp=True), plain)  # CPU: off
+    for amp in (True, "bf16", "fp16"):  # the CPU's autocast is bfloat16 whatever is asked
+        fast = predict_tiled(network, image, amp=amp)
+        assert fast.dtype == np.float32
+        assert not np.array_equal(fast, plain)
+        np.testing.assert_allclose(fast, plain, rtol=0, atol=2e-2)
     with pytest.raises(InputError, match="amp must be"):
         predict_tiled(network, image, amp="fp8")
 

@@ -68,10 +68,12 @@ class SegmentationModel:
         batch_size: int = 4,
         progress: Callable[[int, int], None] | None = None,
         allow_constant: bool = False,
+        amp: bool | str = False,
     ) -> np.ndarray:
         """Foreground probabilities (float32, ``(N, H, W)`` or ``(H, W)``) for raw images.
 
-        Tiling as in :func:`~.inference.predict_tiled` (``tile_size=None``: automatic).
+        Tiling and ``amp`` as in :func:`~.inference.predict_tiled` (``tile_size=None``:
+        automatic).
 
         ``masks`` (field of view, ``(N, H, W)`` bool) set the intensity statistics and
         make the probability outside 0; without them a preprocessing with
@@ -85,7 +87,9 @@ class SegmentationModel:
         mask_stack = None if masks is None else as_mask_stack(masks, stack.shape[:3])
         mask_stack = field_of_view_masks(stack, self.preprocessing, mask_stack)
         prepared = preprocess(stack, self.preprocessing, mask_stack)
-        result = predict_tiled(self.network, prepared, tile_size, overlap, batch_size, progress)
+        result = predict_tiled(
+            self.network, prepared, tile_size, overlap, batch_size, progress, amp=amp
+        )
         if mask_stack is not None:
             result[~mask_stack] = 0.0  # outside the field of view is background
         if not np.isfinite(result).all():

@@ -120,8 +120,10 @@ def inference_network(network: nn.Module, channels_last: bool = True) -> nn.Modu
 def _autocast(device: torch.device, amp: bool | str) -> contextlib.AbstractContextManager:
     if amp not in (False, *AMP_DTYPES):
         raise InputError(f"amp must be False, True, 'bf16' or 'fp16'; got {amp!r}")
-    if not amp or device.type != "cuda":
+    if not amp or device.type not in ("cpu", "cuda"):
         return contextlib.nullcontext()
+    if device.type == "cpu":  # float16 convolutions are slow on CPUs; bfloat16 is the choice
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     dtype = AMP_DTYPES[amp]
     if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         dtype = torch.float16
@@ -176,7 +178,9 @@ def predict_tiled(
 
     ``channels_last`` predicts with a channels-last copy of the network (same result to
     float rounding, about 1e-6). ``amp`` (``True``/``"bf16"`` or ``"fp16"``) runs the network
-    under CUDA autocast; it changes results by about 1e-3 and has no effect off CUDA.
+    under autocast: on CUDA in that precision, on the CPU always in bfloat16 (about 2x faster
+    on CPUs with AVX512-BF16 or AMX, slower on others); elsewhere it has no effect. It changes
+    probabilities by up to about 1e-2.
     """
     if (tile_size is not None and tile_size < 1) or batch_size < 1 or overlap < 0:
         valid = False
