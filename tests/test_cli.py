@@ -106,7 +106,7 @@ def test_adapt_with_label_slices_is_semi_supervised(datasets, tmp_path, capsys):
     assert main([*args, "--label-slices", "0", "--out", str(out), *TINY]) == 0
     assert _json(capsys)["mode"] == "semi-supervised"
     assert main([*args, "--out", str(tmp_path / "a.pt"), *TINY]) == 0
-    assert _json(capsys)["mode"] == "adversarial"
+    assert _json(capsys)["mode"] == "mean-teacher"  # the default without target labels
 
 
 def test_existing_output_is_kept_without_overwrite(datasets, tmp_path, capsys):

@@ -193,7 +193,7 @@ def _run_training(args: argparse.Namespace, mode: str | None) -> int:
     target, test = _load_target(args)
     if mode is None:  # adapt: semi-supervised when labelled target slices are given
         labelled = target is not None and target.labelled_slices().size > 0
-        mode = args.mode or ("semi-supervised" if labelled else "adversarial")
+        mode = args.mode or ("semi-supervised" if labelled else TrainConfig().mode)
         if labelled and mode == "adversarial":
             raise InputError(
                 "labelled target slices were given, but mode adversarial does not use them; "

@@ -17,10 +17,12 @@ from napari_domain_adapt.core.config import (
 from napari_domain_adapt.core.errors import InputError
 
 
-def test_defaults_are_valid_and_adversarial() -> None:
+def test_defaults_are_valid_and_mean_teacher() -> None:
     config = TrainConfig()
-    assert config.mode == "adversarial"
-    assert config.adversarial
+    assert config.mode == "mean-teacher"  # the best unsupervised mode of the benchmark
+    assert config.mean_teacher
+    assert not config.adversarial
+    assert TrainConfig(mode="adversarial").adversarial
     assert config.version == CONFIG_VERSION
     assert not TrainConfig(mode="source-only").adversarial
     assert TrainConfig(mode="semi-supervised").adversarial
@@ -34,7 +36,10 @@ def test_defaults_are_valid_and_adversarial() -> None:
         ({"steps": 0}, "steps must be at least 1; got 0"),
         ({"batch_size": 0}, "batch_size must be at least 1"),
         ({"patch_size": 100}, r"patch_size must be a multiple of 16 \(2\*\*depth\); got 100"),
-        ({"patch_size": 8, "model": ModelSpec(depth=3)}, "needs patch_size >= 16"),
+        (
+            {"mode": "adversarial", "patch_size": 8, "model": ModelSpec(depth=3)},
+            "needs patch_size >= 16",
+        ),
         ({"learning_rate": 0.0}, "learning_rate must be in"),
         ({"domain_learning_rate": 1.5}, "domain_learning_rate must be in"),
         ({"beta": -0.1}, "beta must be >= 0"),

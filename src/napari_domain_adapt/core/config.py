@@ -123,9 +123,11 @@ class ModelSpec:
 class TrainConfig:
     """Everything that decides a training run; saved inside each checkpoint."""
 
-    mode: str = "adversarial"
+    mode: str = "mean-teacher"
     """``source-only``, ``adversarial`` (the paper's method), ``semi-supervised``,
-    ``mean-teacher`` or ``adversarial+mean-teacher``."""
+    ``mean-teacher`` or ``adversarial+mean-teacher``. The default is the unsupervised mode
+    that scored best on average over the accuracy benchmark's four real pairs (seed 0:
+    mean F1 78.16 against 75.44 for ``adversarial``; docs/results.md)."""
     steps: int = 1000
     """Optimiser steps."""
     batch_size: int = 8
