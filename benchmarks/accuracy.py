@@ -301,6 +301,13 @@ def _cell(values: list[float]) -> str:
     return f"{100 * mean:.2f} ± {100 * statistics.stdev(values):.2f} (n={len(values)})"
 
 
+def _mean_of_pairs(cells: list[list[float]]) -> str:
+    """The mean over pairs of each pair's mean F1, where every pair has a value."""
+    if not all(cells):
+        return "–"
+    return f"{100 * statistics.fmean(statistics.fmean(c) for c in cells):.2f}"
+
+
 def _paper(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
@@ -343,6 +350,7 @@ def results_table(out: Path, profile: Profile) -> str:
         f"| pair | {' | '.join(columns)} | paper: baseline / adapted / semi / upper (pair) |",
         "|---|" + "---|" * (len(columns) + 1),
     ]
+    rows = []
     for source, target in profile.pairs:
         baseline, adapted, semi, upper, paper_pair = PAPER[(source, target)]
         cells = [
@@ -350,11 +358,16 @@ def results_table(out: Path, profile: Profile) -> str:
             *(f1(mode, source, target, target) for mode in [*profile.modes, *extra]),
             f1("supervised", target, None, target),
         ]
+        rows.append(cells)
         lines.append(
             f"| {source} → {target} | {' | '.join(_cell(c) for c in cells)} "
             f"| {_paper(baseline)} / {_paper(adapted)} / {_paper(semi)} / {_paper(upper)} "
             f"({paper_pair}) |"
         )
+    if len(rows) > 1:
+        # Which mode is best across the pairs (the default mode is chosen by this row).
+        means = [_mean_of_pairs([row[i] for row in rows]) for i in range(len(columns))]
+        lines.append(f"| mean of the {len(rows)} pairs | {' | '.join(means)} | |")
     seconds = sum(r["seconds"] for r in results)
     devices = sorted({r["device"] for r in results})
     lines += [

@@ -71,3 +71,28 @@ def test_a_claimed_unit_is_left_to_its_worker(accuracy, tmp_path) -> None:
             assert not second
     with accuracy._claim(lock) as again:
         assert again
+
+
+def test_report_averages_each_mode_over_the_pairs(accuracy, tmp_path) -> None:
+    profile = accuracy.Profile(
+        steps=1,
+        seeds=(0,),
+        pairs=(("isbi2012", "vnc"), ("vnc", "isbi2012")),
+        modes=("mean-teacher",),
+    )
+    runs = [
+        ("supervised", "isbi2012", None, {"vnc": 0.6, "isbi2012": 0.9}),
+        ("supervised", "vnc", None, {"isbi2012": 0.5, "vnc": 0.8}),
+        ("mean-teacher", "isbi2012", "vnc", {"vnc": 0.7}),
+    ]
+    for index, (kind, source, target, scores) in enumerate(runs):
+        result = {
+            "unit": {"kind": kind, "source": source, "target": target},
+            "scores": {name: {"f1": f1} for name, f1 in scores.items()},
+            "seconds": 1.0,
+            "device": "cpu",
+        }
+        (tmp_path / f"{index}.json").write_text(json.dumps(result))
+    last = accuracy.results_table(tmp_path, profile).splitlines()[4]
+    # source-only: (0.6 + 0.5) / 2; mean teacher: one pair only; target-trained: (0.8 + 0.9) / 2
+    assert last == "| mean of the 2 pairs | 55.00 | – | 85.00 | |"
