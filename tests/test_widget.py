@@ -111,6 +111,10 @@ def test_sample_data_fills_the_pickers(make_napari_viewer):
     assert (config.model.depth, config.model.width) == (3, 16)
     assert config.preprocessing == Preprocessing()  # the sample pair is EM
     assert not config.amp
+    assert not widget.form.beta.enabled  # the default mean teacher has no domain loss
+    widget.form.mode.value = "adversarial"
+    assert widget.form.beta.enabled
+    widget.form.mode.value = widget.form.default_mode
     widget.form.amp.value = True
     assert widget.form.config().amp
     widget.form.images.value = "fundus"

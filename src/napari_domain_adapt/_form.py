@@ -148,6 +148,8 @@ class InputsForm(QWidget):
         for role, picker in self.pickers.items():
             picker.changed.connect(lambda _value, role=role: self._picked(role))
         self.mode.changed.connect(self._mode_picked)
+        self.mode.changed.connect(self._enable_mode_settings)
+        self._enable_mode_settings(self.mode.value)
         self.images.changed.connect(self._images_picked)
         self.label_kind.changed.connect(self.update_labelled)
         events = viewer.layers.events
@@ -284,6 +286,12 @@ class InputsForm(QWidget):
     def _mode_picked(self, _value: str) -> None:
         if not self._setting:
             self._auto_mode = False
+
+    def _enable_mode_settings(self, mode: str) -> None:
+        """Beta weighs the domain loss: only the adversarial modes have one."""
+        from .core.config import ADVERSARIAL_MODES
+
+        self.beta.enabled = mode in ADVERSARIAL_MODES
 
     # outputs -------------------------------------------------------------------------------
 
