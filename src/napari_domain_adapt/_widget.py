@@ -285,12 +285,11 @@ class AdaptWidget(QWidget):
         is_target = target is not None and layer.name == target.name
         name = "target" if is_target else layer.name
         self.status.setText(f"Predicting {layer.name}…")
-        data = layer.data
+        data, amp = layer.data, self.form.amp.value
         if is_lazy(data) and not layer.rgb and data.ndim in (2, 3) and not layer.multiscale:
             # Out of core: the result goes to a zarr store on disk, shown lazily.
-            store, amp = self._scratch_store(), self.form.amp.value
+            store = self._scratch_store()
             return self._start(predict_volume_job, self.model, data, name, store, amp)
-        amp = self.form.amp.value
         return self._start(predict_job, self.model, np.asarray(data), layer.rgb, name, amp)
 
     def _scratch_store(self) -> Path:

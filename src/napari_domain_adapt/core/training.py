@@ -302,7 +302,7 @@ def _prepare(
         )
         check_patches = checks.sample(CHECK_PATCHES, jitter=False).images[:, 0]
     # Channels-last weights on the CPU: every activation follows them, and oneDNN's
-    # convolutions run about 15 % faster that way (benchmarks/speed.py, training rows).
+    # convolutions run 15 to 28 % faster that way (docs/performance.md, Training).
     layout = torch.channels_last if device.type == "cpu" else torch.preserve_format
     for network in (segmentor, teacher, classifier):
         if network is not None:
