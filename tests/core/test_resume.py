@@ -91,6 +91,20 @@ def test_a_state_of_other_settings_or_inputs_is_refused(
     assert state.path.read_bytes() == before
 
 
+def test_a_state_from_before_a_field_existed_continues_at_its_default(
+    tiny_config, source, target, tmp_path
+) -> None:
+    state = StateFile(tmp_path / "run.state")
+    fit(tiny_config, source, target, state=state)
+    payload = torch.load(state.path, weights_only=False)
+    del payload["config"]["amp"]  # states written before the bfloat16 option
+    torch.save(payload, state.path)
+    with pytest.raises(InputError, match=r"other settings \(amp differ\)"):
+        train(dataclasses.replace(tiny_config, amp=True), source, target, state=state)
+    finished = _run_until(tiny_config, source, target, state, stop_after=-1)
+    assert finished.steps == tiny_config.steps
+
+
 def test_a_corrupt_or_foreign_state_is_refused(tiny_config, source, target, tmp_path) -> None:
     state = StateFile(tmp_path / "run.state")
     state.path.write_bytes(b"not a state")

@@ -10,6 +10,7 @@ configuration or other input images.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 from dataclasses import dataclass
@@ -62,6 +63,11 @@ def fingerprint(*arrays: np.ndarray | None) -> str:
 
 
 def _comparable(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(config, dict):
+        # A state from an older version: fields added since then take their defaults;
+        # fields since removed stay, and the comparison names them.
+        with contextlib.suppress(InputError, TypeError):
+            config = TrainConfig.from_dict(config)
     data = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
     for name in OPERATIONAL_FIELDS:
         data.pop(name, None)
