@@ -52,6 +52,10 @@ SNAPSHOT_EVERY = 4 * STATE_EVERY
 RETINA = ("drive", "stare")
 EM = ("isbi2012", "vnc")
 PAIRS = [("stare", "drive"), ("drive", "stare"), ("isbi2012", "vnc"), ("vnc", "isbi2012")]
+#: Kinds of unit that train on simulated scribbles, and the mode each trains in: the
+#: paper's semi-supervised mode (adversarial) and the default mode, which adds labelled
+#: target pixels to its supervised loss the same way.
+SCRIBBLE_KINDS = {"scribbles": "semi-supervised", "mean-teacher+scribbles": "mean-teacher"}
 
 #: F-score (%) from Javanmardi & Tasdizen 2018: baseline, adapted, semi-supervised, upper bound.
 #: The EM rows are the paper's ISBI 2013 <-> CREMI C pairs, which we cannot get here; our EM
@@ -72,9 +76,10 @@ class Profile:
     seeds: tuple[int, ...]
     pairs: tuple[tuple[str, str], ...]
     modes: tuple[str, ...] = ("adversarial", "semi-supervised")
-    #: Pairs also run semi-supervised with simulated scribbles on target slice 0 instead of
-    #: its full labels (about 1% of its pixels, strokes per class, by seed).
+    #: Pairs also run with simulated scribbles on target slice 0 instead of its full labels
+    #: (about 1% of its pixels, strokes per class, by seed), in each of ``scribble_kinds``.
     scribble_pairs: tuple[tuple[str, str], ...] = ()
+    scribble_kinds: tuple[str, ...] = ("scribbles",)
     patch_size: int = 128
     batch_size: int = 8
     width: int = 16
@@ -87,6 +92,7 @@ PROFILES = {
         pairs=tuple(PAIRS),
         modes=("adversarial", "semi-supervised", "mean-teacher"),
         scribble_pairs=tuple(p for p in PAIRS if p[0] in EM),
+        scribble_kinds=tuple(SCRIBBLE_KINDS),
     ),
     "quick": Profile(steps=250, seeds=(0,), pairs=(("isbi2012", "vnc"),), patch_size=96),
     # Seconds, not minutes: for the tests of this script, not for numbers.
@@ -95,6 +101,7 @@ PROFILES = {
         seeds=(0,),
         pairs=(("isbi2012", "vnc"),),
         scribble_pairs=(("isbi2012", "vnc"),),
+        scribble_kinds=tuple(SCRIBBLE_KINDS),
         patch_size=64,
         batch_size=2,
         width=4,
@@ -126,7 +133,7 @@ def base_config(profile: Profile, dataset: str, mode: str, seed: int) -> TrainCo
 class Unit:
     """One training run and the test splits it is scored on."""
 
-    kind: str  # "supervised", a mode, or "scribbles" (semi-supervised on simulated strokes)
+    kind: str  # "supervised", a mode, or one of SCRIBBLE_KINDS
     source: str
     target: str | None
     seed: int
@@ -157,7 +164,8 @@ def plan(profile: Profile) -> list[Unit]:
             for source, target in profile.pairs
         ]
         units += [
-            Unit("scribbles", source, target, seed, (target,))
+            Unit(kind, source, target, seed, (target,))
+            for kind in profile.scribble_kinds
             for source, target in profile.scribble_pairs
         ]
     return units
@@ -175,14 +183,14 @@ def run_unit(unit: Unit, profile: Profile, data: Path, state: StateFile | None =
     """
     source = _load(data, unit.source, "train")
     target = None
-    mode = {"supervised": "source-only", "scribbles": "semi-supervised"}.get(unit.kind, unit.kind)
+    mode = {"supervised": "source-only", **SCRIBBLE_KINDS}.get(unit.kind, unit.kind)
     if unit.target is not None:
-        labelled = unit.kind in ("semi-supervised", "scribbles")
+        labelled = unit.kind == "semi-supervised" or unit.kind in SCRIBBLE_KINDS
         target = _load(data, unit.target, "train", labels=labelled)
         if labelled:
             labels, kind = np.zeros_like(target.labels), "dense"
             labels[0] = target.labels[0]
-            if unit.kind == "scribbles":
+            if unit.kind in SCRIBBLE_KINDS:
                 labels[0] = simulate_scribbles(labels[0], np.random.default_rng(unit.seed))
                 kind = "sparse"
             target = Domain(target.images, labels, target.masks, target.name, label_kind=kind)
@@ -344,7 +352,7 @@ def results_table(out: Path, profile: Profile) -> str:
             and scored in r["scores"]
         ]
 
-    extra = ["scribbles"] if profile.scribble_pairs else []
+    extra = list(profile.scribble_kinds) if profile.scribble_pairs else []
     columns = ["source-only", *profile.modes, *extra, "target-trained"]
     lines = [
         f"| pair | {' | '.join(columns)} | paper: baseline / adapted / semi / upper (pair) |",
