@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 from qtpy.QtCore import QThreadPool
+from qtpy.QtWidgets import QScrollArea
 
 from napari_domain_adapt import _dialogs
 from napari_domain_adapt._layers import LIVE_NAME, PROBABILITY_NAME, SEGMENTATION_NAME
@@ -409,3 +410,23 @@ def test_mode_picker_names_the_papers_method(ready):
         "mean-teacher",
         "adversarial+mean-teacher",
     }
+
+
+def test_the_form_is_never_cut_off_at_the_right(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1400, 900)
+    small_sample(viewer)
+    widget = dock(viewer)
+    scroll = widget.findChild(QScrollArea)
+    content = scroll.widget()
+
+    def fits() -> bool:
+        return scroll.viewport().width() >= content.minimumSizeHint().width()
+
+    qtbot.waitUntil(fits, timeout=5000)
+    widget.form.advanced.expand(animate=False)
+    qtbot.waitUntil(fits, timeout=5000)
+    # The longest mode name does not set the dock's width; its list shows it whole.
+    combo = widget.form.mode.native
+    longest = max(combo.itemText(i) for i in range(combo.count()))
+    assert combo.minimumSizeHint().width() < combo.fontMetrics().horizontalAdvance(longest)

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, FloatSlider
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QEvent, QObject, QSize, Qt, QTimer
 from qtpy.QtWidgets import (
+    QComboBox,
     QFormLayout,
     QFrame,
     QGroupBox,
@@ -66,6 +67,37 @@ _MODEL_FILTER = "Model checkpoint (*.pt)"
 _LOAD_FILTER = "Model checkpoint or bioimage.io package (*.pt *.zip)"
 _PACKAGE_FILTER = "bioimage.io package (*.zip)"
 _TIFF_FILTER = "TIFF (*.tif *.tiff)"
+#: Drop-down boxes size to this many characters, not to their longest choice.
+COMBO_POLICY = QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+COMBO_CHARACTERS = 12
+
+
+class _VerticalScrollArea(QScrollArea):
+    """Scrolls up and down only, and is never narrower than its content, so that the dock
+    takes the width the form needs instead of cutting off its right edge."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def setWidget(self, widget: QWidget) -> None:
+        super().setWidget(widget)
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the content's minimum width may have changed
+        return super().eventFilter(watched, event)
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        content = self.widget()
+        if content is not None:
+            edges = self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+            hint.setWidth(content.minimumSizeHint().width() + edges)
+        return hint
 
 
 class _Job:
@@ -196,12 +228,13 @@ class AdaptWidget(QWidget):
         for box in (run, results, model):
             layout.addWidget(box)
         layout.addStretch(1)
-        scroll = QScrollArea()  # small screens, and the Advanced section unfolded
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        for combo in content.findChildren(QComboBox):
+            # Long choices ("mean-teacher (self-training; ...)") must not widen the dock
+            # beyond the window: a combo shows what fits and its list shows everything.
+            combo.setSizeAdjustPolicy(COMBO_POLICY)
+            combo.setMinimumContentsLength(COMBO_CHARACTERS)
+        scroll = _VerticalScrollArea()  # small screens, and the Advanced section unfolded
         scroll.setWidget(content)
-        scroll.setMinimumWidth(content.minimumSizeHint().width() + 16)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
