@@ -52,10 +52,20 @@ SNAPSHOT_EVERY = 4 * STATE_EVERY
 RETINA = ("drive", "stare")
 EM = ("isbi2012", "vnc")
 PAIRS = [("stare", "drive"), ("drive", "stare"), ("isbi2012", "vnc"), ("vnc", "isbi2012")]
-#: Kinds of unit that train on simulated scribbles, and the mode each trains in: the
-#: paper's semi-supervised mode (adversarial) and the default mode, which adds labelled
-#: target pixels to its supervised loss the same way.
-SCRIBBLE_KINDS = {"scribbles": "semi-supervised", "mean-teacher+scribbles": "mean-teacher"}
+#: What each kind of unit trains: its mode, and which target train labels it sees (none;
+#: all of slice 0; or simulated scribbles drawn from slice 0, about 1% of its pixels,
+#: strokes per class, by seed). "semi-supervised" and "scribbles" are the paper's
+#: semi-supervised mode (adversarial); the mean teacher adds labelled target pixels to its
+#: supervised loss the same way. A mode's own name is a kind without target labels.
+KINDS = {
+    "supervised": ("source-only", None),
+    "semi-supervised": ("semi-supervised", "slice"),
+    "scribbles": ("semi-supervised", "scribbles"),
+    "mean-teacher+slice": ("mean-teacher", "slice"),
+    "mean-teacher+scribbles": ("mean-teacher", "scribbles"),
+}
+#: How much target labelling buys, and in which mode: run on the EM pairs only.
+LABEL_KINDS = ("scribbles", "mean-teacher+scribbles", "mean-teacher+slice")
 
 #: F-score (%) from Javanmardi & Tasdizen 2018: baseline, adapted, semi-supervised, upper bound.
 #: The EM rows are the paper's ISBI 2013 <-> CREMI C pairs, which we cannot get here; our EM
@@ -75,11 +85,11 @@ class Profile:
     steps: int
     seeds: tuple[int, ...]
     pairs: tuple[tuple[str, str], ...]
+    #: Kinds (see :data:`KINDS`) run on every pair, besides the supervised models.
     modes: tuple[str, ...] = ("adversarial", "semi-supervised")
-    #: Pairs also run with simulated scribbles on target slice 0 instead of its full labels
-    #: (about 1% of its pixels, strokes per class, by seed), in each of ``scribble_kinds``.
-    scribble_pairs: tuple[tuple[str, str], ...] = ()
-    scribble_kinds: tuple[str, ...] = ("scribbles",)
+    #: Kinds run on ``label_pairs`` only.
+    label_kinds: tuple[str, ...] = ()
+    label_pairs: tuple[tuple[str, str], ...] = ()
     patch_size: int = 128
     batch_size: int = 8
     width: int = 16
@@ -91,8 +101,8 @@ PROFILES = {
         seeds=(0, 1, 2),
         pairs=tuple(PAIRS),
         modes=("adversarial", "semi-supervised", "mean-teacher"),
-        scribble_pairs=tuple(p for p in PAIRS if p[0] in EM),
-        scribble_kinds=tuple(SCRIBBLE_KINDS),
+        label_kinds=LABEL_KINDS,
+        label_pairs=tuple(p for p in PAIRS if p[0] in EM),
     ),
     "quick": Profile(steps=250, seeds=(0,), pairs=(("isbi2012", "vnc"),), patch_size=96),
     # Seconds, not minutes: for the tests of this script, not for numbers.
@@ -100,8 +110,8 @@ PROFILES = {
         steps=3,
         seeds=(0,),
         pairs=(("isbi2012", "vnc"),),
-        scribble_pairs=(("isbi2012", "vnc"),),
-        scribble_kinds=tuple(SCRIBBLE_KINDS),
+        label_kinds=LABEL_KINDS,
+        label_pairs=(("isbi2012", "vnc"),),
         patch_size=64,
         batch_size=2,
         width=4,
@@ -133,7 +143,7 @@ def base_config(profile: Profile, dataset: str, mode: str, seed: int) -> TrainCo
 class Unit:
     """One training run and the test splits it is scored on."""
 
-    kind: str  # "supervised", a mode, or one of SCRIBBLE_KINDS
+    kind: str  # a key of KINDS, or a mode (no target labels)
     source: str
     target: str | None
     seed: int
@@ -165,8 +175,8 @@ def plan(profile: Profile) -> list[Unit]:
         ]
         units += [
             Unit(kind, source, target, seed, (target,))
-            for kind in profile.scribble_kinds
-            for source, target in profile.scribble_pairs
+            for kind in profile.label_kinds
+            for source, target in profile.label_pairs
         ]
     return units
 
@@ -176,21 +186,19 @@ def _load(data: Path, name: str, split: str, labels: bool = True) -> Domain:
 
 
 def run_unit(unit: Unit, profile: Profile, data: Path, state: StateFile | None = None) -> dict:
-    """Train one unit and score it; target train labels only on slice 0 (semi-supervised:
-    all of it; scribbles: simulated strokes drawn from it).
+    """Train one unit and score it; target train labels only on slice 0, as its kind says.
 
     With ``state`` the training continues from where a killed run of the unit stopped.
     """
     source = _load(data, unit.source, "train")
     target = None
-    mode = {"supervised": "source-only", **SCRIBBLE_KINDS}.get(unit.kind, unit.kind)
+    mode, seen = KINDS.get(unit.kind, (unit.kind, None))
     if unit.target is not None:
-        labelled = unit.kind == "semi-supervised" or unit.kind in SCRIBBLE_KINDS
-        target = _load(data, unit.target, "train", labels=labelled)
-        if labelled:
+        target = _load(data, unit.target, "train", labels=seen is not None)
+        if seen is not None:
             labels, kind = np.zeros_like(target.labels), "dense"
             labels[0] = target.labels[0]
-            if unit.kind in SCRIBBLE_KINDS:
+            if seen == "scribbles":
                 labels[0] = simulate_scribbles(labels[0], np.random.default_rng(unit.seed))
                 kind = "sparse"
             target = Domain(target.images, labels, target.masks, target.name, label_kind=kind)
@@ -352,7 +360,7 @@ def results_table(out: Path, profile: Profile) -> str:
             and scored in r["scores"]
         ]
 
-    extra = list(profile.scribble_kinds) if profile.scribble_pairs else []
+    extra = list(profile.label_kinds) if profile.label_pairs else []
     columns = ["source-only", *profile.modes, *extra, "target-trained"]
     lines = [
         f"| pair | {' | '.join(columns)} | paper: baseline / adapted / semi / upper (pair) |",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
 import torch
 
 
@@ -16,11 +18,55 @@ def test_plan_trains_each_model_once(accuracy) -> None:
     assert len(supervised) == 4 * 3
     drive = next(u for u in supervised if u.source == "drive")
     assert drive.evaluate_on == ("drive", "stare")
-    # scribbles: semi-supervised and mean-teacher, on both EM pairs
-    assert len(units) == 12 + 3 * 4 * len(accuracy.PROFILES["full"].modes) + 3 * 2 * 2
-    for kind in ("scribbles", "mean-teacher+scribbles"):
-        scribbles = {(u.source, u.target) for u in units if u.kind == kind}
-        assert scribbles == {("isbi2012", "vnc"), ("vnc", "isbi2012")}
+    # the labelling study: scribbles in two modes and one slice in the mean teacher, EM only
+    assert len(units) == 12 + 3 * 4 * len(accuracy.PROFILES["full"].modes) + 3 * 2 * 3
+    for kind in ("scribbles", "mean-teacher+scribbles", "mean-teacher+slice"):
+        pairs = {(u.source, u.target) for u in units if u.kind == kind}
+        assert pairs == {("isbi2012", "vnc"), ("vnc", "isbi2012")}
+
+
+@pytest.mark.parametrize(
+    ("kind", "mode", "seen"),
+    [
+        ("adversarial", "adversarial", None),
+        ("semi-supervised", "semi-supervised", "slice"),
+        ("scribbles", "semi-supervised", "scribbles"),
+        ("mean-teacher+slice", "mean-teacher", "slice"),
+        ("mean-teacher+scribbles", "mean-teacher", "scribbles"),
+    ],
+)
+def test_each_kind_trains_its_mode_on_its_target_labels(
+    accuracy, data, monkeypatch, kind, mode, seen
+) -> None:
+    calls = []
+
+    class Trained(Exception):
+        """What the unit would train on: seen, so no need to train."""
+
+    def train(config, source, target, state=None):
+        calls.append((config, target))
+        raise Trained
+
+    monkeypatch.setattr(accuracy, "train", train)
+    unit = accuracy.Unit(kind, "isbi2012", "vnc", 3, ("vnc",))
+    with pytest.raises(Trained):
+        accuracy.run_unit(unit, accuracy.PROFILES["smoke"], data)
+    ((config, target),) = calls
+    assert config.mode == mode
+    truth = accuracy._load(data, "vnc", "train").labels
+    if seen is None:
+        assert target.labels is None
+        return
+    assert target.labelled_slices().tolist() == [0]  # slice 0 only
+    if seen == "slice":
+        assert target.label_kind == "dense"
+        np.testing.assert_array_equal(target.labels[0], truth[0])
+    else:
+        assert target.label_kind == "sparse"
+        marked = target.annotated[0]
+        assert 0 < marked.mean() < 0.05  # strokes, not the slice
+        # every stroke pixel agrees with the slice's labels (0/1 here)
+        np.testing.assert_array_equal(target.labels[0][marked], truth[0][marked])
 
 
 def test_run_is_resumable_and_reported(accuracy, data, tmp_path, capsys, monkeypatch) -> None:
@@ -29,11 +75,12 @@ def test_run_is_resumable_and_reported(accuracy, data, tmp_path, capsys, monkeyp
     out = tmp_path / "results"
     args = ["--profile", "smoke", "--data", str(data), "--out", str(out)]
     assert accuracy.main(["run", *args]) == 0
-    assert "6 units, 0 done, 6 to run" in capsys.readouterr().out
+    assert "7 units, 0 done, 7 to run" in capsys.readouterr().out
     results = sorted(p.name for p in out.glob("*.json"))
     assert results == [
         "adversarial__isbi2012-vnc__seed0.json",
         "mean-teacher+scribbles__isbi2012-vnc__seed0.json",
+        "mean-teacher+slice__isbi2012-vnc__seed0.json",
         "scribbles__isbi2012-vnc__seed0.json",
         "semi-supervised__isbi2012-vnc__seed0.json",
         "supervised__isbi2012__seed0.json",
@@ -55,15 +102,15 @@ def test_run_is_resumable_and_reported(accuracy, data, tmp_path, capsys, monkeyp
 
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
     assert accuracy.main(["run", *args]) == 0
-    assert "6 units, 6 done, 0 to run" in capsys.readouterr().out
+    assert "7 units, 7 done, 0 to run" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")} == stamps
 
     assert accuracy.main(["report", *args]) == 0
     table = capsys.readouterr().out
     assert "| isbi2012 → vnc |" in table
     assert "(n=1)" in table
-    assert "6 runs" in table
-    assert "| scribbles | mean-teacher+scribbles |" in table.splitlines()[0]
+    assert "7 runs" in table
+    assert "| scribbles | mean-teacher+scribbles | mean-teacher+slice |" in table.splitlines()[0]
 
 
 def test_a_claimed_unit_is_left_to_its_worker(accuracy, tmp_path) -> None:
