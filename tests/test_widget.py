@@ -430,3 +430,5 @@ def test_the_form_is_never_cut_off_at_the_right(make_napari_viewer, qtbot):
     combo = widget.form.mode.native
     longest = max(combo.itemText(i) for i in range(combo.count()))
     assert combo.minimumSizeHint().width() < combo.fontMetrics().horizontalAdvance(longest)
+    widget.form.mode.value = "adversarial+mean-teacher"
+    assert combo.toolTip().startswith("adversarial + mean-teacher\n\nmean-teacher scored best")

@@ -72,6 +72,17 @@ COMBO_POLICY = QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
 COMBO_CHARACTERS = 12
 
 
+def _show_choice_in_tooltip(combo: QComboBox) -> None:
+    """The combo's tooltip starts with its whole current choice, which may be cut short."""
+    explanation = combo.toolTip()
+
+    def update(text: str) -> None:
+        combo.setToolTip(f"{text}\n\n{explanation}" if explanation else text)
+
+    update(combo.currentText())
+    combo.currentTextChanged.connect(update)
+
+
 class _VerticalScrollArea(QScrollArea):
     """Scrolls up and down only, and is never narrower than its content, so that the dock
     takes the width the form needs instead of cutting off its right edge."""
@@ -233,6 +244,7 @@ class AdaptWidget(QWidget):
             # beyond the window: a combo shows what fits and its list shows everything.
             combo.setSizeAdjustPolicy(COMBO_POLICY)
             combo.setMinimumContentsLength(COMBO_CHARACTERS)
+            _show_choice_in_tooltip(combo)
         scroll = _VerticalScrollArea()  # small screens, and the Advanced section unfolded
         scroll.setWidget(content)
         outer = QVBoxLayout(self)
