@@ -18,6 +18,7 @@ import torch
 
 from napari_domain_adapt.cli import EXIT_BAD_INPUT, main
 from napari_domain_adapt.core.checkpoints import load_checkpoint
+from napari_domain_adapt.core.io import read_volume
 
 TINY = ["--steps", "3", "--batch-size", "2", "--patch-size", "32", "--depth", "2", "--width", "4"]
 TINY += ["--device", "cpu"]
@@ -107,6 +108,26 @@ def test_adapt_with_label_slices_is_semi_supervised(datasets, tmp_path, capsys):
     assert _json(capsys)["mode"] == "semi-supervised"
     assert main([*args, "--out", str(tmp_path / "a.pt"), *TINY]) == 0
     assert _json(capsys)["mode"] == "mean-teacher"  # the default without target labels
+
+
+@pytest.mark.parametrize(
+    ("kind", "mode"), [("dense", "semi-supervised"), ("sparse", "mean-teacher")]
+)
+def test_adapt_picks_the_mode_for_the_kind_of_target_labels(
+    datasets, tmp_path, capsys, kind, mode
+):
+    images = datasets / "target" / "train" / "images"
+    truth = read_volume(str(datasets / "target" / "train" / "labels"))
+    labels = np.zeros_like(truth)
+    if kind == "dense":
+        labels[0] = truth[0] > 0
+    else:
+        labels[0, 5, 2:12], labels[0, 20:25, 30] = 1, 2  # a background and a membrane stroke
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    args = ["adapt", "--source", str(datasets / "source"), "--target", str(images)]
+    args += ["--target-labels", str(tmp_path / "labels.tif"), "--target-label-kind", kind]
+    assert main([*args, "--out", str(tmp_path / "m.pt"), *TINY]) == 0
+    assert _json(capsys)["mode"] == mode
 
 
 def test_existing_output_is_kept_without_overwrite(datasets, tmp_path, capsys):

@@ -78,10 +78,11 @@ def test_labelled_slices_are_counted():
     assert labelled_slice_count(labels) == 1
     assert labelled_slice_count(labels[2]) == 1
     assert labelled_slice_count(None) == 0
-    assert labelled_text(1) == "1 labelled target slice → semi-supervised"
-    assert labelled_text(3).startswith("3 labelled target slices")
+    assert labelled_text(1, then="semi-supervised") == "1 labelled target slice → semi-supervised"
+    assert labelled_text(3) == "3 labelled target slices"
     assert "unsupervised" in labelled_text(0)
-    assert labelled_text(3, pixels=1850) == "1,850 labelled pixels on 3 slices → semi-supervised"
+    scribbles = labelled_text(3, pixels=1850, then="mean-teacher")
+    assert scribbles == "1,850 labelled pixels on 3 slices → mean-teacher"
 
 
 @pytest.mark.parametrize(

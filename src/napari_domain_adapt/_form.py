@@ -74,7 +74,7 @@ class InputsForm(QWidget):
     """Pickers for the four input layers and the settings of a run.
 
     Pickers fill themselves from layer names (:func:`~._layers.pick_all`) until the user
-    chooses by hand. Labelled target slices switch the mode to semi-supervised.
+    chooses by hand. Target labels switch the mode (``LABELLED_MODES``) until one is chosen.
     """
 
     changed = Signal()
@@ -271,21 +271,25 @@ class InputsForm(QWidget):
         layer = self.layer("target_labels")
         if count and self.label_kind.value == "sparse" and layer is not None:
             pixels = int(np.count_nonzero(np.asarray(layer.data)))
-        self.labelled_label.setText(labelled_text(count, pixels))
+        from .core.config import LABEL_MODES, LABELLED_MODES
+
         if not self._auto_mode:
+            chosen = self.mode.value
+            note = None if chosen in LABEL_MODES else f"not used by {chosen}"
+            self.labelled_label.setText(labelled_text(count, pixels, note))
             return
+        mode = LABELLED_MODES[self.label_kind.value] if count else self.default_mode
+        self.labelled_label.setText(labelled_text(count, pixels, mode))
         self._setting = True
         try:
-            if count:
-                self.mode.value = "semi-supervised"
-            elif self.mode.value == "semi-supervised":
-                self.mode.value = self.default_mode
+            self.mode.value = mode
         finally:
             self._setting = False
 
     def _mode_picked(self, _value: str) -> None:
         if not self._setting:
             self._auto_mode = False
+            self.update_labelled()  # whether the chosen mode uses the labels
 
     def _enable_mode_settings(self, mode: str) -> None:
         """Beta weighs the domain loss: only the adversarial modes have one."""

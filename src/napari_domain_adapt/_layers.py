@@ -115,14 +115,16 @@ def labelled_slice_count(labels: np.ndarray | None) -> int:
     return int(np.count_nonzero(data.reshape(data.shape[0], -1).any(axis=1)))
 
 
-def labelled_text(count: int, pixels: int | None = None) -> str:
-    """What the widget says about the target labels (``pixels``: of scribbles, if any)."""
+def labelled_text(count: int, pixels: int | None = None, then: str | None = None) -> str:
+    """What the widget says about the target labels (``pixels``: of scribbles, if any) and,
+    after an arrow, what follows from them (the mode they switch to)."""
     if count == 0:
         return "no labelled target slices → unsupervised"
     plural = "slice" if count == 1 else "slices"
+    then = "" if then is None else f" → {then}"
     if pixels is not None:
-        return f"{pixels:,} labelled pixels on {count} {plural} → semi-supervised"
-    return f"{count} labelled target {plural} → semi-supervised"
+        return f"{pixels:,} labelled pixels on {count} {plural}{then}"
+    return f"{count} labelled target {plural}{then}"
 
 
 def slice_index(

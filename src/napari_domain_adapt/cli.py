@@ -70,9 +70,10 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
         run.add_argument(
             "--mode",
             choices=[m for m in MODES if m != "source-only"],
-            help="mean-teacher (default: the best unsupervised mode on our benchmark), "
-            "adversarial (the paper's method), semi-supervised (default when target labels "
-            "are given) or adversarial+mean-teacher",
+            help="mean-teacher (default: the best unsupervised mode on our benchmark; also "
+            "the default with sparse target labels), adversarial (the paper's method), "
+            "semi-supervised (the default with labelled target slices) or "
+            "adversarial+mean-teacher",
         )
         run.add_argument("--beta", type=float, default=defaults.beta, help="domain loss weight")
         run.add_argument("--lambda-max", type=float, default=defaults.lambda_max)

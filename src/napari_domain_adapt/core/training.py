@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoints import SegmentationModel
-from .config import Preprocessing, TrainConfig
+from .config import LABEL_MODES, Preprocessing, TrainConfig
 from .data import Domain
 from .device import describe_device, resolve_device
 from .errors import InputError
@@ -226,7 +226,7 @@ def _prepare(
             config, model=initial.spec, preprocessing=initial.preprocessing
         )
     labelled = np.array([], dtype=int)
-    uses_labels = config.mode == "semi-supervised" or config.mean_teacher
+    uses_labels = config.mode in LABEL_MODES
     if uses_labels and target is not None:
         labelled = target.labelled_slices()
     if config.mode == "semi-supervised":
