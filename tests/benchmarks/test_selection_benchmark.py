@@ -18,7 +18,6 @@ def test_selection_scores_every_snapshot_and_reports(
     assert scored == [  # the adaptive units only
         "adversarial__isbi2012-vnc__seed0.json",
         "mean-teacher+scribbles__isbi2012-vnc__seed0.json",
-        "mean-teacher+slice__isbi2012-vnc__seed0.json",
         "scribbles__isbi2012-vnc__seed0.json",
         "semi-supervised__isbi2012-vnc__seed0.json",
     ]
