@@ -101,21 +101,8 @@ def test_adapt_checks_and_keeps_the_model_a_criterion_chose(datasets, tmp_path, 
     assert load_checkpoint(tmp_path / "m.pt").metadata["selected_step"] == best["step"]
 
 
-def test_adapt_with_label_slices_is_semi_supervised(datasets, tmp_path, capsys):
-    args = ["adapt", "--source", str(datasets / "source"), "--target", str(datasets / "target")]
-    out = tmp_path / "m.pt"
-    assert main([*args, "--label-slices", "0", "--out", str(out), *TINY]) == 0
-    assert _json(capsys)["mode"] == "semi-supervised"
-    assert main([*args, "--out", str(tmp_path / "a.pt"), *TINY]) == 0
-    assert _json(capsys)["mode"] == "mean-teacher"  # the default without target labels
-
-
-@pytest.mark.parametrize(
-    ("kind", "mode"), [("dense", "semi-supervised"), ("sparse", "mean-teacher")]
-)
-def test_adapt_picks_the_mode_for_the_kind_of_target_labels(
-    datasets, tmp_path, capsys, kind, mode
-):
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+def test_adapt_keeps_the_default_mode_with_target_labels(datasets, tmp_path, capsys, kind):
     images = datasets / "target" / "train" / "images"
     truth = read_volume(str(datasets / "target" / "train" / "labels"))
     labels = np.zeros_like(truth)
@@ -127,7 +114,18 @@ def test_adapt_picks_the_mode_for_the_kind_of_target_labels(
     args = ["adapt", "--source", str(datasets / "source"), "--target", str(images)]
     args += ["--target-labels", str(tmp_path / "labels.tif"), "--target-label-kind", kind]
     assert main([*args, "--out", str(tmp_path / "m.pt"), *TINY]) == 0
-    assert _json(capsys)["mode"] == mode
+    assert _json(capsys)["mode"] == "mean-teacher"  # it learns from them
+    assert main([*args, "--mode", "adversarial", "--out", str(tmp_path / "a.pt"), *TINY]) == 2
+    assert "mode adversarial does not use them" in capsys.readouterr().err
+
+
+def test_adapt_with_label_slices_runs_the_chosen_mode(datasets, tmp_path, capsys):
+    args = ["adapt", "--source", str(datasets / "source"), "--target", str(datasets / "target")]
+    args += ["--label-slices", "0", *TINY]
+    assert main([*args, "--out", str(tmp_path / "m.pt")]) == 0
+    assert _json(capsys)["mode"] == "mean-teacher"
+    assert main([*args, "--mode", "semi-supervised", "--out", str(tmp_path / "s.pt")]) == 0
+    assert _json(capsys)["mode"] == "semi-supervised"
 
 
 def test_existing_output_is_kept_without_overwrite(datasets, tmp_path, capsys):

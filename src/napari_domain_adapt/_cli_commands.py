@@ -14,7 +14,7 @@ import numpy as np
 
 from .core.bioimageio import DEFAULT_AUTHOR, export_bioimageio, load_model
 from .core.checkpoints import save_checkpoint
-from .core.config import IMAGE_KINDS, LABELLED_MODES, ModelSpec, Preprocessing, TrainConfig
+from .core.config import IMAGE_KINDS, ModelSpec, Preprocessing, TrainConfig
 from .core.data import Domain
 from .core.errors import InputError
 from .core.hdf5 import split_hdf5_path
@@ -191,10 +191,9 @@ def _run_training(args: argparse.Namespace, mode: str | None) -> int:
     _refuse_existing([args.out, args.metrics], args.overwrite, inputs)
     source = _load_source(args)
     target, test = _load_target(args)
-    if mode is None:  # adapt: the mode for the kind of target labels, where any are given
+    if mode is None:  # adapt; the default mode learns from target labels where given
         labelled = target is not None and target.labelled_slices().size > 0
-        default = LABELLED_MODES[target.label_kind] if labelled else TrainConfig().mode
-        mode = args.mode or default
+        mode = args.mode or TrainConfig().mode
         if labelled and mode == "adversarial":
             raise InputError(
                 "labelled target slices were given, but mode adversarial does not use them; "

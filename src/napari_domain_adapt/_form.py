@@ -29,7 +29,7 @@ DEFAULT_WIDTH = 16
 MODE_LABELS = {
     "source-only": "source-only (no adaptation)",
     "adversarial": "adversarial (the paper's method)",
-    "semi-supervised": "semi-supervised (labelled target slices)",
+    "semi-supervised": "semi-supervised (the paper's, with target labels)",
     "mean-teacher": "mean-teacher (self-training; best on our benchmark)",
     "adversarial+mean-teacher": "adversarial + mean-teacher",
 }
@@ -74,7 +74,7 @@ class InputsForm(QWidget):
     """Pickers for the four input layers and the settings of a run.
 
     Pickers fill themselves from layer names (:func:`~._layers.pick_all`) until the user
-    chooses by hand. Target labels switch the mode (``LABELLED_MODES``) until one is chosen.
+    chooses by hand.
     """
 
     changed = Signal()
@@ -98,7 +98,6 @@ class InputsForm(QWidget):
             for role, kind in ROLES.items()
         }
         self._auto = dict.fromkeys(ROLES, True)
-        self._auto_mode = True
         self._auto_images, self._setting_images = True, False
         self.labelled_label = QLabel(labelled_text(0))
         self.labelled_label.setWordWrap(True)
@@ -120,8 +119,9 @@ class InputsForm(QWidget):
         self.mode = ComboBox(
             choices=[(MODE_LABELS.get(mode, mode), mode) for mode in MODES],
             value=defaults.mode,
-            tooltip="mean-teacher scored best on average over our four real dataset pairs; "
-            "adversarial is the paper's method (Javanmardi & Tasdizen, ISBI 2018); "
+            tooltip="mean-teacher scored best on average over our four real dataset pairs, "
+            "with and without target labels (it learns from any you give); adversarial is "
+            "the paper's method (Javanmardi & Tasdizen, ISBI 2018); "
             "see docs/results.md for how each mode scored on real pairs",
         )
         self.steps = SpinBox(value=DEFAULT_STEPS, min=1, max=1_000_000, step=50)
@@ -147,7 +147,7 @@ class InputsForm(QWidget):
 
         for role, picker in self.pickers.items():
             picker.changed.connect(lambda _value, role=role: self._picked(role))
-        self.mode.changed.connect(self._mode_picked)
+        self.mode.changed.connect(self.update_labelled)
         self.mode.changed.connect(self._enable_mode_settings)
         self._enable_mode_settings(self.mode.value)
         self.images.changed.connect(self._images_picked)
@@ -265,31 +265,17 @@ class InputsForm(QWidget):
         return 0 if layer is None else labelled_slice_count(np.asarray(layer.data))
 
     def update_labelled(self, _event: Any = None) -> None:
-        """Say how many target slices are labelled; switch the mode if it was not chosen."""
+        """Say how many target slices are labelled, and whether the chosen mode uses them."""
+        from .core.config import LABEL_MODES
+
         count = self.labelled_count()
         pixels = None
         layer = self.layer("target_labels")
         if count and self.label_kind.value == "sparse" and layer is not None:
             pixels = int(np.count_nonzero(np.asarray(layer.data)))
-        from .core.config import LABEL_MODES, LABELLED_MODES
-
-        if not self._auto_mode:
-            chosen = self.mode.value
-            note = None if chosen in LABEL_MODES else f"not used by {chosen}"
-            self.labelled_label.setText(labelled_text(count, pixels, note))
-            return
-        mode = LABELLED_MODES[self.label_kind.value] if count else self.default_mode
-        self.labelled_label.setText(labelled_text(count, pixels, mode))
-        self._setting = True
-        try:
-            self.mode.value = mode
-        finally:
-            self._setting = False
-
-    def _mode_picked(self, _value: str) -> None:
-        if not self._setting:
-            self._auto_mode = False
-            self.update_labelled()  # whether the chosen mode uses the labels
+        mode = self.mode.value
+        then = f"used by {mode}" if mode in LABEL_MODES else f"not used by {mode}"
+        self.labelled_label.setText(labelled_text(count, pixels, then))
 
     def _enable_mode_settings(self, mode: str) -> None:
         """Beta weighs the domain loss: only the adversarial modes have one."""

@@ -117,7 +117,7 @@ def labelled_slice_count(labels: np.ndarray | None) -> int:
 
 def labelled_text(count: int, pixels: int | None = None, then: str | None = None) -> str:
     """What the widget says about the target labels (``pixels``: of scribbles, if any) and,
-    after an arrow, what follows from them (the mode they switch to)."""
+    after an arrow, what follows from them (whether the chosen mode uses them)."""
     if count == 0:
         return "no labelled target slices → unsupervised"
     plural = "slice" if count == 1 else "slices"

@@ -32,8 +32,8 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
     )
     data.add_argument(
         "--target-labels",
-        help="labels of some target slices (an image stack; slices with any label count) for "
-        "semi-supervised mode",
+        help="labels of some target slices (an image stack; slices with any label count), "
+        "learned from by the mean-teacher and semi-supervised modes",
     )
     data.add_argument(
         "--target-label-kind",
@@ -44,8 +44,8 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
     )
     data.add_argument(
         "--label-slices",
-        help="semi-supervised with a dataset dir: comma-separated target train slices whose "
-        "labels may be used, e.g. 0",
+        help="with a dataset dir: comma-separated target train slices whose labels may be "
+        "used, e.g. 0",
     )
     out = parser.add_argument_group("output")
     out.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
@@ -70,10 +70,9 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
         run.add_argument(
             "--mode",
             choices=[m for m in MODES if m != "source-only"],
-            help="mean-teacher (default: the best unsupervised mode on our benchmark; also "
-            "the default with sparse target labels), adversarial (the paper's method), "
-            "semi-supervised (the default with labelled target slices) or "
-            "adversarial+mean-teacher",
+            help="mean-teacher (default: the best mode on our benchmark, with or without "
+            "target labels; it learns from any given), adversarial (the paper's method), "
+            "semi-supervised (the paper's, with target labels) or adversarial+mean-teacher",
         )
         run.add_argument("--beta", type=float, default=defaults.beta, help="domain loss weight")
         run.add_argument("--lambda-max", type=float, default=defaults.lambda_max)
@@ -148,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train on the source only (the baseline)")
     _add_training_options(train, adapt=False)
-    adapt = commands.add_parser("adapt", help="adapt to the target (adversarial/semi-supervised)")
+    adapt = commands.add_parser("adapt", help="adapt to the target (mean teacher, adversarial)")
     _add_training_options(adapt, adapt=True)
 
     predict = commands.add_parser("predict", help="predict probabilities or a mask")

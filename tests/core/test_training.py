@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_domain_adapt.core import training
-from napari_domain_adapt.core.config import TrainConfig
+from napari_domain_adapt.core.config import LABEL_MODES, MODES, TrainConfig
 from napari_domain_adapt.core.data import Domain
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.inference import predict_tiled
@@ -409,6 +409,24 @@ def test_scribbles_train_only_on_annotated_pixels(tiny_config, source, sample_pa
     assert np.all(batch.labels[batch.weights == 0] == 0)
     finished = fit(config, source, target)
     assert finished.steps == config.steps
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_only_the_label_modes_learn_from_target_labels(
+    tiny_config, source, sample_pair, mode
+) -> None:
+    labels = np.zeros_like(sample_pair.target_labels)
+    labels[2] = sample_pair.target_labels[2]
+    target = Domain(sample_pair.target_image, labels, name="target")
+    config = dataclasses.replace(tiny_config, mode=mode, batch_size=4)
+    run = training._prepare(config, source, target, None)
+    _, from_source = training._supervised_batch(run)
+    if mode in LABEL_MODES:
+        assert list(run.target_labelled.slices) == [2]
+        assert from_source == 2  # half of the supervised batch from the labelled slice
+    else:
+        assert run.target_labelled is None
+        assert from_source == 4
 
 
 def test_teacher_is_a_moving_average_of_the_student() -> None:

@@ -14,7 +14,7 @@ Example (a minute on a laptop CPU), with ``Domain``, ``TrainConfig``, ``fit`` an
 
 from .bioimageio import export_bioimageio, load_bioimageio, load_model
 from .checkpoints import SegmentationModel, load_checkpoint, save_checkpoint
-from .config import IMAGE_KINDS, LABELLED_MODES, MODES, ModelSpec, Preprocessing, TrainConfig
+from .config import IMAGE_KINDS, MODES, ModelSpec, Preprocessing, TrainConfig
 from .data import Domain, labelled_slices
 from .device import resolve_device
 from .errors import InputError
@@ -27,7 +27,6 @@ from .training import TrainControl, TrainEvent, TrainFinished, fit, train
 
 __all__ = [
     "IMAGE_KINDS",
-    "LABELLED_MODES",
     "MODES",
     "Domain",
     "InputError",
