@@ -5,8 +5,8 @@ Run under Xvfb from the repository root (about 4 minutes on a 2-core CPU)::
     OMP_NUM_THREADS=1 xvfb-run -a -s "-screen 0 1400x900x24" \\
         python docs/make_screenshots.py
 
-It loads the sample data, docks the widget, labels one target slice for a look at the
-semi-supervised switch (then removes it), trains with the default settings, and saves
+It loads the sample data, docks the widget, labels one target slice for a look at how the
+widget counts target labels (then removes it), trains with the default settings, and saves
 ``docs/images/01-ready.png``, ``02-one-labelled-slice.png``, ``03-training.png`` and
 ``04-result.png`` (each under 400 KB; a 256-colour palette where full colour is larger).
 """
