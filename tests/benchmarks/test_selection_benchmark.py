@@ -41,6 +41,7 @@ def test_selection_scores_every_snapshot_and_reports(
     table = capsys.readouterr().out
     assert "| adversarial | 1 |" in table
     assert "| semi-supervised | 1 |" in table
+    assert table.splitlines()[-1].startswith("| all | 4 |")  # every adaptive unit
 
 
 def test_pick_follows_the_criterion_direction(selection) -> None:
