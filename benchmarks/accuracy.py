@@ -331,17 +331,23 @@ def _paper(value: float | None) -> str:
 def report(args: argparse.Namespace) -> int:
     """Print the Markdown table of the finished units, or write it into ``--update``."""
     table = results_table(args.out, PROFILES[args.profile])
-    if args.update is None:
+    return publish(table, args.update, f"benchmark:{args.profile}")
+
+
+def publish(table: str, document: Path | None, marker: str) -> int:
+    """Print ``table``, or write it between ``document``'s ``<!-- marker -->`` and
+    ``<!-- /marker -->`` lines; the exit status."""
+    if document is None:
         print(table)
         return 0
-    document = args.update.read_text()
-    start, end = f"<!-- benchmark:{args.profile} -->", f"<!-- /benchmark:{args.profile} -->"
-    if start not in document or end not in document:
-        print(f"error: {args.update} has no {start} ... {end} markers", file=sys.stderr)
+    text = document.read_text()
+    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    if start not in text or end not in text:
+        print(f"error: {document} has no {start} ... {end} markers", file=sys.stderr)
         return 2
-    before, rest = document.split(start, 1)
+    before, rest = text.split(start, 1)
     after = rest.split(end, 1)[1]
-    with atomic_write(args.update, overwrite=True) as temporary:
+    with atomic_write(document, overwrite=True) as temporary:
         temporary.write_text(f"{before}{start}\n{table}\n{end}{after}")
     return 0
 

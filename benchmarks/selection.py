@@ -19,7 +19,7 @@ BatchNorm statistics re-estimated (as training does at its end). One JSON per un
 ``--out/selection``; finished units are not redone.
 
     python benchmarks/selection.py run --profile full
-    python benchmarks/selection.py report --profile full
+    python benchmarks/selection.py report --profile full --update docs/results.md
 """
 
 from __future__ import annotations
@@ -180,8 +180,7 @@ def report(args: argparse.Namespace) -> int:
         }
         values = " | ".join(_mean_cell(cells[c], len(chosen)) for c in columns)
         lines.append(f"| {mode} | {len(chosen)} | {values} |")
-    print("\n".join(lines))
-    return 0
+    return accuracy.publish("\n".join(lines), args.update, f"selection:{args.profile}")
 
 
 def _mean_cell(values: list[float], units: int) -> str:
@@ -200,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="results folder (benchmarks/results/PROFILE)")
     parser.add_argument("--profile", choices=sorted(accuracy.PROFILES), default="full")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--update", type=Path, help="report: write the table between markers")
     args = parser.parse_args(argv)
     args.out = args.out or Path("benchmarks/results") / args.profile
     return run(args) if args.command == "run" else report(args)

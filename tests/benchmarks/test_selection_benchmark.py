@@ -43,6 +43,16 @@ def test_selection_scores_every_snapshot_and_reports(
     assert "| semi-supervised | 1 |" in table
     assert table.splitlines()[-1].startswith("| all | 4 |")  # every adaptive unit
 
+    # --update writes the same table between the document's markers, and nothing else.
+    document = tmp_path / "results.md"
+    document.write_text("intro\n<!-- selection:smoke -->\nold\n<!-- /selection:smoke -->\nend\n")
+    assert selection.main(["report", *args, "--update", str(document)]) == 0
+    written = document.read_text()
+    assert written == f"intro\n<!-- selection:smoke -->\n{table}<!-- /selection:smoke -->\nend\n"
+    document.write_text("no markers\n")
+    assert selection.main(["report", *args, "--update", str(document)]) == 2
+    assert document.read_text() == "no markers\n"
+
 
 def test_pick_follows_the_criterion_direction(selection) -> None:
     models = [
