@@ -14,7 +14,7 @@ import numpy as np
 
 from .core.bioimageio import DEFAULT_AUTHOR, export_bioimageio, load_model
 from .core.checkpoints import save_checkpoint
-from .core.config import IMAGE_KINDS, ModelSpec, Preprocessing, TrainConfig
+from .core.config import IMAGE_KINDS, LABEL_MODES, ModelSpec, Preprocessing, TrainConfig
 from .core.data import Domain
 from .core.errors import InputError
 from .core.hdf5 import split_hdf5_path
@@ -194,9 +194,9 @@ def _run_training(args: argparse.Namespace, mode: str | None) -> int:
     if mode is None:  # adapt; the default mode learns from target labels where given
         labelled = target is not None and target.labelled_slices().size > 0
         mode = args.mode or TrainConfig().mode
-        if labelled and mode == "adversarial":
+        if labelled and mode not in LABEL_MODES:
             raise InputError(
-                "labelled target slices were given, but mode adversarial does not use them; "
+                f"labelled target slices were given, but mode {mode} does not use them; "
                 "choose --mode semi-supervised or a mean-teacher mode, or drop the labels"
             )
     config = _config(args, mode)
