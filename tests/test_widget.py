@@ -15,7 +15,7 @@ from qtpy.QtWidgets import QScrollArea
 from napari_domain_adapt import _dialogs
 from napari_domain_adapt._layers import LIVE_NAME, PROBABILITY_NAME, SEGMENTATION_NAME
 from napari_domain_adapt._sample_data import make_sample_data
-from napari_domain_adapt.core import ModelSpec, Preprocessing
+from napari_domain_adapt.core import ModelSpec, Preprocessing, TrainConfig
 
 pytestmark = pytest.mark.gui
 
@@ -103,7 +103,7 @@ def test_sample_data_fills_the_pickers(make_napari_viewer):
         "target_image": "target image",
         "target_labels": None,  # the target's ground truth is for checking only
     }
-    assert widget.form.mode.value == widget.form.default_mode
+    assert widget.form.mode.value == TrainConfig().mode
     assert "unsupervised" in widget.form.labelled_label.text()
     assert widget.predict_picker.value is picked["target_image"]
     assert not widget.form.advanced.isExpanded()
@@ -115,7 +115,7 @@ def test_sample_data_fills_the_pickers(make_napari_viewer):
     assert not widget.form.beta.enabled  # the default mean teacher has no domain loss
     widget.form.mode.value = "adversarial"
     assert widget.form.beta.enabled
-    widget.form.mode.value = widget.form.default_mode
+    widget.form.mode.value = TrainConfig().mode
     widget.form.amp.value = True
     assert widget.form.config().amp
     widget.form.images.value = "fundus"
@@ -133,7 +133,7 @@ def test_labelled_target_slices_are_counted_for_the_chosen_mode(ready, qtbot):
     # The default mode learns from them: no switch to the paper's semi-supervised mode.
     text = "1 labelled target slice → used by mean-teacher"
     qtbot.waitUntil(lambda: widget.form.labelled_label.text() == text)
-    assert widget.form.config().mode == widget.form.default_mode == "mean-teacher"
+    assert widget.form.config().mode == TrainConfig().mode == "mean-teacher"
     widget.form.mode.value = "adversarial"
     assert widget.form.labelled_label.text() == "1 labelled target slice → not used by adversarial"
     widget.form.mode.value = "semi-supervised"

@@ -84,7 +84,6 @@ class InputsForm(QWidget):
         from .core import MODES, TrainConfig
 
         defaults = TrainConfig()
-        self.default_mode = defaults.mode
         self._viewer = viewer
         self._setting = False
         self._watched: Layer | None = None
