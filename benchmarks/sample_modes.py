@@ -1,9 +1,10 @@
 """The user guide's mode table: the sample pair in the widget's default settings.
 
 Trains each MODE on the napari sample (8 source and 8 target slices of 256 x 256) with the
-settings the widget starts with (600 steps, patches of 64, batch 8, U-Net depth 3 and
-width 16, checks every 50 steps, seed 0, CPU) and one labelled target slice (slice 3),
-and scores the target's 7 other slices at threshold 0.5. One JSON line per mode.
+settings the widget starts with (its form's defaults: 600 steps, patches of 64, batch 8,
+U-Net depth 3 and width 16, checks every 50 steps; seed 0, CPU) and one labelled target
+slice (slice 3), and scores the target's 7 other slices at threshold 0.5. One JSON line
+per mode.
 
     OMP_NUM_THREADS=1 python benchmarks/sample_modes.py mean-teacher semi-supervised
 """
@@ -18,6 +19,14 @@ import time
 import numpy as np
 import torch
 
+from napari_domain_adapt._form import (
+    CHECK_EVERY,
+    DEFAULT_BATCH,
+    DEFAULT_DEPTH,
+    DEFAULT_PATCH,
+    DEFAULT_STEPS,
+    DEFAULT_WIDTH,
+)
 from napari_domain_adapt.core import ModelSpec, TrainConfig, segmentation_scores
 from napari_domain_adapt.core.config import IMAGE_KINDS, MODES
 from napari_domain_adapt.core.data import Domain
@@ -42,12 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     for mode in args.modes:
         config = TrainConfig(
             mode=mode,
-            steps=600,
-            patch_size=64,
-            batch_size=8,
-            model=ModelSpec(depth=3, width=16),
+            steps=DEFAULT_STEPS,
+            patch_size=DEFAULT_PATCH,
+            batch_size=DEFAULT_BATCH,
+            model=ModelSpec(depth=DEFAULT_DEPTH, width=DEFAULT_WIDTH),
             preprocessing=IMAGE_KINDS["em"],
-            select_every=50,
+            select_every=CHECK_EVERY,
             seed=0,
             device="cpu",
         )
