@@ -235,6 +235,22 @@ def test_run_previews_then_results(ready, qtbot, tmp_path, monkeypatch, notes):
     assert viewer.layers[SEGMENTATION_NAME] is segmentation
     assert viewer.layers[PROBABILITY_NAME] is probability
 
+    # Renamed results are the user's: the next run leaves them alone (this is how the user
+    # guide says to compare two runs), and the threshold slider acts on the new result.
+    probability.name, segmentation.name = "run 2 probability", "run 2 segmentation"
+    kept = segmentation.data.copy()
+    widget.adapt_button.click()
+    finish(qtbot, widget)
+    assert not notes["error"], notes["error"]
+    assert viewer.layers["run 2 segmentation"] is segmentation
+    assert viewer.layers["run 2 probability"] is probability
+    new_probability = viewer.layers[PROBABILITY_NAME]
+    new_segmentation = viewer.layers[SEGMENTATION_NAME]
+    assert new_segmentation is not segmentation
+    widget.threshold.value = 0.2
+    np.testing.assert_array_equal(new_segmentation.data, new_probability.data >= 0.2)
+    np.testing.assert_array_equal(segmentation.data, kept)
+
 
 def test_stop_keeps_model_and_follows_the_slider(ready, qtbot, notes):
     viewer, widget = ready
