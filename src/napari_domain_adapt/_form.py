@@ -120,8 +120,8 @@ class InputsForm(QWidget):
             value=defaults.mode,
             tooltip="mean-teacher scored best on average over our four real dataset pairs, "
             "with and without target labels (it learns from any you give); adversarial is "
-            "the paper's method (Javanmardi & Tasdizen, ISBI 2018); "
-            "see docs/results.md for how each mode scored on real pairs",
+            "the paper's method (Javanmardi & Tasdizen, ISBI 2018), less steady between "
+            "runs on one of our EM pairs; see docs/results.md for how each mode scored",
         )
         self.steps = SpinBox(value=DEFAULT_STEPS, min=1, max=1_000_000, step=50)
         self.beta = FloatSpinBox(value=defaults.beta, min=0.0, max=100.0, step=0.01)
