@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from napari_domain_adapt._form import (
+from napari_domain_adapt._defaults import (
     CHECK_EVERY,
     DEFAULT_BATCH,
     DEFAULT_DEPTH,

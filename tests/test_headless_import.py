@@ -1,4 +1,7 @@
-"""The core imports and trains without napari or Qt: a GUI import there fails this test."""
+"""The core (and the widget's default settings) import and train without napari or Qt.
+
+A GUI import there fails this test.
+"""
 
 from __future__ import annotations
 
@@ -54,6 +57,7 @@ SCRIPT = textwrap.dedent(
     import numpy as np
 
     import napari_domain_adapt.core as core
+    from napari_domain_adapt._defaults import DEFAULT_STEPS  # the widget's, for scripts
 
     pair = core.make_sample_pair(n_source=1, n_target=1, size=64)
     config = core.TrainConfig(

@@ -10,6 +10,14 @@ from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
+from ._defaults import (
+    CHECK_EVERY,
+    DEFAULT_BATCH,
+    DEFAULT_DEPTH,
+    DEFAULT_PATCH,
+    DEFAULT_STEPS,
+    DEFAULT_WIDTH,
+)
 from ._jobs import TrainInputs, is_lazy
 from ._layers import ROLES, LayerInfo, labelled_slice_count, labelled_text, pick_all
 
@@ -19,12 +27,6 @@ if TYPE_CHECKING:
 
     from .core import TrainConfig
 
-#: Defaults for a CPU laptop on the 256x256 sample data.
-DEFAULT_STEPS = 600
-DEFAULT_PATCH = 64
-DEFAULT_BATCH = 8
-DEFAULT_DEPTH = 3
-DEFAULT_WIDTH = 16
 #: How the mode picker names each mode.
 MODE_LABELS = {
     "source-only": "source-only (no adaptation)",
@@ -33,8 +35,6 @@ MODE_LABELS = {
     "mean-teacher": "mean-teacher (self-training; best on our benchmark)",
     "adversarial+mean-teacher": "adversarial + mean-teacher",
 }
-#: Steps between the label-free checks that the live plot shows (target entropy).
-CHECK_EVERY = 50
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 _LABELS = {
