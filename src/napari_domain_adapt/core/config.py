@@ -128,9 +128,10 @@ class TrainConfig:
     mode: str = "mean-teacher"
     """``source-only``, ``adversarial`` (the paper's method), ``semi-supervised``,
     ``mean-teacher`` or ``adversarial+mean-teacher``. The default is the mode that scored
-    best on average over the accuracy benchmark's four real pairs, both without target
-    labels (seed 0: mean F1 78.16 against 75.44 for ``adversarial``) and with one labelled
-    target slice (81.73 against 80.62 for ``semi-supervised``; docs/results.md)."""
+    best on average over the accuracy benchmark's four real pairs (three seeds), both
+    without target labels (mean F1 78.12 against 77.35 for ``source-only`` and 76.78 for
+    ``adversarial``) and with one labelled target slice (81.64 against 79.82 for
+    ``semi-supervised``; docs/results.md)."""
     steps: int = 1000
     """Optimiser steps."""
     batch_size: int = 8
