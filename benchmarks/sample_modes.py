@@ -19,14 +19,7 @@ import time
 import numpy as np
 import torch
 
-from napari_domain_adapt._defaults import (
-    CHECK_EVERY,
-    DEFAULT_BATCH,
-    DEFAULT_DEPTH,
-    DEFAULT_PATCH,
-    DEFAULT_STEPS,
-    DEFAULT_WIDTH,
-)
+from napari_domain_adapt import _defaults as widget
 from napari_domain_adapt.core import ModelSpec, TrainConfig, segmentation_scores
 from napari_domain_adapt.core.config import IMAGE_KINDS, MODES
 from napari_domain_adapt.core.data import Domain
@@ -51,12 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     for mode in args.modes:
         config = TrainConfig(
             mode=mode,
-            steps=DEFAULT_STEPS,
-            patch_size=DEFAULT_PATCH,
-            batch_size=DEFAULT_BATCH,
-            model=ModelSpec(depth=DEFAULT_DEPTH, width=DEFAULT_WIDTH),
+            steps=widget.DEFAULT_STEPS,
+            patch_size=widget.DEFAULT_PATCH,
+            batch_size=widget.DEFAULT_BATCH,
+            model=ModelSpec(depth=widget.DEFAULT_DEPTH, width=widget.DEFAULT_WIDTH),
             preprocessing=IMAGE_KINDS["em"],
-            select_every=CHECK_EVERY,
+            select_every=widget.CHECK_EVERY,
             seed=0,
             device="cpu",
         )
