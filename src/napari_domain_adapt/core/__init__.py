@@ -12,6 +12,10 @@ Example (a minute on a laptop CPU), with ``Domain``, ``TrainConfig``, ``fit`` an
     >>> probabilities = finished.model.predict(pair.target_image)
 """
 
+from ._triton import isolate_triton_llvm
+
+isolate_triton_llvm()  # before torch: Triton must not bind to napari's OpenGL LLVM
+
 from .bioimageio import export_bioimageio, load_bioimageio, load_model
 from .checkpoints import SegmentationModel, load_checkpoint, save_checkpoint
 from .config import IMAGE_KINDS, MODES, ModelSpec, Preprocessing, TrainConfig
