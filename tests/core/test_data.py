@@ -67,6 +67,10 @@ def test_wrong_ndim(shape: tuple[int, ...]) -> None:
         (np.eye(5, dtype=bool), "dtype bool"),
         (np.eye(5) + 1j * np.eye(5), "dtype complex128"),
         (np.eye(5).astype(object), "dtype object"),
+        # numpy counts timedelta64 among the integers; hypothesis found NaT stacks accepted
+        (np.full((5, 5), np.timedelta64("NaT")), "dtype timedelta64"),
+        (np.arange(25).reshape(5, 5).astype("m8[s]"), r"dtype timedelta64\[s\]"),
+        (np.arange(25).reshape(5, 5).astype("M8[D]"), r"dtype datetime64\[D\]"),
     ],
 )
 def test_bad_dtype(array: np.ndarray, found: str) -> None:
@@ -131,6 +135,14 @@ def test_many_label_values_are_abbreviated() -> None:
     labels = np.arange(100).reshape(10, 10)
     with pytest.raises(InputError, match=r"\{0, 1, 2, 3, 4, 5, 6, 7, \.\.\.\}"):
         as_label_stack(labels, (1, 10, 10))
+
+
+@pytest.mark.parametrize("dtype", ["m8[s]", "M8[D]"])
+def test_time_labels_are_refused(dtype: str) -> None:
+    labels = np.eye(5).astype(dtype)
+    for check in (as_label_stack, as_mask_stack):
+        with pytest.raises(InputError, match=r"have dtype (timedelta|datetime)64"):
+            check(labels, (1, 5, 5), name="labels")
 
 
 def test_label_shape_mismatch() -> None:

@@ -47,12 +47,14 @@ def _shape_error(name: str, data: np.ndarray, shape: tuple[int, int, int]) -> In
     )
 
 
+def _is_numeric(dtype: np.dtype) -> bool:
+    """Integer or float pixels. Not ``np.issubdtype(dtype, np.integer)``: numpy counts
+    ``timedelta64`` among the integers, and a stack of durations is not an image."""
+    return dtype.kind in "iuf"
+
+
 def _check_label_dtype(name: str, data: np.ndarray) -> None:
-    if not (
-        data.dtype == bool
-        or np.issubdtype(data.dtype, np.integer)
-        or np.issubdtype(data.dtype, np.floating)
-    ):
+    if not (data.dtype == bool or _is_numeric(data.dtype)):
         raise InputError(f"{name} have dtype {data.dtype}; expected integer or bool labels")
 
 
@@ -67,9 +69,7 @@ def as_image_stack(
     slice of a stack that has contrast is still predicted.
     """
     data = _as_array(array, name)
-    if data.dtype == bool or not (
-        np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)
-    ):
+    if not _is_numeric(data.dtype):
         raise InputError(
             f"{name} has dtype {data.dtype}; expected an integer (uint8, uint16) or float image"
         )

@@ -55,7 +55,7 @@ def instances_to_membranes(
     ``valid``, and their borders are no membrane).
     """
     data = np.asarray(instances)
-    if not np.issubdtype(data.dtype, np.integer):
+    if data.dtype.kind not in "iu":  # timedelta64 is a numpy integer, not an id
         raise InputError(f"instance labels have dtype {data.dtype}; expected integer ids")
     if data.ndim not in (2, 3):
         raise InputError(f"instance labels have shape {data.shape}; expected (H, W) or (N, H, W)")
