@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 import torch
+from hypothesis import settings
 
 from napari_domain_adapt.core import ModelSpec, TrainConfig, make_sample_pair
 
 # One thread: tiny test models gain nothing from more, and parallel pytest runs on a
 # two-core machine stall each other when every process spins several OpenMP threads.
 torch.set_num_threads(1)
+
+# Property tests: in CI (CI=true) the same examples every run, so that a red run is always a
+# regression, and no example database carried between runs; locally new random examples each
+# run, and a failing one is replayed until fixed. HYPOTHESIS_PROFILE=ci|dev chooses either.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev")
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without a display, GUI tests would abort the whole run inside Qt: stop first, and
+    say how to get one."""
+    for item in items:  # a test with a viewer or Qt widgets is a GUI test, marked or not
+        if {"make_napari_viewer", "qtbot"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.gui)
+    has_display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if sys.platform != "linux" or has_display:
+        return
+    if any(item.get_closest_marker("gui") for item in items):
+        pytest.exit(
+            "the GUI tests need a display, and there is none and no Xvfb to start one: "
+            "run `bash scripts/install-display.sh` (Debian, Ubuntu; it installs Xvfb and "
+            "the X libraries Qt needs), or skip them with -m 'not gui'",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -337,3 +337,44 @@ def test_amp_reaches_the_saved_configuration(datasets, tmp_path, capsys):
     assert main([*args, "--amp", "--device", "cpu"]) == 0
     assert _json(capsys)["config"]["amp"] is True
     assert load_checkpoint(out).config.amp is True
+
+
+def test_version(capsys):
+    from napari_domain_adapt import __version__
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"napari-domain-adapt {__version__}"
+
+
+def test_every_option_says_what_it_does_and_its_default():
+    from napari_domain_adapt.cli import build_parser
+
+    parser = build_parser()
+    assert "mean-teacher self-training (the default)" in " ".join(parser.format_help().split())
+    commands = parser._subparsers._group_actions[0].choices
+    for name, command in commands.items():
+        assert command.description or name != "demo"
+        for action in command._actions:
+            if action.dest == "help":
+                continue
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+        text = command.format_help()
+        for action in command._actions:
+            if action.option_strings and action.default not in (None, False, "==SUPPRESS=="):
+                assert f"(default: {action.default})" in " ".join(text.split()), (
+                    f"{name} {action.option_strings[0]}"
+                )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["demo", "--screenshot", "x.png"], "--screenshot is taken by --check"),
+        (["demo", "--check", "0"], "--check 0: expected a number of steps of at least 1"),
+    ],
+)
+def test_demo_refuses_bad_check_options(args, message, capsys, tmp_path):
+    assert main(args) == EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 from qtpy.QtCore import QThreadPool
-from qtpy.QtWidgets import QScrollArea
+from qtpy.QtWidgets import QScrollArea, QStyle, QStyleOptionComboBox
 
 from napari_domain_adapt import _dialogs
 from napari_domain_adapt._layers import LIVE_NAME, PROBABILITY_NAME, SEGMENTATION_NAME
@@ -259,6 +259,8 @@ def test_stop_keeps_model_and_follows_the_slider(ready, qtbot, notes):
     qtbot.waitUntil(lambda: widget.progress.value() >= 2, timeout=WAIT_MS)
     viewer.dims.current_step = (2, *viewer.dims.current_step[1:])
     assert widget.job.control.preview_index == 2
+    assert widget.device_label.text().startswith("cpu (")  # where it trains, while it trains
+    assert "ETA" in widget.status.text()
     widget.stop_button.click()
     with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
         pass
@@ -425,7 +427,8 @@ def test_mode_picker_names_the_papers_method(ready):
     _, widget = ready
     combo = widget.form.mode.native
     labels = {combo.itemData(i): combo.itemText(i) for i in range(combo.count())}
-    assert labels["adversarial"] == "adversarial (the paper's method)"
+    assert labels["adversarial"] == "adversarial (paper)"
+    assert labels["mean-teacher"] == "mean teacher (default)"
     assert set(labels) == {
         "source-only",
         "adversarial",
@@ -451,7 +454,45 @@ def test_the_form_is_never_cut_off_at_the_right(make_napari_viewer, qtbot):
     qtbot.waitUntil(fits, timeout=5000)
     # The longest mode name does not set the dock's width; its list shows it whole.
     combo = widget.form.mode.native
-    longest = max(combo.itemText(i) for i in range(combo.count()))
+    names = [combo.itemText(i) for i in range(combo.count())]
+    longest = max(names, key=combo.fontMetrics().horizontalAdvance)
     assert combo.minimumSizeHint().width() < combo.fontMetrics().horizontalAdvance(longest)
+    # ...and at the dock's width every mode's name is read whole in the closed box.
+    option = QStyleOptionComboBox()
+    combo.initStyleOption(option)
+    field = combo.style().subControlRect(
+        QStyle.ComplexControl.CC_ComboBox,
+        option,
+        QStyle.SubControl.SC_ComboBoxEditField,
+        combo,
+    )
+    for name in names:
+        assert combo.fontMetrics().horizontalAdvance(name) <= field.width(), name
     widget.form.mode.value = "adversarial+mean-teacher"
-    assert combo.toolTip().startswith("adversarial + mean-teacher\n\nmean-teacher scored best")
+    assert combo.toolTip().startswith("adversarial + mean teacher\n\nmean teacher (self-")
+
+
+def test_export_suggests_the_layer_name_beside_the_target_file(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, notes
+):
+    viewer = make_napari_viewer()
+    folder = tmp_path / "volumes"
+    folder.mkdir()
+    target = folder / "target.tif"
+    tifffile.imwrite(target, np.random.default_rng(0).integers(0, 255, (2, 48, 48), np.uint8))
+    small_sample(viewer)
+    viewer.layers.remove("target image")
+    viewer.open(str(target), name="target image")
+    widget = dock(viewer)
+    tiny(widget, steps=2)
+    widget.start_training()
+    finish(qtbot, widget)
+    suggested = []
+
+    def save_path(caption, file_filter, suggestion=None):
+        suggested.append(suggestion)
+
+    monkeypatch.setattr(widget.dialogs, "save_path", save_path)
+    widget.export_button.click()
+    assert suggested == [folder / f"{SEGMENTATION_NAME}.tif"]
+    assert not notes["error"], notes["error"]

@@ -391,13 +391,13 @@ def run_membranes(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     """``demo``: napari with the generated sample pair loaded and the widget docked."""
-    import napari
+    if args.screenshot is not None and args.check is None:
+        raise InputError("--screenshot is taken by --check; give --check STEPS as well")
+    if args.check is not None and args.check < 1:
+        raise InputError(f"--check {args.check}: expected a number of steps of at least 1")
+    from ._demo import run_demo as open_and_run
 
-    viewer = napari.Viewer(title="napari-domain-adapt demo")
-    viewer.open_sample("napari-domain-adapt", "em_pair")
-    viewer.window.add_plugin_dock_widget("napari-domain-adapt", "Domain adaptation")
-    napari.run()
-    return 0
+    return open_and_run(args.check, args.screenshot)
 
 
 def _device(name: str):

@@ -21,12 +21,15 @@ class Dialogs:
     def __init__(self, parent: QWidget | None = None) -> None:
         self.parent = parent
 
-    def save_path(self, caption: str, file_filter: str) -> Path | None:
-        """A path to write, or None if cancelled; overwriting is asked separately."""
+    def save_path(
+        self, caption: str, file_filter: str, suggested: Path | None = None
+    ) -> Path | None:
+        """A path to write, starting at ``suggested``, or None if cancelled; overwriting is
+        asked separately."""
         name, _ = QFileDialog.getSaveFileName(
             self.parent,
             caption,
-            "",
+            "" if suggested is None else str(suggested),
             file_filter,
             options=QFileDialog.Option.DontConfirmOverwrite,
         )
@@ -38,13 +41,19 @@ class Dialogs:
         return Path(name) if name else None
 
     def path_to_write(
-        self, path: str | Path | None, caption: str, file_filter: str
+        self,
+        path: str | Path | None,
+        caption: str,
+        file_filter: str,
+        suggested: Path | None = None,
     ) -> tuple[Path, bool] | None:
-        """``path`` (asked for if None) and whether it may be replaced; None if cancelled.
+        """``path`` (asked for, starting at ``suggested``, if None) and whether it may be
+        replaced; None if cancelled.
 
         An existing file is replaced only if the user agrees.
         """
-        chosen = self.save_path(caption, file_filter) if path is None else Path(path)
+        asked = path is None
+        chosen = self.save_path(caption, file_filter, suggested) if asked else Path(path)
         if chosen is None:
             return None
         exists = chosen.exists()

@@ -27,13 +27,14 @@ if TYPE_CHECKING:
 
     from .core import TrainConfig
 
-#: How the mode picker names each mode.
+#: How the mode picker names each mode: short enough to be read whole in the dock; the
+#: picker's tooltip says more.
 MODE_LABELS = {
     "source-only": "source-only (no adaptation)",
-    "adversarial": "adversarial (the paper's method)",
-    "semi-supervised": "semi-supervised (the paper's, with target labels)",
-    "mean-teacher": "mean-teacher (self-training; best on our benchmark)",
-    "adversarial+mean-teacher": "adversarial + mean-teacher",
+    "adversarial": "adversarial (paper)",
+    "semi-supervised": "semi-supervised (paper)",
+    "mean-teacher": "mean teacher (default)",
+    "adversarial+mean-teacher": "adversarial + mean teacher",
 }
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -118,10 +119,11 @@ class InputsForm(QWidget):
         self.mode = ComboBox(
             choices=[(MODE_LABELS.get(mode, mode), mode) for mode in MODES],
             value=defaults.mode,
-            tooltip="mean-teacher scored best on average over our four real dataset pairs, "
-            "with and without target labels (it learns from any you give); adversarial is "
-            "the paper's method (Javanmardi & Tasdizen, ISBI 2018), less steady between "
-            "runs on one of our EM pairs; see docs/results.md for how each mode scored",
+            tooltip="mean teacher (self-training) scored best on average over our four real "
+            "dataset pairs, with and without target labels (it learns from any you give); "
+            "adversarial is the paper's method (Javanmardi & Tasdizen, ISBI 2018), less "
+            "steady between runs on one of our EM pairs; semi-supervised is the paper's with "
+            "target labels; see docs/results.md for how each mode scored",
         )
         self.steps = SpinBox(value=DEFAULT_STEPS, min=1, max=1_000_000, step=50)
         self.beta = FloatSpinBox(value=defaults.beta, min=0.0, max=100.0, step=0.01)

@@ -53,6 +53,7 @@ from ._jobs import (
 from ._layers import LIVE_NAME, binarize, result_names, slice_index
 from ._placement import PROBABILITY_LOOK, place_layer, promote_preview, show_preview
 from ._plot import LossPlot
+from ._progress import RemainingTime
 from ._writer import write_mask
 
 if TYPE_CHECKING:
@@ -161,6 +162,7 @@ class AdaptWidget(QWidget):
         self._build()
         self._plot_timer.timeout.connect(self._show_progress)
         self._latest_step: Any = None
+        self._remaining = RemainingTime()
         self._predict_chosen = self._syncing = False
         self._scratch: Path | None = None
         self._scratch_count = 0
@@ -168,6 +170,8 @@ class AdaptWidget(QWidget):
         self.form.changed.connect(self._sync_predict_picker)
         self._sync_predict_picker()
         napari_viewer.dims.events.current_step.connect(self._follow_slice)
+        self.form.device.changed.connect(self._show_device)
+        self._show_device(self.form.device.value)
         job = self.job
         self.destroyed.connect(lambda *_: job.stop())
         self._set_busy(False)
@@ -240,7 +244,7 @@ class AdaptWidget(QWidget):
             layout.addWidget(box)
         layout.addStretch(1)
         for combo in content.findChildren(QComboBox):
-            # Long choices ("mean-teacher (self-training; ...)") must not widen the dock
+            # Long choices (layer names, "source-only (no adaptation)") must not widen the dock
             # beyond the window: a combo shows what fits and its list shows everything.
             combo.setSizeAdjustPolicy(COMBO_POLICY)
             combo.setMinimumContentsLength(COMBO_CHARACTERS)
@@ -308,6 +312,8 @@ class AdaptWidget(QWidget):
             shape = target.data.shape[-3:-1] if target.rgb else target.data.shape[-2:]
             self._show_preview(np.zeros(shape, np.float32), self.job.control.preview_index)
         self.job.training = True
+        self._remaining = RemainingTime()
+        self.device_label.setText(self._device_name(config.device))
         self.plot.clear(config.steps)
         self.progress.setRange(0, config.steps)
         self.progress.setValue(0)
@@ -336,6 +342,19 @@ class AdaptWidget(QWidget):
             store = self._scratch_store()
             return self._start(predict_volume_job, self.model, data, name, store, amp)
         return self._start(predict_job, self.model, np.asarray(data), layer.rgb, name, amp)
+
+    def _device_name(self, name: str) -> str:
+        """Where a run on device ``name`` trains, e.g. ``cpu (2 threads)``; the run itself
+        reports a device it cannot use."""
+        from .core.device import describe_device
+
+        try:
+            return describe_device(self._core.resolve_device(name))
+        except ValueError:
+            return name
+
+    def _show_device(self, name: str) -> None:
+        self.device_label.setText(self._device_name(name))
 
     def _scratch_store(self) -> Path:
         """A new zarr path in this session's scratch folder (removed when Python exits)."""
@@ -418,6 +437,7 @@ class AdaptWidget(QWidget):
         # The bar and the status follow on the plot's timer: QProgressBar.setValue repaints
         # at once, which took ~28 ms a step under Xvfb (measured), a stall at every step.
         self._latest_step = event
+        self._remaining.add(event.step, event.elapsed, event.total_steps)
         self.plot.add(event.step, vars(event))
         if event.preview is not None and self._run_target is not None:
             self._show_preview(event.preview, event.preview_index or 0)
@@ -427,10 +447,11 @@ class AdaptWidget(QWidget):
         event, self._latest_step = self._latest_step, None
         if event is not None:
             _set_progress(self.progress, event.step)
-            remaining = event.elapsed / event.step * (event.total_steps - event.step)
+            remaining = self._remaining.seconds
+            eta = "…" if remaining is None else _format_time(remaining)
             self.status.setText(
                 f"Step {event.step} / {event.total_steps} · "
-                f"{_format_time(event.elapsed)} elapsed · ETA {_format_time(remaining)}"
+                f"{_format_time(event.elapsed)} elapsed · ETA {eta}"
             )
         self.plot.redraw()
 
@@ -524,7 +545,9 @@ class AdaptWidget(QWidget):
         if layer is None:
             show_warning("Nothing to export: run Adapt or Predict, or select a Labels layer")
             return None
-        chosen = self.dialogs.path_to_write(path, "Export mask", _TIFF_FILTER)
+        chosen = self.dialogs.path_to_write(
+            path, "Export mask", _TIFF_FILTER, self._suggested_export(layer)
+        )
         if chosen is None:
             return None
         try:
@@ -536,6 +559,15 @@ class AdaptWidget(QWidget):
             return None
         show_info(f"Saved {layer.name} to {written}")
         return written
+
+    def _suggested_export(self, layer: Layer) -> Path:
+        """``LAYER NAME.tif``, in the folder of the target's file where it came from one."""
+        name = Path(f"{layer.name}.tif")
+        for source in (self._run_target, self.form.layer("target_image")):
+            path = getattr(getattr(source, "source", None), "path", None)
+            if path:
+                return Path(path).parent / name
+        return name
 
     def save_model(self, path: str | Path | None = None) -> Path | None:
         """Save the current model as a checkpoint; asks before replacing a file."""

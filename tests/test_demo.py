@@ -1,0 +1,105 @@
+"""The demo and the docked plugin in a fresh process, as a user starts them.
+
+Each runs in its own Python process because the order of loading matters: napari's OpenGL
+context first (with Mesa's software OpenGL, as under Xvfb, that loads the system's LLVM),
+then torch's first optimiser step, which imports Triton where torch is a CUDA build. That
+order crashed every new Linux user (a segmentation fault); core/_triton.py prevents it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.gui
+
+#: What the crash needed: Triton installed (a CUDA build of torch) and software OpenGL.
+CONDITION = textwrap.dedent(
+    """
+    import importlib.util, sys
+    maps = open("/proc/self/maps").read()
+    print("triton installed:", importlib.util.find_spec("triton") is not None)
+    print("triton imported:", "triton" in sys.modules)
+    print("software OpenGL (Mesa's LLVM):", "libLLVM" in maps)
+    """
+)
+
+#: The Plugins menu's path: a viewer drawn on screen first, then the widget, then Adapt.
+PLUGIN_AFTER_VIEWER = textwrap.dedent(
+    """
+    import napari
+    from qtpy.QtWidgets import QApplication
+    from napari_domain_adapt._sample_data import make_sample_data
+
+    viewer = napari.Viewer()
+    for data, meta, kind in make_sample_data(n_source=2, n_target=2, size=64):
+        getattr(viewer, f"add_{kind}")(data, **meta)
+    QApplication.processEvents()  # the canvas is drawn: the OpenGL context is current
+    _, widget = viewer.window.add_plugin_dock_widget("napari-domain-adapt", "Domain adaptation")
+    widget.form.depth.value, widget.form.width.value, widget.form.steps.value = 2, 4, 3
+    widget.config_overrides = {"patch_size": 32, "batch_size": 2}
+    worker = widget.start_training()
+    finished = []
+    worker.finished.connect(lambda: finished.append(True))
+    while not finished:
+        QApplication.processEvents()
+    print("trained:", widget.model is not None)
+    print("result:", widget.segmentation_layer().name)
+    viewer.close()
+    """
+)
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONFAULTHANDLER"] = "1"  # a crash prints where it happened
+    return env
+
+
+def _check(result: subprocess.CompletedProcess) -> str:
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"exit status {result.returncode}:\n{output[-4000:]}"
+    return output
+
+
+def _assert_the_crash_condition_was_met(output: str) -> None:
+    """Where torch has Triton, the run imported it with the OpenGL context alive."""
+    if "triton installed: True" in output:
+        assert "triton imported: True" in output, output[-2000:]
+
+
+def test_plugin_docked_into_an_existing_viewer_trains(tmp_path) -> None:
+    script = PLUGIN_AFTER_VIEWER + CONDITION
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_environment(),
+        cwd=tmp_path,
+    )
+    output = _check(result)
+    assert "trained: True" in output
+    assert "result: target segmentation" in output
+    _assert_the_crash_condition_was_met(output)
+
+
+def test_demo_check_opens_trains_and_closes(tmp_path) -> None:
+    screenshot = tmp_path / "demo.png"
+    command = [sys.executable, "-m", "napari_domain_adapt.cli", "demo", "--check", "2"]
+    result = subprocess.run(
+        [*command, "--screenshot", str(screenshot)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_environment(),
+        cwd=tmp_path,
+    )
+    output = _check(result)
+    assert "check passed: mean-teacher, trained 2 steps" in output
+    assert "'target segmentation'" in output
+    assert screenshot.stat().st_size > 10_000
