@@ -18,7 +18,7 @@ kernels, the first layers' textures), and exits with status 1 if
 - a worker or a model of an earlier run is still alive, or
 - the layers after the last run are not those after the first (results piling up).
 
-:func:`dock`, :func:`session` and :func:`problems` are what ``tests/test_long_session.py``
+:func:`dock`, :func:`session` and :func:`problems` are what ``tests/gui/test_long_session.py``
 calls.
 """
 
@@ -162,7 +162,7 @@ def main() -> int:
 
     import napari
 
-    from napari_domain_adapt._sample_data import make_sample_data
+    from napari_domain_adapt.gui.sample_data import make_sample_data
 
     viewer = napari.Viewer(show=True)
     for data, meta, kind in make_sample_data(size=args.size):

@@ -19,12 +19,12 @@ import time
 import numpy as np
 import torch
 
-from napari_domain_adapt import _defaults as widget
 from napari_domain_adapt.core import ModelSpec, TrainConfig, segmentation_scores
 from napari_domain_adapt.core.config import IMAGE_KINDS, MODES
 from napari_domain_adapt.core.data import Domain
 from napari_domain_adapt.core.sample_data import make_sample_pair
 from napari_domain_adapt.core.training import fit
+from napari_domain_adapt.gui import defaults as widget
 
 LABELLED = 3
 

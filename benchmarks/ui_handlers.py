@@ -53,8 +53,9 @@ def main() -> None:
     import napari
     from qtpy.QtWidgets import QApplication, QLabel, QProgressBar
 
-    from napari_domain_adapt import _plot, _widget
-    from napari_domain_adapt._sample_data import make_sample_data
+    from napari_domain_adapt.gui import _widget
+    from napari_domain_adapt.gui import plot as _plot
+    from napari_domain_adapt.gui.sample_data import make_sample_data
 
     for name in ("_on_yielded", "_on_step", "_show_progress", "_show_preview", "_show_result"):
         timed(_widget.AdaptWidget, name)

@@ -67,7 +67,7 @@ def tiny_config() -> TrainConfig:
 @pytest.fixture
 def notes(monkeypatch):
     """Notifications the widget shows, by kind (the widget tests')."""
-    from napari_domain_adapt import _widget  # napari: only for the tests that ask
+    from napari_domain_adapt.gui import widget as _widget  # napari: only for the tests that ask
 
     shown: dict[str, list[str]] = {"error": [], "warning": [], "info": []}
     for kind in shown:

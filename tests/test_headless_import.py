@@ -1,6 +1,7 @@
-"""The core (and the widget's default settings) import and train without napari or Qt.
+"""The core (and the widget's default settings) and the CLI run without napari or Qt.
 
-A GUI import there fails this test.
+A GUI import there fails this test: ``pip install napari-domain-adapt`` without the GUI
+extra (a cluster node) must give a working library and command line.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ SCRIPT = textwrap.dedent(
     import numpy as np
 
     import napari_domain_adapt.core as core
-    from napari_domain_adapt._defaults import DEFAULT_STEPS  # the widget's, for scripts
+    from napari_domain_adapt.gui.defaults import DEFAULT_STEPS  # the widget's, for scripts
 
     pair = core.make_sample_pair(n_source=1, n_target=1, size=64)
     config = core.TrainConfig(
@@ -97,3 +98,48 @@ def test_a_gui_import_would_be_caught() -> None:
     )
     assert result.returncode != 0
     assert "qtpy is blocked in this test" in result.stderr
+
+
+CLI_SCRIPT = SCRIPT[: SCRIPT.index("import numpy as np")] + textwrap.dedent(
+    """
+    import contextlib, io, sys, tempfile
+    from pathlib import Path
+
+    import napari_domain_adapt.core
+    assert "torch" not in sys.modules, "importing the core imported torch"
+    from napari_domain_adapt.cli import main
+
+    help_text = io.StringIO()
+    with contextlib.redirect_stdout(help_text), contextlib.suppress(SystemExit):
+        main(["adapt", "--help"])
+    assert "--target" in help_text.getvalue()
+    assert "torch" not in sys.modules, "--help imported torch"
+
+    folder = Path(tempfile.mkdtemp())
+    assert main(["sample", str(folder / "data"), "--size", "64"]) == 0
+    tiny = ["--steps", "2", "--batch-size", "1", "--patch-size", "32", "--depth", "2",
+            "--width", "2", "--device", "cpu"]
+    source, model = str(folder / "data" / "source"), str(folder / "model.pt")
+    assert main(["train", "--source", source, "--out", model, *tiny]) == 0
+    image = str(sorted((folder / "data" / "target" / "train" / "images").iterdir())[0])
+    assert main(["predict", "--model", model, "--input", image,
+                 "--out", str(folder / "p.tif")]) == 0
+    assert main(["demo"]) == 2  # one clear line instead of an ImportError
+    loaded = [name for name in sys.modules if blocked(name)]
+    assert not loaded, loaded
+    print("cli headless ok")
+    """
+)
+
+
+def test_the_cli_trains_and_predicts_without_gui() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", CLI_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("cli headless ok")
+    assert "error: the demo needs napari" in result.stderr

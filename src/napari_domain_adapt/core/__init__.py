@@ -10,51 +10,18 @@ Example (a minute on a laptop CPU), with ``Domain``, ``TrainConfig``, ``fit`` an
     ...     Domain(pair.target_image),
     ... )
     >>> probabilities = finished.model.predict(pair.target_image)
+
+Names are imported on first use (PEP 562, with scientific-python's lazy_loader), so
+``import napari_domain_adapt.core`` is quick and brings no torch: a napari plugin or a
+CLI's ``--help`` pays for torch only when it uses it. The CLI and the widget import from
+here only; ``__all__`` is the public API.
 """
+
+import lazy_loader
 
 from ._triton import isolate_triton_llvm
 
-isolate_triton_llvm()  # before torch: Triton must not bind to napari's OpenGL LLVM
+isolate_triton_llvm()  # before torch can import Triton: see _triton.py
 
-from .bioimageio import export_bioimageio, load_bioimageio, load_model
-from .checkpoints import SegmentationModel, load_checkpoint, save_checkpoint
-from .config import IMAGE_KINDS, MODES, ModelSpec, Preprocessing, TrainConfig
-from .data import Domain, labelled_slices
-from .device import resolve_device
-from .errors import InputError
-from .inference import predict_tiled
-from .metrics import best_threshold, segmentation_scores
-from .resume import StateFile
-from .sample_data import SamplePair, make_sample_pair
-from .scribbles import simulate_scribbles
-from .training import TrainControl, TrainEvent, TrainFinished, fit, train
-
-__all__ = [
-    "IMAGE_KINDS",
-    "MODES",
-    "Domain",
-    "InputError",
-    "ModelSpec",
-    "Preprocessing",
-    "SamplePair",
-    "SegmentationModel",
-    "StateFile",
-    "TrainConfig",
-    "TrainControl",
-    "TrainEvent",
-    "TrainFinished",
-    "best_threshold",
-    "export_bioimageio",
-    "fit",
-    "labelled_slices",
-    "load_bioimageio",
-    "load_checkpoint",
-    "load_model",
-    "make_sample_pair",
-    "predict_tiled",
-    "resolve_device",
-    "save_checkpoint",
-    "segmentation_scores",
-    "simulate_scribbles",
-    "train",
-]
+# Every public name, and the submodule it comes from, is listed in __init__.pyi.
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

@@ -30,16 +30,20 @@ import torch
 
 from . import _bioimageio_text as text
 from .checkpoints import CHECKPOINT_FORMAT, SegmentationModel, load_checkpoint
-from .config import ModelSpec, Preprocessing, TrainConfig
+from .config import (
+    DEFAULT_AUTHOR,
+    DEFAULT_LICENSE,
+    DEFAULT_NAME,
+    ModelSpec,
+    Preprocessing,
+    TrainConfig,
+)
 from .data import as_image_stack
 from .errors import InputError
 from .io import atomic_write
 from .models import UNet
 from .preprocessing import CLIP_RANGE, preprocess, to_grey
 
-DEFAULT_AUTHOR = "napari-domain-adapt user"
-DEFAULT_LICENSE = "CC-BY-4.0"
-DEFAULT_NAME = "napari-domain-adapt U-Net"
 #: ``from ARCHITECTURE[0] import ARCHITECTURE[1]`` rebuilds the network from ``kwargs``.
 ARCHITECTURE = ("napari_domain_adapt.core.models", "build_unet")
 #: Key of our own section in the package's ``config`` (the checkpoint's fields).

@@ -34,6 +34,10 @@ TEACHER_MODES = ("mean-teacher", "adversarial+mean-teacher")
 LABEL_MODES = ("semi-supervised", *TEACHER_MODES)
 CHANNELS = ("luminance", "green", "mean")
 NORMS = ("batch", "channel", "group", "instance")
+#: What an exported bioimage.io package says of itself unless told otherwise.
+DEFAULT_AUTHOR = "napari-domain-adapt user"
+DEFAULT_LICENSE = "CC-BY-4.0"
+DEFAULT_NAME = "napari-domain-adapt U-Net"
 #: Smallest patch the domain classifier's four stride-2 convolutions can reduce to one pixel.
 MIN_DOMAIN_PATCH = 16
 

@@ -24,15 +24,17 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .checkpoints import SegmentationModel
 from .config import Preprocessing
 from .errors import InputError
 from .inference import inference_network
 from .preprocessing import intensity_range, normalise_slice, rescale
+
+if TYPE_CHECKING:
+    from .checkpoints import SegmentationModel
 
 #: Default Y/X block side: slices up to this size are predicted whole, exactly as in memory;
 #: a block of 2048 x 2048 plus margins needs about 0.4 GB with the default U-Net. A block is

@@ -29,10 +29,10 @@ from _bad_inputs import (
     shared_world,
     snapshot,
 )
-from napari_domain_adapt import _dialogs
-from napari_domain_adapt._form import layer_kind
-from napari_domain_adapt._jobs import TrainInputs
 from napari_domain_adapt.core.checkpoints import load_checkpoint
+from napari_domain_adapt.gui import dialogs as _dialogs
+from napari_domain_adapt.gui.form import layer_kind
+from napari_domain_adapt.gui.jobs import TrainInputs
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
-from ._defaults import (
+from .defaults import (
     CHECK_EVERY,
     DEFAULT_BATCH,
     DEFAULT_DEPTH,
@@ -18,14 +18,14 @@ from ._defaults import (
     DEFAULT_STEPS,
     DEFAULT_WIDTH,
 )
-from ._jobs import TrainInputs, is_lazy
-from ._layers import ROLES, LayerInfo, labelled_slice_count, labelled_text, pick_all
+from .jobs import TrainInputs, is_lazy
+from .layers import ROLES, LayerInfo, labelled_slice_count, labelled_text, pick_all
 
 if TYPE_CHECKING:
     import napari
     from napari.layers import Layer
 
-    from .core import TrainConfig
+    from napari_domain_adapt.core import TrainConfig
 
 #: How the mode picker names each mode: short enough to be read whole in the dock; the
 #: picker's tooltip says more.
@@ -82,7 +82,7 @@ class InputsForm(QWidget):
 
     def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from .core import MODES, TrainConfig
+        from napari_domain_adapt.core import MODES, TrainConfig
 
         defaults = TrainConfig()
         self._viewer = viewer
@@ -267,7 +267,7 @@ class InputsForm(QWidget):
 
     def update_labelled(self, _event: Any = None) -> None:
         """Say how many target slices are labelled, and whether the chosen mode uses them."""
-        from .core.config import LABEL_MODES
+        from napari_domain_adapt.core import LABEL_MODES
 
         count = self.labelled_count()
         pixels = None
@@ -280,7 +280,7 @@ class InputsForm(QWidget):
 
     def _enable_mode_settings(self, mode: str) -> None:
         """Beta weighs the domain loss: only the adversarial modes have one."""
-        from .core.config import ADVERSARIAL_MODES
+        from napari_domain_adapt.core import ADVERSARIAL_MODES
 
         self.beta.enabled = mode in ADVERSARIAL_MODES
 
@@ -288,8 +288,7 @@ class InputsForm(QWidget):
 
     def config(self, overrides: dict[str, Any] | None = None) -> TrainConfig:
         """The run's configuration; ``overrides`` replace any field (raises ValueError)."""
-        from .core import ModelSpec, TrainConfig
-        from .core.config import IMAGE_KINDS
+        from napari_domain_adapt.core import IMAGE_KINDS, ModelSpec, TrainConfig
 
         values: dict[str, Any] = {
             "preprocessing": IMAGE_KINDS[self.images.value],
@@ -311,7 +310,7 @@ class InputsForm(QWidget):
 
     def inputs(self, mode: str) -> TrainInputs:
         """The picked layers' data as numpy arrays (raises ValueError if one is missing)."""
-        from .core import InputError
+        from napari_domain_adapt.core import InputError
 
         missing = [
             _LABELS[role].lower()

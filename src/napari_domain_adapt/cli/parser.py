@@ -1,22 +1,23 @@
-"""The command line: ``napari-domain-adapt COMMAND``; ``--help`` lists the commands.
-
-Every command is a thin wrapper around the core. Bad input prints one ``error:`` line on
-stderr and exits with status 2, having written nothing; outputs are written atomically and
-never overwrite an existing file without ``--overwrite``.
-"""
+"""The arguments of ``napari-domain-adapt COMMAND``: one subparser per command, each
+option with its help and default."""
 
 from __future__ import annotations
 
 import argparse
 import functools
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
-from .core.bioimageio import DEFAULT_AUTHOR, DEFAULT_LICENSE, DEFAULT_NAME
-from .core.config import IMAGE_KINDS, MODES, SELECT_BY, ModelSpec, TrainConfig
-from .core.errors import InputError
+from napari_domain_adapt import __version__
+from napari_domain_adapt.core import (
+    DEFAULT_AUTHOR,
+    DEFAULT_LICENSE,
+    DEFAULT_NAME,
+    IMAGE_KINDS,
+    MODES,
+    SELECT_BY,
+    ModelSpec,
+    TrainConfig,
+)
 
 EXIT_BAD_INPUT = 2
 _MODEL_HELP = "checkpoint (.pt) or bioimage.io package (.zip)"
@@ -307,31 +308,3 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--metrics", type=Path, help="also write the JSON to this file")
     evaluate.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``napari-domain-adapt`` command."""
-    args = build_parser().parse_args(argv)
-    from . import _cli_commands as commands
-
-    try:
-        return getattr(commands, f"run_{args.command}")(args)
-    except InputError as error:
-        # One line, whatever a library put in the message (scripts grep for "error:").
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        state = Path(f"{args.out}.state") if args.command in ("train", "adapt") else None
-        if state is not None and state.exists():
-            print(
-                f"error: interrupted; no model was written; the run's state is in {state}: "
-                "rerun the same command with --resume to continue",
-                file=sys.stderr,
-            )
-        else:
-            print("error: interrupted; nothing was written", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

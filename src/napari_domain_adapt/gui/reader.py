@@ -12,7 +12,7 @@ _LABEL_WORDS = ("label", "ids", "mask", "membrane", "segmentation", "gt")
 
 def get_reader(path: str | list[str]) -> Callable[[str], list[tuple]] | None:
     """The reader for an HDF5 file (``.h5``, ``.hdf5``, ``.hdf``), or None for other paths."""
-    from .core.hdf5 import is_hdf5
+    from napari_domain_adapt.core import is_hdf5
 
     if isinstance(path, list) or not is_hdf5(path):
         return None
@@ -29,7 +29,7 @@ def read_hdf5_layers(path: str) -> list[tuple[Any, dict[str, Any], str]]:
     import dask.array as da
     import h5py
 
-    from .core.hdf5 import list_hdf5, split_hdf5_path
+    from napari_domain_adapt.core import list_hdf5, split_hdf5_path
 
     file_path, chosen = split_hdf5_path(path)
     datasets = [d for d in list_hdf5(file_path) if d.name == chosen or chosen is None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
-from napari_domain_adapt._reader import get_reader
+from napari_domain_adapt.gui.reader import get_reader
 
 
 def test_reader_opens_images_and_labels_at_their_scale(tmp_path):

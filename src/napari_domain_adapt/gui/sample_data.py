@@ -17,7 +17,7 @@ def make_sample_data(
     are for checking a result only and start hidden. Layer names let the widget pick its
     inputs by itself.
     """
-    from .core.sample_data import make_sample_pair
+    from napari_domain_adapt.core import make_sample_pair
 
     pair = make_sample_pair(n_source=n_source, n_target=n_target, size=size, seed=seed)
     left = {"translate": (0, 0, -(size + _GAP))}

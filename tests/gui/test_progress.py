@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from napari_domain_adapt._progress import RemainingTime
+from napari_domain_adapt.gui.progress import RemainingTime
 
 
 def test_no_estimate_before_the_run_has_a_pace() -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .core import SegmentationModel, TrainConfig, TrainControl
+    from napari_domain_adapt.core import SegmentationModel, TrainConfig, TrainControl
 
 
 @dataclass
@@ -54,7 +54,7 @@ def refusing(job: Any, *args: Any) -> Iterator[Any]:
     Bad input is the user's to fix, not a crash: it ends the job as a yielded object, so
     napari does not also report it as a worker error with a traceback.
     """
-    from .core import InputError
+    from napari_domain_adapt.core import InputError
 
     try:
         yield from job(*args)
@@ -74,7 +74,7 @@ def export_job(
 ) -> Iterator[ModelExported]:
     """Write ``model`` as a bioimage.io package, its test data cut from ``image``;
     ``details`` are :func:`~.core.bioimageio.export_bioimageio`'s keyword arguments."""
-    from .core.bioimageio import export_bioimageio
+    from napari_domain_adapt.core import export_bioimageio
 
     yield ModelExported(export_bioimageio(model, image, path, **details))
 
@@ -105,7 +105,7 @@ def predict_job(
     The whole stack is validated first; a blank slice in a stack with contrast is predicted.
     ``amp``: in bfloat16 (see :func:`~.core.inference.predict_tiled`).
     """
-    from .core.data import as_image_stack
+    from napari_domain_adapt.core import as_image_stack
 
     stack, single = as_slices(np.asarray(image), rgb)
     as_image_stack(stack, name=target, rgb=rgb)
@@ -122,7 +122,7 @@ def is_lazy(data: Any) -> bool:
 
     The core's test, imported on use like the rest of the core (it brings torch).
     """
-    from .core.data import is_lazy as read_on_demand
+    from napari_domain_adapt.core import is_lazy as read_on_demand
 
     return read_on_demand(data)
 
@@ -139,7 +139,7 @@ def predict_volume_job(
     import dask.array as da
     import zarr
 
-    from .core.volumes import predict_volume
+    from napari_domain_adapt.core import predict_volume
 
     flat = volume.ndim == 2
     depth = 1 if flat else volume.shape[0]
@@ -172,7 +172,7 @@ def train_job(
     :func:`predict_job`'s objects when there is a target; a lazy target (read on demand)
     is trained on patch by patch and predicted out of core into the zarr ``store``.
     """
-    from .core import Domain, TrainFinished, train
+    from napari_domain_adapt.core import Domain, TrainFinished, train
 
     source = Domain(inputs.source_image, inputs.source_labels, name="source")
     target = None

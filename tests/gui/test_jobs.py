@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from napari_domain_adapt._jobs import (
+from napari_domain_adapt.core import InputError, TrainControl, TrainEvent, TrainFinished
+from napari_domain_adapt.gui.jobs import (
     PredictionDone,
     PredictionStarted,
     SlicePredicted,
@@ -16,7 +17,6 @@ from napari_domain_adapt._jobs import (
     predict_job,
     train_job,
 )
-from napari_domain_adapt.core import InputError, TrainControl, TrainEvent, TrainFinished
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_predict_job_keeps_single_images_single(tiny_config, inputs):
 
 
 def test_train_job_predicts_in_the_runs_precision(tiny_config, inputs, monkeypatch):
-    import napari_domain_adapt._jobs as jobs
+    import napari_domain_adapt.gui.jobs as jobs
 
     asked = []
     real = jobs.predict_job

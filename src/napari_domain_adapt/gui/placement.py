@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._form import layer_kind
-from ._layers import LIVE_NAME
+from .form import layer_kind
+from .layers import LIVE_NAME
 
 if TYPE_CHECKING:
     import napari

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import napari
 
-    from ._widget import AdaptWidget
+    from .widget import AdaptWidget
 
 PLUGIN = "napari-domain-adapt"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_domain_adapt._layers import (
+from napari_domain_adapt.gui.layers import (
     LayerInfo,
     binarize,
     export_values,

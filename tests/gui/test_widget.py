@@ -12,10 +12,10 @@ import tifffile
 from qtpy.QtCore import QThreadPool
 from qtpy.QtWidgets import QScrollArea, QStyle, QStyleOptionComboBox
 
-from napari_domain_adapt import _dialogs
-from napari_domain_adapt._layers import LIVE_NAME, PROBABILITY_NAME, SEGMENTATION_NAME
-from napari_domain_adapt._sample_data import make_sample_data
 from napari_domain_adapt.core import ModelSpec, Preprocessing, TrainConfig
+from napari_domain_adapt.gui import dialogs as _dialogs
+from napari_domain_adapt.gui.layers import LIVE_NAME, PROBABILITY_NAME, SEGMENTATION_NAME
+from napari_domain_adapt.gui.sample_data import make_sample_data
 
 pytestmark = pytest.mark.gui
 
@@ -72,7 +72,7 @@ def ready(make_napari_viewer, notes):
 
 
 def test_widget_module_does_not_import_torch():
-    code = "import sys, napari_domain_adapt._widget; print('torch' in sys.modules)"
+    code = "import sys, napari_domain_adapt.gui.widget; print('torch' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
@@ -83,7 +83,7 @@ def test_the_dock_collects_garbage_before_the_first_run(make_napari_viewer, monk
     """Python's next full collection (~0.35 s) falls when the dock opens, not in Adapt."""
     from types import SimpleNamespace
 
-    from napari_domain_adapt import _widget
+    from napari_domain_adapt.gui import widget as _widget
 
     viewer = make_napari_viewer()
     collected = []

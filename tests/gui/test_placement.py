@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_domain_adapt._layers import LIVE_NAME, PROBABILITY_NAME
-from napari_domain_adapt._placement import place_layer, promote_preview, show_preview
+from napari_domain_adapt.gui.layers import LIVE_NAME, PROBABILITY_NAME
+from napari_domain_adapt.gui.placement import place_layer, promote_preview, show_preview
 
 pytestmark = pytest.mark.gui
 

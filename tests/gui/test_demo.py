@@ -33,7 +33,7 @@ PLUGIN_AFTER_VIEWER = textwrap.dedent(
     """
     import napari
     from qtpy.QtWidgets import QApplication
-    from napari_domain_adapt._sample_data import make_sample_data
+    from napari_domain_adapt.gui.sample_data import make_sample_data
 
     viewer = napari.Viewer()
     for data, meta, kind in make_sample_data(n_source=2, n_target=2, size=64):

@@ -35,9 +35,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._dialogs import Dialogs
-from ._form import InputsForm, LayerCombo, layer_kind
-from ._jobs import (
+from .dialogs import Dialogs
+from .form import InputsForm, LayerCombo, layer_kind
+from .jobs import (
     InputRefused,
     ModelExported,
     PredictionDone,
@@ -50,17 +50,17 @@ from ._jobs import (
     refusing,
     train_job,
 )
-from ._layers import LIVE_NAME, binarize, result_names, slice_index
-from ._placement import PROBABILITY_LOOK, place_layer, promote_preview, show_preview
-from ._plot import LossPlot
-from ._progress import RemainingTime
-from ._writer import write_mask
+from .layers import LIVE_NAME, binarize, result_names, slice_index
+from .placement import PROBABILITY_LOOK, place_layer, promote_preview, show_preview
+from .plot import LossPlot
+from .progress import RemainingTime
+from .writer import write_mask
 
 if TYPE_CHECKING:
     import napari
     from napari.layers import Image, Labels, Layer
 
-    from .core import SegmentationModel, TrainControl
+    from napari_domain_adapt.core import SegmentationModel, TrainControl
 
 _log = logging.getLogger(__name__)
 _PLOT_INTERVAL_MS = 250
@@ -138,8 +138,8 @@ class AdaptWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from . import core
-        from .core.training import warm_up
+        from napari_domain_adapt import core
+        from napari_domain_adapt.core import warm_up
 
         warm_up()  # now, not as a freeze in the first second of the first run
         # A full collection now, while the dock opens: napari's start-up and torch's imports
@@ -346,7 +346,7 @@ class AdaptWidget(QWidget):
     def _device_name(self, name: str) -> str:
         """Where a run on device ``name`` trains, e.g. ``cpu (2 threads)``; the run itself
         reports a device it cannot use."""
-        from .core.device import describe_device
+        from napari_domain_adapt.core import describe_device
 
         try:
             return describe_device(self._core.resolve_device(name))
@@ -587,7 +587,7 @@ class AdaptWidget(QWidget):
 
     def export_model(self, path: str | Path | None = None) -> Any:
         """Write the model as a bioimage.io package in a worker; asks name, author, licence."""
-        from .core.bioimageio import DEFAULT_AUTHOR, DEFAULT_LICENSE, DEFAULT_NAME
+        from napari_domain_adapt.core import DEFAULT_AUTHOR, DEFAULT_LICENSE, DEFAULT_NAME
 
         layer = self.predict_picker.value
         if self.busy:

@@ -9,7 +9,7 @@ import pytest
 import tifffile
 from napari.layers import Labels
 
-from napari_domain_adapt._writer import label_dtype, pixel_size, write_labels_tiff, write_mask
+from napari_domain_adapt.gui.writer import label_dtype, pixel_size, write_labels_tiff, write_mask
 
 
 @pytest.fixture(autouse=True)

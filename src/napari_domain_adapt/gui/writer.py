@@ -35,8 +35,9 @@ def write_mask(
 
     Any non-zero label counts as foreground; the pixel size comes from ``scale``.
     """
-    from ._layers import export_values
-    from .core.io import write_tiff
+    from napari_domain_adapt.core import write_tiff
+
+    from .layers import export_values
 
     mask = export_values(labels, foreground)
     return write_tiff(path, mask, overwrite=overwrite, pixel_size=pixel_size(scale))
@@ -47,7 +48,7 @@ def write_labels_tiff(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
 
     The pixel size comes from the layer's scale. napari asks before it overwrites a file.
     """
-    from .core.io import write_tiff
+    from napari_domain_adapt.core import write_tiff
 
     array = np.asarray(data)
     array = array.astype(label_dtype(array), copy=False)

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from napari_domain_adapt._plot import LossPlot
+from napari_domain_adapt.gui.plot import LossPlot
 
 
 def test_plot_smooths_and_leaves_gaps(qtbot):

@@ -12,26 +12,34 @@ from typing import Any
 
 import numpy as np
 
-from .core.bioimageio import DEFAULT_AUTHOR, export_bioimageio, load_model
-from .core.checkpoints import save_checkpoint
-from .core.config import IMAGE_KINDS, LABEL_MODES, ModelSpec, Preprocessing, TrainConfig
-from .core.data import Domain
-from .core.errors import InputError
-from .core.hdf5 import split_hdf5_path
-from .core.io import (
+from napari_domain_adapt.core import (
+    DEFAULT_AUTHOR,
+    IMAGE_KINDS,
     IMAGE_SUFFIXES,
+    LABEL_MODES,
+    Domain,
+    InputError,
+    ModelSpec,
+    Preprocessing,
+    StateFile,
+    TrainConfig,
+    TrainEvent,
     atomic_write,
+    best_threshold,
     check_output,
+    export_bioimageio,
     is_dataset,
+    is_zarr,
     load_dataset,
+    load_model,
+    make_sample_pair,
     read_volume,
+    save_checkpoint,
+    segmentation_scores,
+    split_hdf5_path,
+    train,
     write_tiff,
 )
-from .core.metrics import best_threshold, segmentation_scores
-from .core.resume import StateFile
-from .core.sample_data import make_sample_pair
-from .core.training import TrainEvent, train
-from .core.volumes import is_zarr
 
 
 def print_json(data: dict[str, Any]) -> None:
@@ -281,7 +289,7 @@ def _predict_volume(args: argparse.Namespace) -> int:
     """``predict`` into a zarr store, block by block: memory does not grow with the volume."""
     from dask.diagnostics import ProgressBar
 
-    from .core.volumes import predict_volume
+    from napari_domain_adapt.core import predict_volume
 
     if args.out.suffix.lower() != ".zarr":
         raise InputError(
@@ -378,7 +386,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
 def run_membranes(args: argparse.Namespace) -> int:
     """``membranes``: instance ids to a 0/255 membrane mask, slice by slice."""
-    from .core.labels import instances_to_membranes
+    from napari_domain_adapt.core import instances_to_membranes
 
     _refuse_existing([args.out, args.valid_out], args.overwrite, [args.input])
     membranes, valid = instances_to_membranes(read_volume(args.input), args.width, args.zero)
@@ -395,12 +403,19 @@ def run_demo(args: argparse.Namespace) -> int:
         raise InputError("--screenshot is taken by --check; give --check STEPS as well")
     if args.check is not None and args.check < 1:
         raise InputError(f"--check {args.check}: expected a number of steps of at least 1")
-    from ._demo import run_demo as open_and_run
+    try:
+        import napari  # noqa: F401
+    except ImportError as error:
+        raise InputError(
+            "the demo needs napari and a Qt binding, which are not installed: "
+            "pip install 'napari-domain-adapt[pyqt6]'"
+        ) from error
+    from napari_domain_adapt.gui.demo import run_demo as open_and_run
 
     return open_and_run(args.check, args.screenshot)
 
 
 def _device(name: str):
-    from .core.device import resolve_device
+    from napari_domain_adapt.core import resolve_device
 
     return resolve_device(name)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from napari.components import ViewerModel
 
-from napari_domain_adapt._layers import LayerInfo, pick_all
-from napari_domain_adapt._sample_data import make_sample_data
 from napari_domain_adapt.core import make_sample_pair
+from napari_domain_adapt.gui.layers import LayerInfo, pick_all
+from napari_domain_adapt.gui.sample_data import make_sample_data
 
 
 @pytest.fixture(autouse=True)

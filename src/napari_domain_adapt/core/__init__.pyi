@@ -1,0 +1,91 @@
+"""The public API of the core, for type checkers and for lazy_loader (see __init__.py)."""
+
+from .bioimageio import export_bioimageio, load_model
+from .checkpoints import SegmentationModel, load_checkpoint, save_checkpoint
+from .config import (
+    ADVERSARIAL_MODES,
+    DEFAULT_AUTHOR,
+    DEFAULT_LICENSE,
+    DEFAULT_NAME,
+    IMAGE_KINDS,
+    LABEL_MODES,
+    MODES,
+    SELECT_BY,
+    ModelSpec,
+    Preprocessing,
+    TrainConfig,
+)
+from .data import Domain, as_image_stack, is_lazy, labelled_slices
+from .device import describe_device, resolve_device
+from .errors import InputError
+from .hdf5 import is_hdf5, list_hdf5, split_hdf5_path
+from .inference import predict_tiled
+from .io import (
+    IMAGE_SUFFIXES,
+    atomic_write,
+    check_output,
+    is_dataset,
+    load_dataset,
+    read_volume,
+    write_tiff,
+)
+from .labels import instances_to_membranes
+from .metrics import best_threshold, segmentation_scores
+from .resume import StateFile
+from .sample_data import SamplePair, make_sample_pair
+from .scribbles import simulate_scribbles
+from .training import TrainControl, TrainEvent, TrainFinished, fit, train, warm_up
+from .volumes import is_zarr, open_volume, predict_volume
+
+__all__ = [
+    "ADVERSARIAL_MODES",
+    "DEFAULT_AUTHOR",
+    "DEFAULT_LICENSE",
+    "DEFAULT_NAME",
+    "IMAGE_KINDS",
+    "IMAGE_SUFFIXES",
+    "LABEL_MODES",
+    "MODES",
+    "SELECT_BY",
+    "Domain",
+    "InputError",
+    "ModelSpec",
+    "Preprocessing",
+    "SamplePair",
+    "SegmentationModel",
+    "StateFile",
+    "TrainConfig",
+    "TrainControl",
+    "TrainEvent",
+    "TrainFinished",
+    "as_image_stack",
+    "atomic_write",
+    "best_threshold",
+    "check_output",
+    "describe_device",
+    "export_bioimageio",
+    "fit",
+    "instances_to_membranes",
+    "is_dataset",
+    "is_hdf5",
+    "is_lazy",
+    "is_zarr",
+    "labelled_slices",
+    "list_hdf5",
+    "load_checkpoint",
+    "load_dataset",
+    "load_model",
+    "make_sample_pair",
+    "open_volume",
+    "predict_tiled",
+    "predict_volume",
+    "read_volume",
+    "resolve_device",
+    "save_checkpoint",
+    "segmentation_scores",
+    "simulate_scribbles",
+    "split_hdf5_path",
+    "train",
+    "warm_up",
+    "write_tiff",
+]

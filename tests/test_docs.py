@@ -1,0 +1,31 @@
+"""The documentation cites tests, files and commands that exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
+#: ``tests/x/test_y.py`` or ``tests/x/test_y.py::test_z`` (a parameter id may follow).
+CITED_TEST = re.compile(r"(tests/[\w/]+\.py)(?:::(\w+))?")
+
+
+def _citations() -> list[tuple[str, str, str | None]]:
+    found = []
+    for doc in DOCS:
+        for path, name in CITED_TEST.findall(doc.read_text(encoding="utf-8")):
+            found.append((doc.name, path, name or None))
+    return found
+
+
+@pytest.mark.parametrize(("doc", "path", "name"), _citations())
+def test_cited_tests_exist(doc: str, path: str, name: str | None) -> None:
+    file = ROOT / path
+    assert file.is_file(), f"{doc} cites {path}, which does not exist"
+    if name is not None:
+        assert re.search(rf"^(async )?def {name}\(", file.read_text(), re.MULTILINE), (
+            f"{doc} cites {path}::{name}, which is not defined there"
+        )
