@@ -66,9 +66,9 @@ def rss_mb() -> float:
 def dock(viewer, steps: int):
     """The widget, docked in ``viewer`` (which holds the sample data), set to tiny runs."""
     _, widget = viewer.window.add_plugin_dock_widget("napari-domain-adapt", "Domain adaptation")
-    widget.form.depth.value, widget.form.width.value = 2, 4
-    widget.form.steps.value = steps
-    widget.form.device.value = "cpu"
+    widget.form.field("model.depth").value, widget.form.field("model.width").value = 2, 4
+    widget.form.field("steps").value = steps
+    widget.form.field("device").value = "cpu"
     widget.config_overrides = {"patch_size": 32, "batch_size": 4, "domain_width": 4}
     return widget
 

@@ -1,7 +1,7 @@
 """The user guide's mode table: the sample pair in the widget's default settings.
 
 Trains each MODE on the napari sample (8 source and 8 target slices of 256 x 256) with the
-settings the widget starts with (its form's defaults: 600 steps, patches of 64, batch 8,
+settings the widget starts with (the ``laptop`` preset: 600 steps, patches of 64, batch 8,
 U-Net depth 3 and width 16, checks every 50 steps; seed 0, CPU) and one labelled target
 slice (slice 3), and scores the target's 7 other slices at threshold 0.5. One JSON line
 per mode.
@@ -19,12 +19,15 @@ import time
 import numpy as np
 import torch
 
-from napari_domain_adapt.core import ModelSpec, TrainConfig, segmentation_scores
-from napari_domain_adapt.core.config import IMAGE_KINDS, MODES
-from napari_domain_adapt.core.data import Domain
-from napari_domain_adapt.core.sample_data import make_sample_pair
-from napari_domain_adapt.core.training import fit
-from napari_domain_adapt.gui import defaults as widget
+from napari_domain_adapt.core import (
+    IMAGE_KINDS,
+    MODES,
+    Domain,
+    fit,
+    make_sample_pair,
+    preset,
+    segmentation_scores,
+)
 
 LABELLED = 3
 
@@ -42,17 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     target = Domain(pair.target_image, labels, name="target")
     others = [i for i in range(len(labels)) if i != LABELLED]
     for mode in args.modes:
-        config = TrainConfig(
-            mode=mode,
-            steps=widget.DEFAULT_STEPS,
-            patch_size=widget.DEFAULT_PATCH,
-            batch_size=widget.DEFAULT_BATCH,
-            model=ModelSpec(depth=widget.DEFAULT_DEPTH, width=widget.DEFAULT_WIDTH),
-            preprocessing=IMAGE_KINDS["em"],
-            select_every=widget.CHECK_EVERY,
-            seed=0,
-            device="cpu",
-        )
+        config = preset("laptop", mode=mode, preprocessing=IMAGE_KINDS["em"], seed=0, device="cpu")
         start = time.perf_counter()
         finished = fit(config, source, target)
         minutes = (time.perf_counter() - start) / 60

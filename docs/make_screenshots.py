@@ -92,8 +92,8 @@ def main() -> None:
     run_loop(0.5)
 
     if args.steps:
-        widget.form.steps.value = args.steps
-    steps = widget.form.steps.value
+        widget.form.field("steps").value = args.steps
+    steps = widget.form.field("steps").value
     viewer.layers.selection.active = target
     widget.adapt_button.click()
     run_loop(3600, until=lambda: widget.progress.value() >= 0.4 * steps)

@@ -313,9 +313,9 @@ def test_stop_at_random_instants_keeps_the_widget_consistent(make_napari_viewer,
         _, widget = viewer.window.add_plugin_dock_widget(
             "napari-domain-adapt", "Domain adaptation"
         )
-        widget.form.depth.value, widget.form.width.value = 2, 4
-        widget.form.device.value = "cpu"
-        widget.form.steps.value = 6
+        widget.form.field("model.depth").value, widget.form.field("model.width").value = 2, 4
+        widget.form.field("device").value = "cpu"
+        widget.form.field("steps").value = 6
         widget.config_overrides = {"patch_size": 32, "batch_size": 2, "domain_width": 4}
         widget.config_overrides["preview_interval"] = 0.0
         shape = viewer.layers["target image"].data.shape
@@ -367,7 +367,7 @@ def test_stop_at_random_instants_keeps_the_widget_consistent(make_napari_viewer,
         assert_consistent()
         assert "training" in phases
 
-        widget.form.steps.value = 3
+        widget.form.field("steps").value = 3
         run()
         assert_consistent()
         assert widget.model.metadata["steps"] == 3

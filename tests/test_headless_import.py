@@ -58,7 +58,7 @@ SCRIPT = textwrap.dedent(
     import numpy as np
 
     import napari_domain_adapt.core as core
-    from napari_domain_adapt.gui.defaults import DEFAULT_STEPS  # the widget's, for scripts
+    assert core.preset("laptop").steps == 600  # the widget's settings, for scripts
 
     pair = core.make_sample_pair(n_source=1, n_target=1, size=64)
     config = core.TrainConfig(

@@ -472,10 +472,10 @@ def test_widget_refuses_bad_input(
     action, found, expected = WIDGET_CASES[name]
     (tmp_path / "sub").mkdir()
     (tmp_path / "keep.pt").write_bytes(b"a model from last week")
-    widget.form.depth.value = 2
-    widget.form.width.value = 4
-    widget.form.steps.value = 3
-    widget.form.device.value = "cpu"
+    widget.form.field("model.depth").value = 2
+    widget.form.field("model.width").value = 4
+    widget.form.field("steps").value = 3
+    widget.form.field("device").value = "cpu"
     widget.model = None
     widget._result = None
     scene = Scene(viewer, widget, world, tmp_path, monkeypatch, qtbot)

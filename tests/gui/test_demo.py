@@ -40,7 +40,8 @@ PLUGIN_AFTER_VIEWER = textwrap.dedent(
         getattr(viewer, f"add_{kind}")(data, **meta)
     QApplication.processEvents()  # the canvas is drawn: the OpenGL context is current
     _, widget = viewer.window.add_plugin_dock_widget("napari-domain-adapt", "Domain adaptation")
-    widget.form.depth.value, widget.form.width.value, widget.form.steps.value = 2, 4, 3
+    for path, value in (("model.depth", 2), ("model.width", 4), ("steps", 3)):
+        widget.form.field(path).value = value
     widget.config_overrides = {"patch_size": 32, "batch_size": 2}
     worker = widget.start_training()
     finished = []

@@ -50,10 +50,10 @@ def small_sample(viewer, n_target: int = 3) -> None:
 
 def tiny(widget, steps: int) -> None:
     """A tiny model set through the form's advanced fields, and the rest as overrides."""
-    widget.form.depth.value = 2
-    widget.form.width.value = 4
-    widget.form.steps.value = steps
-    widget.form.device.value = "cpu"
+    widget.form.field("model.depth").value = 2
+    widget.form.field("model.width").value = 4
+    widget.form.field("steps").value = steps
+    widget.form.field("device").value = "cpu"
     widget.config_overrides = dict(TINY)
 
 
@@ -112,11 +112,11 @@ def test_sample_data_fills_the_pickers(make_napari_viewer):
     assert (config.model.depth, config.model.width) == (3, 16)
     assert config.preprocessing == Preprocessing()  # the sample pair is EM
     assert not config.amp
-    assert not widget.form.beta.enabled  # the default mean teacher has no domain loss
+    assert not widget.form.field("beta").enabled  # the default mean teacher has no domain loss
     widget.form.mode.value = "adversarial"
-    assert widget.form.beta.enabled
+    assert widget.form.field("beta").enabled
     widget.form.mode.value = TrainConfig().mode
-    widget.form.amp.value = True
+    widget.form.field("amp").value = True
     assert widget.form.config().amp
     widget.form.images.value = "fundus"
     fundus = widget.form.config().preprocessing

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_domain_adapt.cli.parser import given_settings
 from napari_domain_adapt.core import (
     DEFAULT_AUTHOR,
     IMAGE_KINDS,
@@ -19,7 +20,6 @@ from napari_domain_adapt.core import (
     LABEL_MODES,
     Domain,
     InputError,
-    ModelSpec,
     Preprocessing,
     StateFile,
     TrainConfig,
@@ -33,11 +33,13 @@ from napari_domain_adapt.core import (
     load_dataset,
     load_model,
     make_sample_pair,
+    preset,
     read_volume,
     save_checkpoint,
     segmentation_scores,
     split_hdf5_path,
     train,
+    with_values,
     write_tiff,
 )
 
@@ -151,25 +153,9 @@ def _load_target(args: argparse.Namespace) -> tuple[Domain | None, Domain | None
 
 
 def _config(args: argparse.Namespace, mode: str) -> TrainConfig:
-    extra = {}
-    if mode != "source-only":
-        extra = {"beta": args.beta, "lambda_max": args.lambda_max, "warmup_fraction": args.warmup}
-    return TrainConfig(
-        mode=mode,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        patch_size=args.patch_size,
-        learning_rate=args.lr,
-        seed=args.seed,
-        device=args.device,
-        amp=args.amp,
-        model=ModelSpec(depth=args.depth, width=args.width),
-        preprocessing=_preprocessing(args),
-        preview_interval=None,
-        select_every=args.select_every,
-        select_by=args.select_by,
-        **extra,
-    )
+    """The run's configuration: the preset (or the defaults), changed by the options given."""
+    values = {"mode": mode, "preprocessing": _preprocessing(args), "preview_interval": None}
+    return with_values(preset(args.preset), {**given_settings(args), **values})
 
 
 def _preprocessing(args: argparse.Namespace) -> Preprocessing:

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import argparse
 import functools
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from napari_domain_adapt import __version__
 from napari_domain_adapt.core import (
+    ADAPTIVE,
     DEFAULT_AUTHOR,
     DEFAULT_LICENSE,
     DEFAULT_NAME,
     IMAGE_KINDS,
-    MODES,
-    SELECT_BY,
-    ModelSpec,
-    TrainConfig,
+    PRESETS,
+    SETTINGS,
+    Setting,
 )
 
 EXIT_BAD_INPUT = 2
@@ -81,47 +83,21 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
         metavar="N",
         help="write the run's state to OUT.state every N steps; it is deleted once OUT is written",
     )
-    defaults = TrainConfig()
     run = parser.add_argument_group("training")
     if adapt:
         run.add_argument(
             "--mode",
-            choices=[m for m in MODES if m != "source-only"],
+            choices=ADAPTIVE,
             help="mean-teacher (default: the best mode on our benchmark, with or without "
             "target labels; it learns from any given), adversarial (the paper's method), "
             "semi-supervised (the paper's, with target labels) or adversarial+mean-teacher",
         )
-        run.add_argument(
-            "--beta",
-            type=float,
-            default=defaults.beta,
-            help="adversarial modes: weight of the domain classifier's loss",
-        )
-        run.add_argument(
-            "--lambda-max",
-            type=float,
-            default=defaults.lambda_max,
-            help="adversarial modes: final strength of the gradient reversal (it ramps up from 0)",
-        )
-        run.add_argument(
-            "--warmup",
-            type=float,
-            default=defaults.warmup_fraction,
-            help="share of steps trained on source only before adapting",
-        )
-    run.add_argument("--steps", type=int, default=defaults.steps, help="training steps")
     run.add_argument(
-        "--batch-size",
-        type=int,
-        default=defaults.batch_size,
-        help="patches per step (from each domain in the adaptive modes)",
+        "--preset",
+        choices=sorted(PRESETS),
+        help="start from a named set of settings (laptop: the widget's, for a CPU and small "
+        "images); the options below change it",
     )
-    run.add_argument(
-        "--patch-size", type=int, default=defaults.patch_size, help="side of the square patches"
-    )
-    run.add_argument("--lr", type=float, default=defaults.learning_rate, help="learning rate")
-    run.add_argument("--depth", type=int, default=ModelSpec().depth, help="U-Net poolings")
-    run.add_argument("--width", type=int, default=ModelSpec().width, help="U-Net base width")
     run.add_argument(
         "--images",
         choices=sorted(IMAGE_KINDS),
@@ -140,32 +116,66 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
         action="store_true",
         help="find the field of view of fundus photographs that come without a mask",
     )
-    run.add_argument(
-        "--select-every",
-        type=int,
-        metavar="N",
-        help="check label-free criteria (target consistency, entropy) every N steps",
-    )
-    run.add_argument(
-        "--select-by",
-        choices=SELECT_BY,
-        default=defaults.select_by,
-        help="keep the last model or the checked one with the best criterion",
-    )
-    run.add_argument(
-        "--seed",
-        type=int,
-        default=defaults.seed,
-        help="random seed of the weights and the patches (the same seed, the same model)",
-    )
-    run.add_argument("--device", default=defaults.device, help=_DEVICE_HELP)
-    run.add_argument(
-        "--amp",
-        action="store_true",
-        help="bfloat16 forward passes: 1.6-2.4x faster training on CPUs with AVX512-BF16 or "
-        "AMX and on recent GPUs (slower where bfloat16 is emulated), about 1.5 F1 points "
-        "lower on the sample data",
-    )
+    add_settings(parser, ADAPTIVE if adapt else ("source-only",))
+
+
+def add_settings(
+    parser: argparse.ArgumentParser,
+    modes: Sequence[str],
+    settings: Sequence[Setting] = SETTINGS,
+) -> None:
+    """An option for each setting that acts in any of ``modes``, under its group's title.
+
+    Options default to None (not given), so that :func:`given_settings` tells what the
+    command line changed; the help says the default they stand for.
+    """
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for setting in settings:
+        if not set(modes) & set(setting.modes):
+            continue
+        if setting.group not in groups:
+            groups[setting.group] = _group(parser, setting.group)
+        default = setting.default()
+        shown = "" if default is None else f" (default: {_shown(default)})"
+        options: dict[str, Any] = {"dest": _dest(setting), "help": setting.help + shown}
+        if setting.kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        else:
+            options["type"] = setting.kind
+            if setting.choices and not setting.open_choices:
+                options["choices"] = setting.choices
+            else:
+                name = setting.option.removeprefix("--").replace("-", "_").upper()
+                options["metavar"] = "N" if setting.kind is int else name
+        groups[setting.group].add_argument(setting.option, **options)
+
+
+def given_settings(
+    args: argparse.Namespace, settings: Sequence[Setting] = SETTINGS
+) -> dict[str, Any]:
+    """The settings given on the command line, by their configuration path."""
+    given = {}
+    for setting in settings:
+        value = getattr(args, _dest(setting), None)
+        if value is not None:
+            given[setting.path] = value
+    return given
+
+
+def _group(parser: argparse.ArgumentParser, title: str) -> argparse._ArgumentGroup:
+    """The parser's argument group ``title``, made if it is not there yet."""
+    for group in parser._action_groups:
+        if group.title == title:
+            return group
+    return parser.add_argument_group(title)
+
+
+def _dest(setting: Setting) -> str:
+    return "setting__" + setting.path.replace(".", "__")
+
+
+def _shown(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from .config import (
     LABEL_MODES,
     MODES,
     SELECT_BY,
+    TEACHER_MODES,
     ModelSpec,
     Preprocessing,
     TrainConfig,
@@ -31,6 +32,7 @@ from .io import (
 )
 from .labels import instances_to_membranes
 from .metrics import best_threshold, segmentation_scores
+from .options import ADAPTIVE, PRESETS, SETTINGS, Setting, get_value, preset, with_values
 from .resume import StateFile
 from .sample_data import SamplePair, make_sample_pair
 from .scribbles import simulate_scribbles
@@ -38,6 +40,7 @@ from .training import TrainControl, TrainEvent, TrainFinished, fit, train, warm_
 from .volumes import is_zarr, open_volume, predict_volume
 
 __all__ = [
+    "ADAPTIVE",
     "ADVERSARIAL_MODES",
     "DEFAULT_AUTHOR",
     "DEFAULT_LICENSE",
@@ -46,13 +49,17 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "LABEL_MODES",
     "MODES",
+    "PRESETS",
     "SELECT_BY",
+    "SETTINGS",
+    "TEACHER_MODES",
     "Domain",
     "InputError",
     "ModelSpec",
     "Preprocessing",
     "SamplePair",
     "SegmentationModel",
+    "Setting",
     "StateFile",
     "TrainConfig",
     "TrainControl",
@@ -65,6 +72,7 @@ __all__ = [
     "describe_device",
     "export_bioimageio",
     "fit",
+    "get_value",
     "instances_to_membranes",
     "is_dataset",
     "is_hdf5",
@@ -79,6 +87,7 @@ __all__ = [
     "open_volume",
     "predict_tiled",
     "predict_volume",
+    "preset",
     "read_volume",
     "resolve_device",
     "save_checkpoint",
@@ -87,5 +96,6 @@ __all__ = [
     "split_hdf5_path",
     "train",
     "warm_up",
+    "with_values",
     "write_tiff",
 ]

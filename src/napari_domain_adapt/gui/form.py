@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, SpinBox, Widget
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
-from .defaults import (
-    CHECK_EVERY,
-    DEFAULT_BATCH,
-    DEFAULT_DEPTH,
-    DEFAULT_PATCH,
-    DEFAULT_STEPS,
-    DEFAULT_WIDTH,
-)
+from napari_domain_adapt.core import SETTINGS, Setting
+
 from .jobs import TrainInputs, is_lazy
 from .layers import ROLES, LayerInfo, labelled_slice_count, labelled_text, pick_all
 
@@ -36,7 +31,8 @@ MODE_LABELS = {
     "mean-teacher": "mean teacher (default)",
     "adversarial+mean-teacher": "adversarial + mean teacher",
 }
-DEVICES = ("auto", "cpu", "cuda", "mps")
+#: The preset the widget starts from: sized for a CPU laptop and the sample data.
+PRESET = "laptop"
 
 _LABELS = {
     "source_image": "Source image",
@@ -80,11 +76,19 @@ class InputsForm(QWidget):
 
     changed = Signal()
 
-    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        viewer: napari.Viewer,
+        parent: QWidget | None = None,
+        settings: tuple[Setting, ...] = SETTINGS,
+    ) -> None:
         super().__init__(parent)
         from napari_domain_adapt.core import MODES, TrainConfig
 
         defaults = TrainConfig()
+        self.settings = {s.path: s for s in settings if s.widget}
+        #: The field of each setting the widget offers, by its configuration path.
+        self.fields = {path: make_field(s, s.default(PRESET)) for path, s in self.settings.items()}
         self._viewer = viewer
         self._setting = False
         self._watched: Layer | None = None
@@ -125,25 +129,6 @@ class InputsForm(QWidget):
             "steady between runs on one of our EM pairs; semi-supervised is the paper's with "
             "target labels; see docs/results.md for how each mode scored",
         )
-        self.steps = SpinBox(value=DEFAULT_STEPS, min=1, max=1_000_000, step=50)
-        self.beta = FloatSpinBox(value=defaults.beta, min=0.0, max=100.0, step=0.01)
-        self.patch_size = SpinBox(value=DEFAULT_PATCH, min=8, max=2048, step=16)
-        self.batch_size = SpinBox(value=DEFAULT_BATCH, min=1, max=1024)
-        self.learning_rate = FloatSpinBox(
-            value=defaults.learning_rate, min=1e-6, max=0.5, step=1e-4
-        )
-        self.depth = SpinBox(value=DEFAULT_DEPTH, min=1, max=6)
-        self.width = SpinBox(value=DEFAULT_WIDTH, min=1, max=256)
-        self.device = ComboBox(choices=DEVICES, value="auto")
-        self.amp = CheckBox(
-            value=defaults.amp,
-            text="",
-            tooltip="Forward passes in bfloat16: 1.6-2.4x faster training on CPUs with "
-            "AVX512-BF16 or AMX and on recent GPUs, slower on older CPUs; about 1.5 F1 "
-            "points lower on the sample data (docs/performance.md)",
-        )
-        self.seed = SpinBox(value=defaults.seed, min=0, max=2**31 - 1)
-        self.augment = CheckBox(value=defaults.augment, text="")
         self._layout()
 
         for role, picker in self.pickers.items():
@@ -168,21 +153,9 @@ class InputsForm(QWidget):
         form.addRow("", self.labelled_label)
         form.addRow("Images", self.images.native)
         form.addRow("Mode", self.mode.native)
-        form.addRow("Iterations", self.steps.native)
         advanced = QFormLayout()
-        for text, widget in (
-            ("Beta (domain loss)", self.beta),
-            ("Patch size", self.patch_size),
-            ("Batch size", self.batch_size),
-            ("Learning rate", self.learning_rate),
-            ("Model depth", self.depth),
-            ("Model width", self.width),
-            ("Augmentation", self.augment),
-            ("Device", self.device),
-            ("bfloat16 (faster)", self.amp),
-            ("Seed", self.seed),
-        ):
-            advanced.addRow(text, widget.native)
+        for path, setting in self.settings.items():
+            (form if setting.basic else advanced).addRow(setting.label, self.field(path).native)
         inner = QWidget()
         inner.setLayout(advanced)
         self.advanced = QCollapsible("Advanced")
@@ -278,35 +251,26 @@ class InputsForm(QWidget):
         then = f"used by {mode}" if mode in LABEL_MODES else f"not used by {mode}"
         self.labelled_label.setText(labelled_text(count, pixels, then))
 
-    def _enable_mode_settings(self, mode: str) -> None:
-        """Beta weighs the domain loss: only the adversarial modes have one."""
-        from napari_domain_adapt.core import ADVERSARIAL_MODES
+    def field(self, path: str) -> Widget:
+        """The field of the setting at ``path`` (``"steps"``, ``"model.depth"``)."""
+        return self.fields[path]
 
-        self.beta.enabled = mode in ADVERSARIAL_MODES
+    def _enable_mode_settings(self, mode: str) -> None:
+        """Settings that do not act in ``mode`` (beta outside the adversarial modes) are
+        greyed out."""
+        for path, setting in self.settings.items():
+            self.field(path).enabled = mode in setting.modes
 
     # outputs -------------------------------------------------------------------------------
 
     def config(self, overrides: dict[str, Any] | None = None) -> TrainConfig:
         """The run's configuration; ``overrides`` replace any field (raises ValueError)."""
-        from napari_domain_adapt.core import IMAGE_KINDS, ModelSpec, TrainConfig
+        from napari_domain_adapt.core import IMAGE_KINDS, preset, with_values
 
-        values: dict[str, Any] = {
-            "preprocessing": IMAGE_KINDS[self.images.value],
-            "mode": self.mode.value,
-            "steps": self.steps.value,
-            "beta": self.beta.value,
-            "patch_size": self.patch_size.value,
-            "batch_size": self.batch_size.value,
-            "learning_rate": self.learning_rate.value,
-            "augment": self.augment.value,
-            "device": self.device.value,
-            "amp": self.amp.value,
-            "seed": self.seed.value,
-            "model": ModelSpec(depth=self.depth.value, width=self.width.value),
-            "select_every": CHECK_EVERY,
-        }
-        values.update(overrides or {})
-        return TrainConfig(**values)
+        values = {path: field.value for path, field in self.fields.items()}
+        values.update(preprocessing=IMAGE_KINDS[self.images.value], mode=self.mode.value)
+        config = with_values(preset(PRESET), values)
+        return dataclasses.replace(config, **(overrides or {}))
 
     def inputs(self, mode: str) -> TrainInputs:
         """The picked layers' data as numpy arrays (raises ValueError if one is missing)."""
@@ -337,6 +301,27 @@ class InputsForm(QWidget):
             target_rgb=bool(target is not None and target.rgb),
             target_label_kind=self.label_kind.value,
         )
+
+
+def make_field(setting: Setting, value: Any) -> Widget:
+    """The magicgui field for ``setting``, holding ``value``, with its help as tooltip."""
+    common = {"value": value, "tooltip": setting.help}
+    bounds = {
+        name: bound
+        for name, bound in (("min", setting.minimum), ("max", setting.maximum))
+        if bound is not None
+    }
+    if setting.step is not None:
+        bounds["step"] = setting.step
+    if setting.choices:
+        return ComboBox(choices=setting.choices, **common)
+    if setting.kind is bool:
+        return CheckBox(text="", **common)
+    if setting.kind is int:
+        return SpinBox(**{k: int(v) for k, v in bounds.items()}, **common)
+    if setting.kind is float:
+        return FloatSpinBox(**bounds, **common)
+    return LineEdit(**common)
 
 
 def _target_data(layer: Layer) -> Any:

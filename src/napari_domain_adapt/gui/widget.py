@@ -170,8 +170,8 @@ class AdaptWidget(QWidget):
         self.form.changed.connect(self._sync_predict_picker)
         self._sync_predict_picker()
         napari_viewer.dims.events.current_step.connect(self._follow_slice)
-        self.form.device.changed.connect(self._show_device)
-        self._show_device(self.form.device.value)
+        self.form.field("device").changed.connect(self._show_device)
+        self._show_device(self.form.field("device").value)
         job = self.job
         self.destroyed.connect(lambda *_: job.stop())
         self._set_busy(False)
@@ -336,7 +336,7 @@ class AdaptWidget(QWidget):
         is_target = target is not None and layer.name == target.name
         name = "target" if is_target else layer.name
         self.status.setText(f"Predicting {layer.name}…")
-        data, amp = layer.data, self.form.amp.value
+        data, amp = layer.data, self.form.field("amp").value
         if is_lazy(data) and not layer.rgb and data.ndim in (2, 3) and not layer.multiscale:
             # Out of core: the result goes to a zarr store on disk, shown lazily.
             store = self._scratch_store()
@@ -623,7 +623,7 @@ class AdaptWidget(QWidget):
         if path is None:
             return None
         try:
-            device = self._core.resolve_device(self.form.device.value)
+            device = self._core.resolve_device(self.form.field("device").value)
             model = self._core.load_model(path, device=device)
         except ValueError as error:
             show_error(f"Cannot load the model: {error}")
