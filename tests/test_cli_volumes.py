@@ -44,15 +44,15 @@ def test_predict_zarr_to_zarr(checkpoint, volume, tmp_path, capsys) -> None:
     assert main([*base, "--out", str(out), "--chunk", "48"]) == 0
     assert "wrote" in capsys.readouterr().err
     expected = load_checkpoint(checkpoint).predict(volume)
-    np.testing.assert_allclose(zarr.open_array(str(out))[:], expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(zarr.open_array(str(out / "0"))[:], expected, rtol=0, atol=1e-5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prob.zarr", "vol.zarr"]
 
     # an existing store is refused, then replaced with --overwrite
     assert main([*base, "--out", str(out), "--threshold", "0.5"]) == EXIT_BAD_INPUT
     assert "exists" in capsys.readouterr().err
-    assert zarr.open_array(str(out)).dtype == np.float32
+    assert zarr.open_array(str(out / "0")).dtype == np.float32
     assert main([*base, "--out", str(out), "--threshold", "0.5", "--overwrite"]) == 0
-    assert zarr.open_array(str(out)).dtype == np.uint8
+    assert zarr.open_array(str(out / "0")).dtype == np.uint8
 
 
 def test_tiff_to_zarr_and_refusals(checkpoint, volume, tmp_path, capsys) -> None:
