@@ -29,6 +29,7 @@ def read_hdf5_layers(path: str) -> list[tuple[Any, dict[str, Any], str]]:
     """
     import dask.array as da
     import h5py
+    from napari.layers import Image
 
     from .core.hdf5 import list_hdf5, split_hdf5_path
     from .core.pixel_metadata import layer_options
@@ -48,5 +49,7 @@ def read_hdf5_layers(path: str) -> list[tuple[Any, dict[str, Any], str]]:
         )
         meta: dict[str, Any] = {"name": dataset.name}
         meta.update(layer_options(dataset.pixel_size, len(dataset.shape)))
+        if not hasattr(Image, "units"):  # napari before 0.6
+            meta.pop("units", None)
         layers.append((data, meta, "labels" if is_labels else "image"))
     return layers
