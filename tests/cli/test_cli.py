@@ -16,9 +16,11 @@ import pytest
 import tifffile
 import torch
 
+from _pixel_files import EM, em_stack, hdf5_volume, imagej_stack, ome_tiff, tiff_pixel_size_of
 from napari_domain_adapt.cli import EXIT_BAD_INPUT, main
 from napari_domain_adapt.core.checkpoints import load_checkpoint
 from napari_domain_adapt.core.io import read_volume
+from napari_domain_adapt.core.pixel_size import PixelSize
 
 TINY = ["--steps", "3", "--batch-size", "2", "--patch-size", "32", "--depth", "2", "--width", "4"]
 TINY += ["--device", "cpu"]
@@ -378,3 +380,82 @@ def test_every_option_says_what_it_does_and_its_default():
 def test_demo_refuses_bad_check_options(args, message, capsys, tmp_path):
     assert main(args) == EXIT_BAD_INPUT
     assert message in capsys.readouterr().err
+
+
+# --- pixel sizes: read from the input, written into the output -------------------------------
+
+
+def _inputs(tmp_path: Path, data: np.ndarray) -> dict[str, str]:
+    """The same stack at 4 nm x 50 nm in each format users have, by format name."""
+    return {
+        "ImageJ TIFF": str(imagej_stack(tmp_path / "imagej.tif", data)),
+        "OME-TIFF": str(ome_tiff(tmp_path / "ome.tif", data)),
+        "HDF5": hdf5_volume(tmp_path / "volume.h5", data),
+    }
+
+
+def test_predict_and_membranes_keep_the_pixel_size(checkpoint, tmp_path):
+    """The round trip of issue 20: format in -> command -> the same size and unit back."""
+    images = em_stack((3, 64, 64), np.uint8)
+    ids = (np.arange(64 * 64).reshape(1, 64, 64) // 500).repeat(3, axis=0).astype(np.uint16)
+    for name, source in _inputs(tmp_path, images).items():
+        out = tmp_path / f"{name}.tif"
+        assert (
+            main(["predict", "--model", str(checkpoint), "--input", source, "--out", str(out)])
+            == 0
+        )
+        assert tiff_pixel_size_of(out).to("nm") == EM.to("nm"), name
+    (tmp_path / "ids").mkdir()
+    for name, source in _inputs(tmp_path / "ids", ids).items():
+        out = tmp_path / f"membranes {name}.tif"
+        assert main(["membranes", "--input", source, "--out", str(out)]) == 0
+        assert tiff_pixel_size_of(out).to("nm") == EM.to("nm"), name
+
+
+def test_pixel_size_options_override_the_file(checkpoint, tmp_path, capsys):
+    source = imagej_stack(tmp_path / "imagej.tif", em_stack((2, 64, 64), np.uint8))
+    base = ["predict", "--model", str(checkpoint), "--input", str(source)]
+    cases = [
+        (["--pixel-size", "10nm"], PixelSize((10, 10), "nm")),
+        (["--pixel-size", "40,8,8", "--unit", "nm"], PixelSize((40, 8, 8), "nm")),
+        (["--unit", "nm"], EM.to("nm")),  # the file's size, converted
+    ]
+    for index, (options, expected) in enumerate(cases):
+        out = tmp_path / f"p{index}.tif"
+        assert main([*base, "--out", str(out), *options]) == 0
+        assert tiff_pixel_size_of(out) == expected
+    capsys.readouterr()
+    for options, message in [
+        (["--pixel-size", "10"], "--pixel-size 10: pixel size '10' has no unit"),
+        (["--pixel-size", "0nm"], "positive"),
+        (["--pixel-size", "1,2,3,4nm"], "1 to 3 sizes"),
+        (["--unit", "parsec"], "unknown length unit 'parsec'"),
+    ]:
+        assert main([*base, "--out", str(tmp_path / "bad.tif"), *options]) == EXIT_BAD_INPUT
+        error = capsys.readouterr().err
+        assert message in error
+        assert error.startswith("error:")
+        assert error.count("\n") == 1
+        assert not (tmp_path / "bad.tif").exists()
+
+
+def test_a_unit_for_sizes_without_one(checkpoint, tmp_path):
+    volume = tmp_path / "cremi.hdf"
+    with h5py.File(volume, "w") as file:
+        file["raw"] = em_stack((2, 64, 64), np.uint8)
+        file["raw"].attrs["resolution"] = (40.0, 4.0, 4.0)  # CREMI's nm, not written down
+    base = ["predict", "--model", str(checkpoint), "--input", f"{volume}:raw"]
+    assert main([*base, "--out", str(tmp_path / "unitless.tif")]) == 0
+    assert tiff_pixel_size_of(tmp_path / "unitless.tif") == PixelSize((40, 4, 4))
+    assert main([*base, "--out", str(tmp_path / "nm.tif"), "--unit", "nm"]) == 0
+    assert tiff_pixel_size_of(tmp_path / "nm.tif") == PixelSize((40, 4, 4), "nm")
+
+
+def test_the_model_keeps_the_pixel_sizes_of_source_and_target(datasets, tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    args = ["adapt", "--source", str(datasets / "source"), "--target", str(datasets / "target")]
+    sizes = ["--source-pixel-size", "4nm", "--target-pixel-size", "0.01um"]
+    assert main([*args, "--out", str(out), *sizes, *TINY]) == 0
+    metadata = load_checkpoint(out).metadata
+    assert PixelSize.from_dict(metadata["pixel_size"]) == PixelSize((4, 4), "nm")
+    assert PixelSize.from_dict(metadata["target_pixel_size"]) == PixelSize((0.01, 0.01), "µm")

@@ -11,8 +11,10 @@ import tifffile
 import torch
 import zarr
 
+from _pixel_files import EM, em_stack, imagej_stack, ome_zarr, zarr_pixel_size_of
 from napari_domain_adapt.cli import EXIT_BAD_INPUT, main
 from napari_domain_adapt.core import ModelSpec, SegmentationModel, load_checkpoint, save_checkpoint
+from napari_domain_adapt.core.pixel_size import PixelSize
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +46,15 @@ def test_predict_zarr_to_zarr(checkpoint, volume, tmp_path, capsys) -> None:
     assert main([*base, "--out", str(out), "--chunk", "48"]) == 0
     assert "wrote" in capsys.readouterr().err
     expected = load_checkpoint(checkpoint).predict(volume)
-    np.testing.assert_allclose(zarr.open_array(str(out))[:], expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(zarr.open_array(str(out / "0"))[:], expected, rtol=0, atol=1e-5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prob.zarr", "vol.zarr"]
 
     # an existing store is refused, then replaced with --overwrite
     assert main([*base, "--out", str(out), "--threshold", "0.5"]) == EXIT_BAD_INPUT
     assert "exists" in capsys.readouterr().err
-    assert zarr.open_array(str(out)).dtype == np.float32
+    assert zarr.open_array(str(out / "0")).dtype == np.float32
     assert main([*base, "--out", str(out), "--threshold", "0.5", "--overwrite"]) == 0
-    assert zarr.open_array(str(out)).dtype == np.uint8
+    assert zarr.open_array(str(out / "0")).dtype == np.uint8
 
 
 def test_tiff_to_zarr_and_refusals(checkpoint, volume, tmp_path, capsys) -> None:
@@ -93,3 +95,20 @@ def test_adapt_to_a_zarr_target_reads_it_lazily(tmp_path, capsys):
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["steps"] == 2
     assert out.exists()
+
+
+def test_ome_zarr_in_ome_zarr_out_at_the_same_pixel_size(checkpoint, tmp_path) -> None:
+    """The round trip of issue 20 out of core: OME-Zarr (a level) or TIFF in, OME-Zarr out."""
+    image = ome_zarr(tmp_path / "raw.zarr", em_stack((2, 64, 64), np.uint8))
+    stack = imagej_stack(tmp_path / "raw.tif", em_stack((2, 64, 64), np.uint8))
+    base = ["predict", "--model", str(checkpoint), "--device", "cpu", "--chunk", "48"]
+    cases = [
+        (image, EM.to("nm")),  # level 0
+        (image / "s1", PixelSize((50, 8, 8), "nm")),
+        (stack, EM),
+    ]
+    for index, (source, expected) in enumerate(cases):
+        out = tmp_path / f"p{index}.zarr"
+        assert main([*base, "--input", str(source), "--out", str(out)]) == 0
+        assert zarr_pixel_size_of(out) == expected
+    assert zarr.open_array(str(tmp_path / "p1.zarr" / "0")).shape == (2, 32, 32)

@@ -18,6 +18,7 @@ from napari_domain_adapt.core.checkpoints import (
 )
 from napari_domain_adapt.core.config import ModelSpec, Preprocessing
 from napari_domain_adapt.core.errors import InputError
+from napari_domain_adapt.core.pixel_size import PixelSize
 
 
 class _Payload:
@@ -176,3 +177,11 @@ def test_predict_is_background_outside_the_field_of_view(trained_model) -> None:
     with_mask = model.predict(image, given)  # a given mask wins over the estimate
     assert (with_mask[:, :8] == 0).all()
     assert with_mask[~disc & given].any()
+
+
+def test_the_pixel_size_survives_a_checkpoint(trained_model, tmp_path) -> None:
+    size = PixelSize((50, 4, 4), "nm").to_dict()
+    model = trained_model("group")
+    model = dataclasses.replace(model, metadata={**model.metadata, "pixel_size": size})
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "model.pt"))
+    assert PixelSize.from_dict(loaded.metadata["pixel_size"]) == PixelSize((50, 4, 4), "nm")

@@ -9,6 +9,7 @@ import pytest
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.hdf5 import list_hdf5, read_hdf5, split_hdf5_path
 from napari_domain_adapt.core.io import read_volume
+from napari_domain_adapt.core.pixel_size import PixelSize
 
 
 @pytest.fixture
@@ -42,8 +43,8 @@ def test_datasets_are_listed_with_their_voxel_size(cremi_like):
     path, raw, _ = cremi_like
     datasets = {d.name: d for d in list_hdf5(path)}
     assert sorted(datasets) == ["volumes/labels/neuron_ids", "volumes/raw"]  # 1D skipped
-    assert datasets["volumes/raw"].scale == (40.0, 4.0, 4.0)
-    assert datasets["volumes/labels/neuron_ids"].scale is None
+    assert datasets["volumes/raw"].pixel_size == PixelSize((40.0, 4.0, 4.0))
+    assert datasets["volumes/labels/neuron_ids"].pixel_size is None
     assert datasets["volumes/raw"].shape == raw.shape
 
 

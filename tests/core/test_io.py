@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from _pixel_files import EM, em_stack, hdf5_volume, imagej_stack, ome_tiff, ome_zarr
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.io import (
     atomic_write,
@@ -17,8 +18,10 @@ from napari_domain_adapt.core.io import (
     list_images,
     load_dataset,
     read_image,
+    read_pixel_size,
     read_stack,
     read_volume,
+    read_volume_with_pixel_size,
     write_tiff,
 )
 
@@ -261,3 +264,51 @@ def test_load_dataset_bad_labels(dataset: Path) -> None:
     _png(dataset / "test" / "labels" / "t1.png", np.full((24, 32), 7, np.uint8))
     with pytest.raises(InputError, match=r"tiny test labels contain the values \{7\}"):
         load_dataset(dataset, "test")
+
+
+# --- pixel sizes ---------------------------------------------------------------------------
+
+
+def test_read_volume_with_pixel_size_of_each_format(tmp_path) -> None:
+    stack = em_stack()
+    for path, expected in [
+        (imagej_stack(tmp_path / "imagej.tif"), EM),
+        (ome_tiff(tmp_path / "ome.tif"), EM.to("nm")),
+        (hdf5_volume(tmp_path / "volume.h5"), EM),
+    ]:
+        data, size = read_volume_with_pixel_size(path)
+        np.testing.assert_array_equal(data, stack)
+        assert size == expected
+    assert read_pixel_size(ome_zarr(tmp_path / "raw.zarr")) == EM.to("nm")
+
+
+def test_images_without_a_pixel_size_give_none(tmp_path) -> None:
+    tifffile.imwrite(tmp_path / "plain.tif", em_stack())
+    iio.imwrite(tmp_path / "slice.png", em_stack((16, 16), np.uint8))
+    for name in ("plain.tif", "slice.png"):
+        data, size = read_volume_with_pixel_size(tmp_path / name)
+        assert size is None
+        np.testing.assert_array_equal(data, read_volume(tmp_path / name))
+
+
+def test_a_folder_of_slices_has_the_in_plane_size(tmp_path) -> None:
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    for index, image in enumerate(em_stack()):
+        imagej_stack(folder / f"s{index}.tif", image)
+    data, size = read_volume_with_pixel_size(folder)
+    assert data.shape == (3, 64, 80)
+    assert size == EM.fit(2)  # a file knows no slice spacing
+
+
+def test_a_2d_image_gets_the_in_plane_size(tmp_path) -> None:
+    _, size = read_volume_with_pixel_size(imagej_stack(tmp_path / "one.tif", em_stack()[0]))
+    assert size == EM.fit(2)
+
+
+def test_write_tiff_with_a_pixel_size_reads_back(tmp_path) -> None:
+    for dtype in (np.uint8, np.float32, np.uint32):
+        path = write_tiff(
+            tmp_path / f"{np.dtype(dtype).name}.tif", em_stack(dtype=dtype), pixel_size=EM
+        )
+        assert read_pixel_size(path) == EM

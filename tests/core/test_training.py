@@ -18,6 +18,7 @@ from napari_domain_adapt.core.data import Domain
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.inference import predict_tiled
 from napari_domain_adapt.core.models import grad_reverse
+from napari_domain_adapt.core.pixel_size import PixelSize
 from napari_domain_adapt.core.training import (
     TrainControl,
     TrainEvent,
@@ -496,3 +497,14 @@ def test_previews_are_background_outside_the_field_of_view(tiny_config, source, 
     event = next(e for e in train(config, source, target) if isinstance(e, TrainEvent))
     assert (event.preview[:, :10] == 0).all()
     assert event.preview[:, 10:].any()
+
+
+def test_the_model_keeps_the_pixel_sizes_it_was_trained_at(tiny_config, sample_pair) -> None:
+    source_size, target_size = PixelSize((4.0, 4.0), "nm"), PixelSize((0.01, 0.01), "µm")
+    source = Domain(sample_pair.source_image, sample_pair.source_labels, pixel_size=source_size)
+    target = Domain(sample_pair.target_image, pixel_size=target_size)
+    model = fit(tiny_config, source, target).model
+    assert model.metadata["pixel_size"] == {"sizes": [4.0, 4.0], "unit": "nm"}
+    assert PixelSize.from_dict(model.metadata["target_pixel_size"]) == target_size
+    unknown = fit(tiny_config, Domain(sample_pair.source_image, sample_pair.source_labels))
+    assert "pixel_size" not in unknown.model.metadata

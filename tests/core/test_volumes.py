@@ -10,8 +10,10 @@ import tifffile
 import torch
 import zarr
 
+from _pixel_files import EM, em_stack, ome_zarr, zarr_pixel_size_of
 from napari_domain_adapt.core import ModelSpec, Preprocessing, SegmentationModel, volumes
 from napari_domain_adapt.core.errors import InputError
+from napari_domain_adapt.core.pixel_size import PixelSize
 from napari_domain_adapt.core.volumes import (
     _TiffVolume,
     is_zarr,
@@ -172,10 +174,10 @@ def test_slice_statistics_sample_large_slices(model, volume) -> None:
 def test_refuses_existing_output(model, volume, tmp_path) -> None:
     target = tmp_path / "prob.zarr"
     predict_volume(model, volume, target, chunk=64)
-    stamp = (target / "zarr.json").stat().st_mtime_ns
+    stamp = (target / ".zattrs").stat().st_mtime_ns
     with pytest.raises(InputError, match="exists"):
         predict_volume(model, volume, target, chunk=64)
-    assert (target / "zarr.json").stat().st_mtime_ns == stamp
+    assert (target / ".zattrs").stat().st_mtime_ns == stamp
     replaced = predict_volume(model, volume, target, chunk=64, threshold=0.5, overwrite=True)
     assert replaced.dtype == np.uint8
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prob.zarr"]
@@ -229,3 +231,28 @@ def test_invalid_sources(model, tmp_path) -> None:
     group.create_array("b", shape=(2, 8, 8), dtype="u1")
     with pytest.raises(InputError, match="arrays a, b"):
         predict_volume(model, tmp_path / "group.zarr")
+
+
+def test_ome_zarr_levels_are_read_by_their_metadata(tmp_path) -> None:
+    image = ome_zarr(tmp_path / "raw.zarr")
+    assert open_volume(image).shape == (3, 64, 80)  # level 0: the first in multiscales
+    assert open_volume(image / "s1").shape == (3, 32, 40)
+
+
+def test_predictions_are_ome_zarr_at_the_source_pixel_size(model, tmp_path) -> None:
+    image = ome_zarr(tmp_path / "raw.zarr", em_stack((2, 64, 80), np.uint8))
+    for source, size in [(image, EM.to("nm")), (image / "s1", PixelSize((50, 8, 8), "nm"))]:
+        out = tmp_path / f"p{len(list(tmp_path.iterdir()))}.zarr"
+        written = predict_volume(model, source, out, chunk=64)
+        assert written.shape == open_volume(source).shape
+        assert zarr_pixel_size_of(out) == size
+    given = predict_volume(model, image, tmp_path / "given.zarr", chunk=64, pixel_size=EM)
+    assert zarr_pixel_size_of(tmp_path / "given.zarr") == EM
+    assert given.attrs["napari-domain-adapt"]["content"] == "probabilities"
+
+
+def test_predictions_without_a_pixel_size_have_scale_one_and_no_unit(model, tmp_path) -> None:
+    predict_volume(model, em_stack((64, 80), np.uint8), tmp_path / "flat.zarr", chunk=64)
+    (image,) = zarr.open_group(str(tmp_path / "flat.zarr"), mode="r").attrs["multiscales"]
+    assert image["axes"] == [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    assert image["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 1.0]

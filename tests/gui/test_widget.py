@@ -12,7 +12,9 @@ import tifffile
 from qtpy.QtCore import QThreadPool
 from qtpy.QtWidgets import QScrollArea, QStyle, QStyleOptionComboBox
 
+from _pixel_files import tiff_pixel_size_of
 from napari_domain_adapt.core import ModelSpec, Preprocessing, TrainConfig
+from napari_domain_adapt.core.pixel_size import PixelSize
 from napari_domain_adapt.gui import dialogs as _dialogs
 from napari_domain_adapt.gui.layers import LIVE_NAME, PROBABILITY_NAME, SEGMENTATION_NAME
 from napari_domain_adapt.gui.sample_data import make_sample_data
@@ -177,6 +179,7 @@ def test_run_previews_then_results(ready, qtbot, tmp_path, monkeypatch, notes):
     target = viewer.layers["target image"]
     target.scale = (2.0, 0.5, 0.5)
     target.translate = (0.0, 10.0, 20.0)
+    target.units = "nm"
     previews = []
     show_preview = widget._show_preview
     monkeypatch.setattr(
@@ -203,6 +206,7 @@ def test_run_previews_then_results(ready, qtbot, tmp_path, monkeypatch, notes):
     for layer in (probability, segmentation):
         np.testing.assert_allclose(layer.scale, target.scale)
         np.testing.assert_allclose(layer.translate, target.translate)
+        assert layer.units == target.units
     assert widget.model is not None
     assert widget.device_label.text().startswith("cpu")
     assert widget.progress.value() == widget.progress.maximum()
@@ -214,6 +218,7 @@ def test_run_previews_then_results(ready, qtbot, tmp_path, monkeypatch, notes):
     widget.export_format.value = 1
     assert widget.export_segmentation(path) == path
     np.testing.assert_array_equal(tifffile.imread(path), segmentation.data)
+    assert tiff_pixel_size_of(path) == PixelSize((2.0, 0.5, 0.5), "nm")  # scale and unit
 
     # An existing file is replaced only when the user agrees.
     asked = []

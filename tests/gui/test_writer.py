@@ -9,7 +9,9 @@ import pytest
 import tifffile
 from napari.layers import Labels
 
-from napari_domain_adapt.gui.writer import label_dtype, pixel_size, write_labels_tiff, write_mask
+from _pixel_files import tiff_pixel_size_of
+from napari_domain_adapt.core.pixel_size import PixelSize
+from napari_domain_adapt.gui.writer import label_dtype, write_labels_tiff, write_mask
 
 
 @pytest.fixture(autouse=True)
@@ -53,10 +55,13 @@ def test_negative_labels_are_refused():
         label_dtype(np.array([-1, 2]))
 
 
-def test_pixel_size_takes_the_spatial_axes():
-    assert pixel_size(None) is None
-    assert pixel_size((1, 2)) == (1.0, 2.0)
-    assert pixel_size((9, 3, 1, 2)) == (3.0, 1.0, 2.0)
+def test_the_layer_units_are_written(tmp_path):
+    """The export writes scale and unit: Fiji shows the stack calibrated in nm."""
+    layer = Labels(np.eye(16, dtype=np.uint8)[None].repeat(2, 0), scale=(50, 4, 4), units="nm")
+    written = napari.save_layers(str(tmp_path / "nm.tif"), [layer], plugin="napari-domain-adapt")
+    assert tiff_pixel_size_of(written[0]) == PixelSize((50, 4, 4), "nm")
+    mask = write_mask(tmp_path / "mask.tif", layer.data, layer.scale, 255, units=layer.units)
+    assert tiff_pixel_size_of(mask) == PixelSize((50, 4, 4), "nm")
 
 
 @pytest.mark.parametrize("foreground", [1, 255])

@@ -20,6 +20,7 @@ from napari_domain_adapt.core import (
     LABEL_MODES,
     Domain,
     InputError,
+    PixelSize,
     Preprocessing,
     StateFile,
     TrainConfig,
@@ -33,7 +34,10 @@ from napari_domain_adapt.core import (
     load_dataset,
     load_model,
     make_sample_pair,
+    normalise_unit,
+    parse_pixel_size,
     preset,
+    read_pixel_size,
     read_volume,
     save_checkpoint,
     segmentation_scores,
@@ -94,6 +98,24 @@ def _stack_folders(path: Path) -> list[Path]:
     return [path]
 
 
+def _pixel_size(
+    args: argparse.Namespace, path: str | Path | None, option: str = "--pixel-size"
+) -> PixelSize | None:
+    """The pixel size of input ``path``: ``option``'s value, else what its file declares
+    (given ``--unit`` where it declares none, converted to ``--unit`` where it does)."""
+    given = getattr(args, option.lstrip("-").replace("-", "_"))
+    if given is not None:
+        try:
+            return parse_pixel_size(given, args.unit)
+        except InputError as error:
+            raise InputError(f"{option} {given}: {error}") from error
+    unit = normalise_unit(args.unit)
+    found = None if path is None else read_pixel_size(path)
+    if found is None or unit is None:
+        return found
+    return found.to(unit) if found.unit else PixelSize(found.sizes, unit)
+
+
 def _write_json(path: Path, data: dict[str, Any], overwrite: bool) -> None:
     with atomic_write(path, overwrite=overwrite) as temporary:
         temporary.write_text(json.dumps(data, indent=2) + "\n")
@@ -104,11 +126,20 @@ def _load_source(args: argparse.Namespace) -> Domain:
         raise InputError(
             f"--source {args.source} does not exist; expected a dataset directory or images"
         )
+    size = _pixel_size(args, _images_of(args.source), "--source-pixel-size")
     if is_dataset(args.source):
-        return load_dataset(args.source, "train", labels=True, name="source")
+        source = load_dataset(args.source, "train", labels=True, name="source")
+        source.pixel_size = size
+        return source
     if not args.source_labels:
         raise InputError("--source is an image, not a dataset directory; give --source-labels")
-    return Domain(read_volume(args.source), read_volume(args.source_labels), name="source")
+    images, labels = read_volume(args.source), read_volume(args.source_labels)
+    return Domain(images, labels, name="source", pixel_size=size)
+
+
+def _images_of(path: str) -> Path | str:
+    """Where the images of an input are: a dataset's train/images folder, else the path."""
+    return Path(path) / "train" / "images" if is_dataset(path) else path
 
 
 def _parse_slices(text: str) -> list[int]:
@@ -122,19 +153,23 @@ def _load_target(args: argparse.Namespace) -> tuple[Domain | None, Domain | None
     """The target to adapt to, and a labelled target test split to score on (if any)."""
     if args.target is None:
         return None, None
+    size = _pixel_size(args, _images_of(args.target), "--target-pixel-size")
     if is_zarr(args.target):
         if args.target_labels:
             raise InputError(
                 f"--target {args.target} is a zarr volume, read patch by patch, which takes "
                 "no --target-labels; expected labels with a TIFF, image or dataset target"
             )
-        return Domain(args.target, name="target"), None  # read patch by patch, on demand
+        # read patch by patch, on demand
+        return Domain(args.target, name="target", pixel_size=size), None
     if not is_dataset(args.target):
         labels = read_volume(args.target_labels) if args.target_labels else None
         kind = args.target_label_kind
-        return Domain(read_volume(args.target), labels, name="target", label_kind=kind), None
+        images = read_volume(args.target)
+        return Domain(images, labels, name="target", label_kind=kind, pixel_size=size), None
     root = Path(args.target)
     target = load_dataset(root, "train", labels=False, name="target")
+    target.pixel_size = size
     if args.label_slices:
         chosen = _parse_slices(args.label_slices)
         if not all(0 <= i < len(target) for i in chosen):
@@ -145,7 +180,7 @@ def _load_target(args: argparse.Namespace) -> tuple[Domain | None, Domain | None
         full = load_dataset(root, "train", labels=True).labels
         labels = np.zeros_like(full)
         labels[chosen] = full[chosen]
-        target = Domain(target.images, labels, target.masks, name="target")
+        target = Domain(target.images, labels, target.masks, name="target", pixel_size=size)
     test = None
     if (root / "test" / "labels").is_dir():
         test = load_dataset(root, "test", labels=True, name="target test")
@@ -257,16 +292,17 @@ def run_predict(args: argparse.Namespace) -> int:
     _refuse_existing([args.out], args.overwrite, [args.model, args.input])
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise InputError(f"--threshold must be between 0 and 1; got {args.threshold}")
+    size = _pixel_size(args, args.input)
     model = load_model(args.model, _device(args.device))
     images = read_volume(args.input)
     probabilities = model.predict(
         images, None, args.tile_size, args.overlap, args.batch_size, amp=args.amp
     )
     if args.threshold is None:
-        write_tiff(args.out, probabilities.astype(np.float32), overwrite=args.overwrite)
+        result = probabilities.astype(np.float32)
     else:
-        mask = (probabilities >= args.threshold).astype(np.uint8) * 255
-        write_tiff(args.out, mask, overwrite=args.overwrite)
+        result = (probabilities >= args.threshold).astype(np.uint8) * 255
+    write_tiff(args.out, result, overwrite=args.overwrite, pixel_size=size)
     print(f"wrote {args.out} ({probabilities.shape}, device {model.device})", file=sys.stderr)
     return 0
 
@@ -284,6 +320,7 @@ def _predict_volume(args: argparse.Namespace) -> int:
         )
     if Path(args.input).resolve() == args.out.resolve():
         raise InputError(f"{args.out} is the input of this command; choose another output")
+    size = _pixel_size(args, args.input)
     model = load_model(args.model, _device(args.device))
     with ProgressBar(minimum=2.0, out=sys.stderr):
         out = predict_volume(
@@ -298,6 +335,7 @@ def _predict_volume(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             amp=args.amp,
             overwrite=args.overwrite,
+            pixel_size=size,
         )
     print(f"wrote {args.out} ({out.shape}, device {model.device})", file=sys.stderr)
     return 0
@@ -375,10 +413,12 @@ def run_membranes(args: argparse.Namespace) -> int:
     from napari_domain_adapt.core import instances_to_membranes
 
     _refuse_existing([args.out, args.valid_out], args.overwrite, [args.input])
+    size = _pixel_size(args, args.input)
     membranes, valid = instances_to_membranes(read_volume(args.input), args.width, args.zero)
-    write_tiff(args.out, membranes * np.uint8(255), overwrite=args.overwrite)
+    write_tiff(args.out, membranes * np.uint8(255), overwrite=args.overwrite, pixel_size=size)
     if args.valid_out is not None:
-        write_tiff(args.valid_out, valid.astype(np.uint8) * 255, overwrite=args.overwrite)
+        mask = valid.astype(np.uint8) * 255
+        write_tiff(args.valid_out, mask, overwrite=args.overwrite, pixel_size=size)
     print(f"wrote {args.out}: {membranes.mean():.1%} membrane", file=sys.stderr)
     return 0
 

@@ -40,6 +40,27 @@ class _HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+_PIXEL_SIZE_HELP = (
+    "pixel size of {what}, instead of what its file says: 4nm (y and x), 50,4,4nm (z, y, x) "
+    "or 0.004um; written into the outputs{kept}"
+)
+_UNIT_HELP = (
+    "unit of the pixel sizes given without one (nm, um, ...), and of sizes that a file "
+    "declares without one (HDF5 'resolution')"
+)
+
+
+def _add_pixel_size_options(
+    parser: argparse.ArgumentParser, names: dict[str, str], kept: str = ""
+) -> None:
+    """``--NAME SIZE`` for each input of ``names`` (option -> what it sizes), and ``--unit``."""
+    for option, what in names.items():
+        parser.add_argument(
+            option, metavar="SIZE", help=_PIXEL_SIZE_HELP.format(what=what, kept=kept)
+        )
+    parser.add_argument("--unit", help=_UNIT_HELP)
+
+
 def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
     data = parser.add_argument_group("data")
     data.add_argument("--source", required=True, help="labelled source: dataset dir or image")
@@ -66,6 +87,11 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
         "--label-slices",
         help="with a dataset dir: comma-separated target train slices whose labels may be "
         "used, e.g. 0",
+    )
+    _add_pixel_size_options(
+        data,
+        {"--source-pixel-size": "--source", "--target-pixel-size": "--target"},
+        kept=" (the model keeps both)",
     )
     out = parser.add_argument_group("output")
     out.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
@@ -265,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="bfloat16: 2.4x faster prediction on CPUs with AVX512-BF16 or AMX and on recent "
         "GPUs (slower where bfloat16 is emulated); probabilities change by up to about 0.01",
     )
+    _add_pixel_size_options(predict, {"--pixel-size": "--input"})
     predict.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
 
     export = commands.add_parser(
@@ -302,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="id 0 is an instance like any other, or unlabelled (see --valid-out)",
     )
     membranes.add_argument("--valid-out", type=Path, help="also write the valid-pixel mask")
+    _add_pixel_size_options(membranes, {"--pixel-size": "--input"})
     membranes.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
 
     evaluate = commands.add_parser("evaluate", help="score a model on labelled data (JSON)")

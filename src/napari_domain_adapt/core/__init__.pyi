@@ -27,12 +27,16 @@ from .io import (
     check_output,
     is_dataset,
     load_dataset,
+    read_pixel_size,
     read_volume,
+    read_volume_with_pixel_size,
     write_tiff,
 )
 from .labels import instances_to_membranes
 from .metrics import best_threshold, segmentation_scores
 from .options import ADAPTIVE, PRESETS, SETTINGS, Setting, get_value, preset, with_values
+from .pixel_metadata import layer_options, layer_pixel_size
+from .pixel_size import PixelSize, normalise_unit, parse_pixel_size
 from .resume import StateFile
 from .sample_data import SamplePair, make_sample_pair
 from .scribbles import simulate_scribbles
@@ -56,6 +60,7 @@ __all__ = [
     "Domain",
     "InputError",
     "ModelSpec",
+    "PixelSize",
     "Preprocessing",
     "SamplePair",
     "SegmentationModel",
@@ -79,16 +84,22 @@ __all__ = [
     "is_lazy",
     "is_zarr",
     "labelled_slices",
+    "layer_options",
+    "layer_pixel_size",
     "list_hdf5",
     "load_checkpoint",
     "load_dataset",
     "load_model",
     "make_sample_pair",
+    "normalise_unit",
     "open_volume",
+    "parse_pixel_size",
     "predict_tiled",
     "predict_volume",
     "preset",
+    "read_pixel_size",
     "read_volume",
+    "read_volume_with_pixel_size",
     "resolve_device",
     "save_checkpoint",
     "segmentation_scores",

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .pixel_size import PixelSize
 
 _COLOUR_CHANNELS = (3, 4)
 
@@ -200,6 +201,8 @@ class Domain:
     masks: np.ndarray | None = None
     name: str = "image"
     label_kind: str = "dense"
+    #: The images' pixel size, where known: kept in the model trained on them.
+    pixel_size: PixelSize | None = None
     annotated: np.ndarray | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .pixel_metadata import hdf5_pixel_size
+from .pixel_size import PixelSize
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
-#: Attributes that hold the voxel size, as CREMI ("resolution") and ilastik/Fiji
-#: ("element_size_um") write it, in (z, y, x) order.
-SCALE_ATTRIBUTES = ("resolution", "element_size_um")
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class Hdf5Dataset:
     name: str
     shape: tuple[int, ...]
     dtype: np.dtype
-    scale: tuple[float, ...] | None
+    pixel_size: PixelSize | None
 
 
 def _h5py():
@@ -64,19 +63,12 @@ def list_hdf5(path: str | Path) -> list[Hdf5Dataset]:
 
     def visit(name: str, item: object) -> None:
         if isinstance(item, h5py.Dataset) and item.ndim >= 2:
-            found.append(Hdf5Dataset(name, tuple(item.shape), item.dtype, _scale(item)))
+            size = hdf5_pixel_size(item.attrs, item.ndim)
+            found.append(Hdf5Dataset(name, tuple(item.shape), item.dtype, size))
 
     with _open(path) as file:
         file.visititems(visit)
     return sorted(found, key=lambda dataset: dataset.name)
-
-
-def _scale(dataset: object) -> tuple[float, ...] | None:
-    for key in SCALE_ATTRIBUTES:
-        value = dataset.attrs.get(key)
-        if value is not None and len(np.atleast_1d(value)) == dataset.ndim:
-            return tuple(float(v) for v in np.atleast_1d(value))
-    return None
 
 
 def _open(path: Path):
@@ -101,3 +93,10 @@ def read_hdf5(text: str | Path) -> np.ndarray:
         if name not in file or not hasattr(file[name], "shape"):
             raise InputError(f"{path} has no dataset {name!r}; found: {available}")
         return np.asarray(file[name])
+
+
+def hdf5_pixel_size_of(text: str | Path) -> PixelSize | None:
+    """The voxel size of the dataset that ``file.hdf:dataset`` names (its attributes)."""
+    path, name = split_hdf5_path(text)
+    found = [dataset for dataset in list_hdf5(path) if dataset.name == name]
+    return found[0].pixel_size if found else None

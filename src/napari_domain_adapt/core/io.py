@@ -21,6 +21,7 @@ import numpy as np
 
 from .data import Domain
 from .errors import InputError
+from .pixel_size import PixelSize
 
 try:  # POSIX: a writer holds a lock on its temporary file, so leftovers can be told apart
     import fcntl
@@ -207,6 +208,37 @@ def read_volume(path: str | Path) -> np.ndarray:
     return read_image(path)
 
 
+def read_pixel_size(path: str | Path) -> PixelSize | None:
+    """The pixel size that ``path``'s metadata declares (any input of :func:`read_volume`,
+    or a zarr store); None where it declares none. Reads no pixels."""
+    from .hdf5 import hdf5_pixel_size_of, is_hdf5
+    from .ome_zarr import zarr_pixel_size
+    from .pixel_metadata import tiff_pixel_size
+
+    if is_hdf5(path):
+        return hdf5_pixel_size_of(path)
+    path = Path(path)
+    if path.is_dir():
+        return zarr_pixel_size(path) or _slices_pixel_size(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        return tiff_pixel_size(path)
+    return None
+
+
+def _slices_pixel_size(folder: Path) -> PixelSize | None:
+    """A folder of slices: the first slice's in-plane size (a file knows no slice spacing)."""
+    files = list_images(folder)
+    size = read_pixel_size(files[0]) if files else None
+    return None if size is None else size.fit(2)
+
+
+def read_volume_with_pixel_size(path: str | Path) -> tuple[np.ndarray, PixelSize | None]:
+    """:func:`read_volume`'s array and :func:`read_pixel_size`'s pixel size, fitted to it."""
+    data = read_volume(path)
+    size = read_pixel_size(path)
+    return data, None if size is None else size.fit(data.ndim)
+
+
 def is_dataset(path: str | Path) -> bool:
     """Whether ``path`` is a dataset directory of the data contract (has train/ or test/)."""
     path = Path(path)
@@ -255,21 +287,20 @@ def write_tiff(
     path: str | Path,
     data: np.ndarray,
     overwrite: bool = False,
-    pixel_size: Sequence[float] | None = None,
+    pixel_size: PixelSize | Sequence[float] | None = None,
 ) -> Path:
-    """Write ``data`` as a compressed TIFF atomically; ``pixel_size`` is (y, x) or (z, y, x)."""
+    """Write ``data`` as a compressed TIFF atomically, with its pixel size where known.
+
+    ``pixel_size``: a :class:`PixelSize`, or bare (y, x) or (z, y, x) sizes without a unit;
+    see :func:`~.pixel_metadata.tiff_options` for how it is stored.
+    """
     import tifffile
 
-    kwargs: dict = {"compression": "zlib", "photometric": "minisblack"}
-    if pixel_size is not None:
-        y, x = pixel_size[-2:]
-        kwargs["resolution"] = (1.0 / x, 1.0 / y)
-        if data.dtype in (np.uint8, np.uint16, np.float32) and data.ndim in (2, 3):
-            # Types ImageJ reads; without axes it takes a stack's first axis for channels.
-            kwargs["imagej"] = True
-            kwargs["metadata"] = {"axes": "ZYX"[-data.ndim :]}
-            if len(pixel_size) == 3:
-                kwargs["metadata"]["spacing"] = pixel_size[0]
+    from .pixel_metadata import tiff_options
+
+    if pixel_size is not None and not isinstance(pixel_size, PixelSize):
+        pixel_size = PixelSize(tuple(pixel_size))
+    options = tiff_options(pixel_size, data.dtype, data.ndim)
     with atomic_write(path, overwrite=overwrite) as temporary:
-        tifffile.imwrite(temporary, data, **kwargs)
+        tifffile.imwrite(temporary, data, compression="zlib", photometric="minisblack", **options)
     return Path(path)

@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -186,6 +187,7 @@ class _Run:
     check_patches: np.ndarray | None = None  # fixed target patches for the criteria
     best: dict | None = None  # the best check so far: value, step, weights
     elapsed_before: float = 0.0  # seconds trained before a resume
+    pixel_sizes: dict[str, Any] = field(default_factory=dict)  # the model's metadata of them
 
 
 def train(
@@ -329,6 +331,7 @@ def _prepare(
             None if initial is None else initial.network.head.weight.detach().cpu().numpy(),
         ),
         check_patches,
+        pixel_sizes=_pixel_sizes(source, target),
     )
 
 
@@ -564,11 +567,21 @@ def _loop(
             "stopped": control.stopped,
             "selected_step": selected,
             "select_by": config.select_by,
+            **run.pixel_sizes,
         },
     )
     yield TrainFinished(
         model, done, control.stopped, elapsed, describe_device(run.device), history
     )
+
+
+def _pixel_sizes(source: Domain, target: Domain | None) -> dict[str, Any]:
+    """The model's metadata of the pixel sizes it was trained at (the source's) and
+    adapted to (the target's), where known."""
+    sizes = {"pixel_size": source.pixel_size}
+    if target is not None:
+        sizes["target_pixel_size"] = target.pixel_size
+    return {key: size.to_dict() for key, size in sizes.items() if size is not None}
 
 
 def warm_up() -> None:

@@ -31,6 +31,8 @@ import numpy as np
 from .config import Preprocessing
 from .errors import InputError
 from .inference import inference_network
+from .ome_zarr import first_level, image_metadata
+from .pixel_size import PixelSize
 from .preprocessing import intensity_range, normalise_slice, rescale
 
 if TYPE_CHECKING:
@@ -132,9 +134,12 @@ def _zarr_array(path: Path) -> Any:
     if hasattr(node, "shape"):
         return node
     arrays = dict(node.arrays())
+    level = first_level(dict(node.attrs))  # OME-Zarr: the full-resolution level
+    if level in arrays:
+        return arrays[level]
     if len(arrays) == 1:
         return next(iter(arrays.values()))
-    if "0" in arrays:  # OME-Zarr: the full-resolution level
+    if "0" in arrays:  # an OME-Zarr image without its metadata
         return arrays["0"]
     names = ", ".join(sorted(arrays)) or "none"
     raise InputError(f"{path} is a zarr group with arrays {names}; expected one array, or '0'")
@@ -242,19 +247,21 @@ def predict_volume(
     sample_pixels: int = SAMPLE_PIXELS,
     num_workers: int | None = 1,
     overwrite: bool = False,
+    pixel_size: PixelSize | None = None,
 ) -> Any:
     """Predict a (Z, Y, X) volume block by block; peak memory does not grow with its size.
 
     ``source``: a zarr store or TIFF path, or a zarr, dask or numpy array (see
-    :func:`open_volume`). ``out``: a ``.zarr`` path (written atomically: into a temporary
-    store beside it, renamed when complete; an existing one is refused unless
-    ``overwrite``), a zarr array of the volume's shape to fill, or ``None`` for the lazy
-    dask array of the result. The result is float32 probabilities, or with ``threshold`` a
-    uint8 mask of 0 and 255. Blocks are ``chunk`` pixels in Y and X (an int or ``(y, x)``),
-    one slice in Z, and borrow ``overlap`` pixels of context from each neighbour (both are
-    rounded up to multiples of the U-Net's ``2**depth``); the default overlap is the U-Net's
-    receptive radius, so that block borders do not show;
-    ``tile_size``, ``tile_overlap``, ``batch_size`` and ``amp`` go to
+    :func:`open_volume`). ``out``: a ``.zarr`` path, written as an OME-Zarr image (NGFF
+    0.4: a group whose array ``0`` is the result, at ``pixel_size``, by default the
+    source path's) atomically: into a temporary store beside it, renamed when complete; an
+    existing one is refused unless ``overwrite``. Or a zarr array of the volume's shape to
+    fill, or ``None`` for the lazy dask array of the result. The result is float32
+    probabilities, or with ``threshold`` a uint8 mask of 0 and 255. Blocks are ``chunk``
+    pixels in Y and X (an int or ``(y, x)``), one slice in Z, and borrow ``overlap`` pixels
+    of context from each neighbour (both are rounded up to multiples of the U-Net's
+    ``2**depth``); the default overlap is the U-Net's receptive radius, so that block
+    borders do not show; ``tile_size``, ``tile_overlap``, ``batch_size`` and ``amp`` go to
     :func:`~.inference.predict_tiled` within a block.
 
     Without an active ``dask.distributed`` client or configured scheduler, blocks run on
@@ -357,14 +364,18 @@ def predict_volume(
         "chunk": [chunk_y, chunk_x],
         "overlap": overlap,
     }
+    if pixel_size is None and isinstance(source, str | Path):
+        from .io import read_pixel_size
+
+        pixel_size = read_pixel_size(source)
     with _atomic_store(target, overwrite) as temporary:
         chunks = (chunk_y, chunk_x) if flat else (1, chunk_y, chunk_x)
-        store = _create_zarr(temporary, shape, chunks, dtype)
+        store = _create_image(temporary, shape, chunks, dtype, pixel_size, attributes["content"])
         store.attrs["napari-domain-adapt"] = attributes
         store_into(store)
     import zarr
 
-    return zarr.open_array(str(target), mode="r")
+    return zarr.open_array(str(target / "0"), mode="r")
 
 
 def _slab(data: Any, first: int, last: int, plane: tuple[tuple[int, ...], ...]) -> Any:
@@ -428,10 +439,27 @@ def _shared(value: object) -> Any:
     return dask.delayed(value, pure=True, traverse=False)
 
 
-def _create_zarr(path: Path, shape: tuple, chunks: tuple, dtype: Any) -> Any:
+def _create_image(
+    path: Path, shape: tuple, chunks: tuple, dtype: Any, pixel_size: PixelSize | None, name: str
+) -> Any:
+    """A new OME-Zarr image at ``path`` (NGFF 0.4, zarr format 2); returns its array ``0``."""
     import zarr
+    from numcodecs import Blosc
 
-    return zarr.open_array(str(path), mode="w", shape=shape, chunks=chunks, dtype=dtype)
+    # zarr 3 writes format 3 unless told; zarr 2 (Python 3.10) knows no other.
+    version = {"zarr_format": 2} if int(zarr.__version__.split(".")[0]) >= 3 else {}
+    group = zarr.open_group(str(path), mode="w", **version)
+    group.attrs.update(image_metadata(pixel_size, len(shape), name))
+    return zarr.open_array(
+        str(path / "0"),
+        mode="w",
+        shape=shape,
+        chunks=chunks,
+        dtype=dtype,
+        dimension_separator="/",  # as NGFF 0.4 requires
+        compressor=Blosc("lz4", 5, Blosc.SHUFFLE),  # format 2's default: every reader has it
+        **version,
+    )
 
 
 def _check_target(target: Path, overwrite: bool) -> None:

@@ -31,11 +31,21 @@ def place_layer(
         old.data = data
         old.scale = like.scale
         old.translate = like.translate
+        if hasattr(like, "units"):
+            old.units = like.units
         return old
     if old is not None:
         viewer.layers.remove(old)
     add = viewer.add_image if kind == "image" else viewer.add_labels
-    return add(data, name=name, scale=like.scale, translate=like.translate, **look)
+    return add(data, name=name, **placement(like), **look)
+
+
+def placement(like: Layer) -> dict[str, Any]:
+    """Where ``like`` lies: its scale, offset and (napari 0.6 and later) units."""
+    where = {"scale": like.scale, "translate": like.translate}
+    if hasattr(like, "units"):
+        where["units"] = like.units
+    return where
 
 
 def promote_preview(
@@ -55,8 +65,8 @@ def promote_preview(
     if layer_kind(layer) != "image":
         return None
     layer.data = data
-    layer.scale = like.scale
-    layer.translate = like.translate
+    for key, value in placement(like).items():
+        setattr(layer, key, value)
     layer.opacity = 1.0
     layer.visible = True
     layer.name = name

@@ -23,13 +23,15 @@ def read_hdf5_layers(path: str) -> list[tuple[Any, dict[str, Any], str]]:
     """Every 2D/3D array of the file as a layer (``file.hdf:dataset`` opens one).
 
     Integer arrays whose name says labels, ids or mask open as Labels, others as Image;
-    the voxel size (``resolution`` or ``element_size_um`` attribute) becomes the scale.
+    the voxel size (``resolution`` or ``element_size_um`` attribute) becomes the scale, and
+    its unit (µm for ``element_size_um``) the units.
     Arrays are read lazily (dask), so large volumes open at once.
     """
     import dask.array as da
     import h5py
+    from napari.layers import Image
 
-    from napari_domain_adapt.core import list_hdf5, split_hdf5_path
+    from napari_domain_adapt.core import layer_options, list_hdf5, split_hdf5_path
 
     file_path, chosen = split_hdf5_path(path)
     datasets = [d for d in list_hdf5(file_path) if d.name == chosen or chosen is None]
@@ -45,7 +47,8 @@ def read_hdf5_layers(path: str) -> list[tuple[Any, dict[str, Any], str]]:
             word in words for word in _LABEL_WORDS
         )
         meta: dict[str, Any] = {"name": dataset.name}
-        if dataset.scale is not None:
-            meta["scale"] = dataset.scale
+        meta.update(layer_options(dataset.pixel_size, len(dataset.shape)))
+        if not hasattr(Image, "units"):  # napari before 0.6
+            meta.pop("units", None)
         layers.append((data, meta, "labels" if is_labels else "image"))
     return layers

@@ -552,7 +552,12 @@ class AdaptWidget(QWidget):
             return None
         try:
             written = write_mask(
-                chosen[0], layer.data, layer.scale, self.export_format.value, chosen[1]
+                chosen[0],
+                layer.data,
+                layer.scale,
+                self.export_format.value,
+                chosen[1],
+                units=getattr(layer, "units", None),  # napari 0.6 and later
             )
         except ValueError as error:
             show_error(f"Cannot export: {error}")

@@ -20,37 +20,38 @@ def label_dtype(data: np.ndarray) -> np.dtype:
     return np.dtype(np.uint64)
 
 
-def pixel_size(scale: Any) -> tuple[float, ...] | None:
-    """The (z, y, x) or (y, x) pixel size from a layer's scale, or None."""
-    if scale is None:
-        return None
-    values = tuple(float(s) for s in scale)
-    return values[-3:] if len(values) >= 2 else None
-
-
 def write_mask(
-    path: str | Path, labels: Any, scale: Any, foreground: int, overwrite: bool = False
+    path: str | Path,
+    labels: Any,
+    scale: Any,
+    foreground: int,
+    overwrite: bool = False,
+    units: Any = None,
 ) -> Path:
     """Write labels as a binary uint8 mask of 0 and ``foreground`` (1 or 255), compressed.
 
-    Any non-zero label counts as foreground; the pixel size comes from ``scale``.
+    Any non-zero label counts as foreground; the pixel size comes from the layer's ``scale``
+    and ``units``.
     """
-    from napari_domain_adapt.core import write_tiff
+    from napari_domain_adapt.core import layer_pixel_size, write_tiff
 
     from .layers import export_values
 
     mask = export_values(labels, foreground)
-    return write_tiff(path, mask, overwrite=overwrite, pixel_size=pixel_size(scale))
+    size = layer_pixel_size(scale, units)
+    return write_tiff(path, mask, overwrite=overwrite, pixel_size=size)
 
 
 def write_labels_tiff(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """Write a Labels layer's data to ``path`` as it is (label values kept), zlib-compressed.
 
-    The pixel size comes from the layer's scale. napari asks before it overwrites a file.
+    The pixel size comes from the layer's scale and units. napari asks before it overwrites
+    a file.
     """
-    from napari_domain_adapt.core import write_tiff
+    from napari_domain_adapt.core import layer_pixel_size, write_tiff
 
     array = np.asarray(data)
     array = array.astype(label_dtype(array), copy=False)
-    written = write_tiff(path, array, overwrite=True, pixel_size=pixel_size(meta.get("scale")))
+    size = layer_pixel_size(meta.get("scale"), meta.get("units"))
+    written = write_tiff(path, array, overwrite=True, pixel_size=size)
     return [str(written)]

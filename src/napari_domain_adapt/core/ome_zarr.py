@@ -1,0 +1,124 @@
+"""OME-Zarr images: which array of a multiscale image to read, at what pixel size; and the
+metadata of the images we write.
+
+Read: OME-NGFF 0.4 (``multiscales`` in the group's attributes, zarr format 2) and 0.5
+(under ``ome``, zarr format 3). ``raw.zarr`` is read at its first (full-resolution) level,
+``raw.zarr/1`` at level ``1``; each level's pixel size is its ``scale`` transformation (times
+the image-wide one) in its axes' units. Written: OME-NGFF 0.4, the version most viewers read
+(napari-ome-zarr, Fiji/BigDataViewer, neuroglancer), as its specification lays it out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .pixel_size import UNITS, PixelSize, pixel_size_or_none
+
+NGFF_VERSION = "0.4"
+
+
+def multiscales(attributes: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``multiscales`` list of a group's attributes (NGFF 0.4 or 0.5), else empty."""
+    found = attributes.get("multiscales") or (attributes.get("ome") or {}).get("multiscales")
+    return found if isinstance(found, list) else []
+
+
+def first_level(attributes: dict[str, Any]) -> str | None:
+    """The path of the full-resolution array of an OME-Zarr image; None for other groups."""
+    for image in multiscales(attributes):
+        datasets = image.get("datasets") if isinstance(image, dict) else None
+        if datasets and isinstance(datasets[0], dict) and "path" in datasets[0]:
+            return str(datasets[0]["path"])
+    return None
+
+
+def level_pixel_size(attributes: dict[str, Any], level: str) -> PixelSize | None:
+    """The pixel size of array ``level`` of the OME-Zarr image whose attributes these are."""
+    for image in multiscales(attributes):
+        for dataset in image.get("datasets") or []:
+            if str(dataset.get("path")) == level:
+                scale = _scale(dataset.get("coordinateTransformations"))
+                overall = _scale(image.get("coordinateTransformations"))
+                if scale is not None and overall is not None and len(overall) == len(scale):
+                    scale = [a * b for a, b in zip(scale, overall, strict=True)]
+                return _spatial(image.get("axes"), scale)
+    return None
+
+
+def _scale(transformations: Any) -> list[float] | None:
+    for transformation in transformations or []:
+        if isinstance(transformation, dict) and transformation.get("type") == "scale":
+            try:
+                return [float(value) for value in transformation["scale"]]
+            except (KeyError, TypeError, ValueError):
+                return None
+    return None
+
+
+def _spatial(axes: Any, scale: list[float] | None) -> PixelSize | None:
+    """The pixel size of the space axes: those sharing the in-plane (y, x) unit."""
+    if scale is None or not isinstance(axes, list) or len(axes) != len(scale):
+        return None
+    space = [
+        (value, axis.get("unit"))
+        for axis, value in zip(axes, scale, strict=True)
+        if isinstance(axis, dict) and axis.get("type", "space") == "space"
+    ][-3:]
+    if len(space) < 2 or space[-1][1] != space[-2][1]:
+        return None
+    unit = space[-1][1]
+    sizes = [value for value, _ in space[-2:]]
+    if len(space) == 3 and space[0][1] == unit:  # a z of another unit (or none) is unknown
+        sizes.insert(0, space[0][0])
+    return pixel_size_or_none(sizes, unit)
+
+
+def image_metadata(pixel_size: PixelSize | None, ndim: int, name: str) -> dict[str, Any]:
+    """The group attributes of a one-level OME-Zarr image (NGFF 0.4) whose array is ``0``.
+
+    Axes without a known size (all without ``pixel_size``) get scale 1 and no unit.
+    """
+    names = "zyx"[-ndim:]
+    size = pixel_size.fit(ndim) if pixel_size is not None else None
+    known = len(size.sizes) if size is not None else 0
+    scale = [1.0] * (ndim - known) + (list(size.sizes) if size is not None else [])
+    axes = []
+    for index, axis in enumerate(names):
+        entry: dict[str, Any] = {"name": axis, "type": "space"}
+        if size is not None and size.unit is not None and index >= ndim - known:
+            entry["unit"] = UNITS[size.unit][0]
+        axes.append(entry)
+    dataset = {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+    image = {"version": NGFF_VERSION, "name": name, "axes": axes, "datasets": [dataset]}
+    return {"multiscales": [image]}
+
+
+def zarr_pixel_size(path: str | Path) -> PixelSize | None:
+    """The pixel size of the array that a zarr path names (see :func:`image_level`)."""
+    group, level = image_level(Path(path))
+    if group is None or level is None:
+        return None
+    return level_pixel_size(_attributes(group), level)
+
+
+def image_level(path: Path) -> tuple[Path | None, str | None]:
+    """The OME-Zarr image folder and the level a path reads: ``img.zarr`` -> its first
+    level; ``img.zarr/1`` -> level ``1``. (None, None) where there is no image."""
+    first = first_level(_attributes(path))
+    if first is not None:
+        return path, first
+    parent = path.parent
+    if parent != path and first_level(_attributes(parent)) is not None:
+        return parent, path.name
+    return None, None
+
+
+def _attributes(folder: Path) -> dict[str, Any]:
+    """A zarr group's attributes (format 2 or 3); empty for anything else."""
+    import zarr
+
+    try:
+        return dict(zarr.open_group(str(folder), mode="r").attrs)
+    except Exception:  # not a group, not zarr, or unreadable: no image there
+        return {}

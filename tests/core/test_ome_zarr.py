@@ -1,0 +1,72 @@
+"""OME-Zarr: levels and pixel sizes of multiscale images (NGFF 0.4 and 0.5), our metadata."""
+
+from __future__ import annotations
+
+import numpy as np
+import zarr
+
+from _pixel_files import ome_zarr
+from napari_domain_adapt.core.ome_zarr import (
+    first_level,
+    image_level,
+    image_metadata,
+    level_pixel_size,
+    zarr_pixel_size,
+)
+from napari_domain_adapt.core.pixel_size import PixelSize
+
+EM = PixelSize((50.0, 4.0, 4.0), "nm")
+
+
+def test_levels_and_their_pixel_sizes(tmp_path):
+    for version in ("0.4", "0.5"):
+        path = ome_zarr(tmp_path / f"raw{version}.zarr", version=version)
+        attributes = dict(zarr.open_group(str(path), mode="r").attrs)
+        assert first_level(attributes) == "s0"
+        assert level_pixel_size(attributes, "s1") == PixelSize((50.0, 8.0, 8.0), "nm")
+        assert zarr_pixel_size(path) == EM.to("nm")
+        assert zarr_pixel_size(path / "s1") == PixelSize((50.0, 8.0, 8.0), "nm")
+        assert image_level(path / "s1") == (path, "s1")
+
+
+def test_plain_zarr_has_no_pixel_size(tmp_path):
+    zarr.open_array(str(tmp_path / "plain.zarr"), mode="w", shape=(4, 4), dtype="u1")
+    assert zarr_pixel_size(tmp_path / "plain.zarr") is None
+    assert image_level(tmp_path / "plain.zarr") == (None, None)
+    assert zarr_pixel_size(tmp_path / "missing.zarr") is None
+
+
+def test_axes_of_other_units():
+    image = {
+        "axes": [
+            {"name": "t", "type": "time", "unit": "second"},
+            {"name": "z", "type": "space"},  # no unit: its size is not known
+            {"name": "y", "type": "space", "unit": "micrometer"},
+            {"name": "x", "type": "space", "unit": "micrometer"},
+        ],
+        "datasets": [
+            {
+                "path": "0",
+                "coordinateTransformations": [{"type": "scale", "scale": [2, 1, 0.5, 0.5]}],
+            }
+        ],
+    }
+    assert level_pixel_size({"multiscales": [image]}, "0") == PixelSize((0.5, 0.5), "µm")
+    assert level_pixel_size({"multiscales": [image]}, "9") is None
+
+
+def test_image_metadata_is_ngff_0_4():
+    (image,) = image_metadata(EM, 3, "probabilities")["multiscales"]
+    assert image["version"] == "0.4"
+    assert [axis["name"] for axis in image["axes"]] == ["z", "y", "x"]
+    assert {axis["unit"] for axis in image["axes"]} == {"nanometer"}
+    assert image["datasets"] == [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [50.0, 4.0, 4.0]}]}
+    ]
+    assert level_pixel_size({"multiscales": [image]}, "0") == EM
+    (plane,) = image_metadata(EM.fit(2), 3, "p")["multiscales"]
+    assert [axis.get("unit") for axis in plane["axes"]] == [None, "nanometer", "nanometer"]
+    assert plane["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 4.0, 4.0]
+    (unknown,) = image_metadata(None, 2, "p")["multiscales"]
+    assert unknown["axes"] == [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    assert np.array_equal(unknown["datasets"][0]["coordinateTransformations"][0]["scale"], [1, 1])
