@@ -103,6 +103,31 @@ def _inf_image(w: World):
     return "inf.tif", data
 
 
+def _multiscale(w: World, folder: Path) -> Path:
+    """An OME-Zarr-like store in ``folder``: a group of two levels, ``0`` and ``1``."""
+    import zarr
+
+    group = zarr.open_group(str(folder / "raw.zarr"), mode="w")
+    group.create_array("0", data=w.image, chunks=(1, 64, 64))
+    group.create_array("1", data=w.image[:, ::2, ::2], chunks=(1, 32, 32))
+    return folder / "raw.zarr"
+
+
+def _hdf5(w: World, folder: Path) -> Path:
+    """``vol.h5`` in ``folder`` with ``volumes/raw`` and ``volumes/labels``."""
+    import h5py
+
+    with h5py.File(folder / "vol.h5", "w") as file:
+        file["volumes/raw"] = w.image
+        file["volumes/labels"] = w.binary
+    return folder / "vol.h5"
+
+
+def _symlink(folder: Path, name: str, target: str) -> Path:
+    (folder / name).symlink_to(folder / target)
+    return folder / name
+
+
 CLI_CASES = [
     # arrays: dimensions, types, values
     CliCase(
@@ -509,6 +534,88 @@ CLI_CASES = [
         ],
         "keep.tif is an input of this command",
         "choose another output name",
+    ),
+    CliCase(
+        "overwrite-the-store-of-the-input-array",
+        lambda w, out: [
+            "predict",
+            "--model",
+            w.model,
+            "--input",
+            _multiscale(w, out) / "0",
+            "--out",
+            out / "raw.zarr",
+            "--overwrite",
+            "--device",
+            "cpu",
+        ],
+        "raw.zarr holds",
+        "an input of this command; choose another output name",
+    ),
+    CliCase(
+        "overwrite-into-the-store-of-the-input",
+        lambda w, out: [
+            "predict",
+            "--model",
+            w.model,
+            "--input",
+            _multiscale(w, out) / "1",
+            "--out",
+            out / "raw.zarr" / "p.zarr",
+            "--device",
+            "cpu",
+        ],
+        "p.zarr is inside the store of",
+        "an input of this command",
+    ),
+    CliCase(
+        "overwrite-the-hdf5-file-of-the-input",
+        lambda w, out: [
+            "membranes",
+            "--input",
+            f"{_hdf5(w, out)}:volumes/labels",
+            "--out",
+            out / "vol.h5",
+            "--overwrite",
+        ],
+        "vol.h5 holds",
+        "an input of this command; choose another output name",
+    ),
+    CliCase(
+        "overwrite-the-hdf5-file-of-the-labels-with-metrics",
+        lambda w, out: [
+            "evaluate",
+            "--model",
+            w.model,
+            "--data",
+            f"{_hdf5(w, out)}:volumes/raw",
+            "--labels",
+            f"{out / 'vol.h5'}:volumes/labels",
+            "--metrics",
+            out / "vol.h5",
+            "--overwrite",
+            "--device",
+            "cpu",
+        ],
+        "vol.h5 holds",
+        "an input of this command",
+    ),
+    CliCase(
+        "overwrite-the-input-through-a-symlink",
+        lambda w, out: [
+            "predict",
+            "--model",
+            w.model,
+            "--input",
+            _symlink(out, "link.tif", "keep.tif"),
+            "--out",
+            out / "keep.tif",
+            "--overwrite",
+            "--device",
+            "cpu",
+        ],
+        "keep.tif is an input",
+        "an input of this command",
     ),
     CliCase(
         "output-into-the-input-stack",

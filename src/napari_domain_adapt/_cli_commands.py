@@ -21,6 +21,7 @@ from .core.hdf5 import split_hdf5_path
 from .core.io import (
     IMAGE_SUFFIXES,
     atomic_write,
+    check_not_an_input,
     check_output,
     is_dataset,
     load_dataset,
@@ -54,7 +55,6 @@ def _refuse_existing(
     read-only one, is named twice, or would replace or join one of the ``inputs``."""
     chosen = [Path(path) for path in paths if path is not None]
     read = [Path(path) for path in inputs if path is not None]
-    files = {path.resolve() for path in read if path.is_file()}
     stacks = {folder.resolve() for path in read for folder in _stack_folders(path)}
     seen: set[Path] = set()
     for path in chosen:
@@ -62,8 +62,7 @@ def _refuse_existing(
         if where in seen:
             raise InputError(f"{path} is named for two outputs; expected one file per output")
         seen.add(where)
-        if where in files:
-            raise InputError(f"{path} is an input of this command; choose another output name")
+        check_not_an_input(path, inputs)
         if path.suffix.lower() in IMAGE_SUFFIXES and where.parent in stacks:
             raise InputError(
                 f"{path} would be written into the input folder {path.parent}, where the next "
@@ -288,8 +287,7 @@ def _predict_volume(args: argparse.Namespace) -> int:
             f"--input {args.input} is a zarr store: it is predicted out of core into a zarr "
             f"store; give --out NAME.zarr (got {args.out})"
         )
-    if Path(args.input).resolve() == args.out.resolve():
-        raise InputError(f"{args.out} is the input of this command; choose another output")
+    check_not_an_input(args.out, [args.input, args.model])
     model = load_model(args.model, _device(args.device))
     with ProgressBar(minimum=2.0, out=sys.stderr):
         out = predict_volume(

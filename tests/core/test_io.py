@@ -13,6 +13,7 @@ import tifffile
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.io import (
     atomic_write,
+    check_not_an_input,
     is_dataset,
     list_images,
     load_dataset,
@@ -31,6 +32,29 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+# --- outputs never replace inputs ----------------------------------------------------------
+
+
+def test_an_output_never_replaces_the_container_of_an_input(tmp_path) -> None:
+    import zarr
+
+    store = tmp_path / "raw.zarr"
+    zarr.open_group(str(store), mode="w").create_array("0", shape=(2, 8, 8), dtype="u1")
+    (tmp_path / "vol.h5").write_bytes(b"an HDF5 file")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    refused = [
+        (store, store / "0"),  # the store of the array read
+        (store / "p.zarr", store / "0"),  # a store inside it
+        (tmp_path / "vol.h5", f"{tmp_path / 'vol.h5'}:volumes/raw"),  # the file of a dataset
+        (tmp_path / "link", tmp_path / "data" / "a.tif"),  # a folder, through a symlink
+    ]
+    for output, source in refused:
+        with pytest.raises(InputError, match="an input of this command"):
+            check_not_an_input(output, [None, source])
+    check_not_an_input(tmp_path / "p.zarr", [store / "0", tmp_path / "data"])  # beside: fine
 
 
 # --- atomic_write --------------------------------------------------------------------------

@@ -89,6 +89,37 @@ def check_output(path: Path, overwrite: bool, how: str = "allow overwriting") ->
         raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
 
 
+def container(path: str | Path) -> Path:
+    """The file or store that reading ``path`` opens, symlinks resolved: ``vol.h5`` for
+    ``vol.h5:volumes/raw``, the outermost zarr store for ``raw.zarr/0``."""
+    from .hdf5 import split_hdf5_path
+    from .volumes import is_zarr
+
+    resolved = split_hdf5_path(path)[0].resolve()
+    stores = [folder for folder in (resolved, *resolved.parents) if is_zarr(folder)]
+    return stores[-1] if stores else resolved
+
+
+def check_not_an_input(output: str | Path, inputs: Sequence[str | Path | None]) -> None:
+    """Raise InputError if writing ``output`` would replace, or write into, what one of the
+    ``inputs`` is read from: compared as files and stores (an HDF5 file and its datasets,
+    a zarr store and its arrays, a folder and the files in it), symlinks resolved."""
+    from .volumes import is_zarr
+
+    written = Path(output).resolve()
+    for source in (source for source in inputs if source is not None):
+        read = container(source)
+        if written == Path(source).resolve():
+            relation = "is an input"
+        elif read.is_relative_to(written):
+            relation = f"holds {source}, an input"
+        elif written.is_relative_to(read) and is_zarr(read):
+            relation = f"is inside the store of {source}, an input"
+        else:
+            continue
+        raise InputError(f"{output} {relation} of this command; choose another output name")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path`` in one rename.

@@ -32,6 +32,7 @@ from .checkpoints import SegmentationModel
 from .config import Preprocessing
 from .errors import InputError
 from .inference import inference_network
+from .io import check_not_an_input
 from .preprocessing import intensity_range, normalise_slice, rescale
 
 #: Default Y/X block side: slices up to this size are predicted whole, exactly as in memory;
@@ -284,6 +285,8 @@ def predict_volume(
     chunk_y, chunk_x, overlap = (-(-n // multiple) * multiple for n in (chunk_y, chunk_x, overlap))
     target = None if out is None or hasattr(out, "shape") else Path(out)
     if target is not None:
+        if isinstance(source, str | Path):
+            check_not_an_input(target, [source])
         _check_target(target, overwrite)
     data = open_volume(source)
     flat = len(data.shape) == 2  # a single image: the result is 2D too
