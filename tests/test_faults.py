@@ -163,12 +163,18 @@ def test_a_killed_write_leaves_the_old_file_or_none(tmp_path, kind, name, old, f
 
 def test_a_live_writers_temporary_file_is_never_swept(tmp_path) -> None:
     target = tmp_path / "mask.tif"
-    with atomic_write(target) as first:
-        first.write_bytes(b"first")
-        write_tiff(target, np.eye(4, dtype=np.uint8))  # a second writer, meanwhile
-        assert first.exists()
-        assert target.exists()
-    assert target.read_bytes() == b"first"  # the last rename wins; nothing is half-written
+
+    def first_writer() -> None:
+        with atomic_write(target) as first:
+            first.write_bytes(b"first")
+            write_tiff(target, np.eye(4, dtype=np.uint8))  # a second writer, meanwhile
+            assert first.exists()
+            assert target.exists()
+
+    with pytest.raises(InputError, match=r"mask\.tif appeared while it was being written"):
+        first_writer()
+    # The second writer's file is not replaced by the first's (no overwrite was asked).
+    np.testing.assert_array_equal(read_image(target), np.eye(4, dtype=np.uint8))
     assert os.listdir(tmp_path) == ["mask.tif"]
 
 
@@ -231,6 +237,30 @@ def test_a_full_disk_in_the_cli_is_one_error_line(tmp_path, monkeypatch, capsys)
     assert err.startswith("error: cannot write")
     assert "No space left on device" in err
     assert os.listdir(out) == ["old.tif"]
+
+
+def test_a_full_disk_at_the_second_output_writes_neither(tmp_path, monkeypatch, capsys) -> None:
+    """``membranes --valid-out``: both files, or neither, and an error that says which."""
+    source = tmp_path / "ids.tif"
+    tifffile.imwrite(source, np.repeat(np.arange(4, dtype=np.uint16), 16).reshape(8, 8))
+    out = tmp_path / "out"
+    out.mkdir()
+    real, calls = tifffile.imwrite, []
+
+    def full_at_the_second(path, data, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            _half_then_full(path, data)
+        real(path, data, **kwargs)
+
+    monkeypatch.setattr(tifffile, "imwrite", full_at_the_second)
+    argv = ["membranes", "--input", str(source), "--out", str(out / "m.tif")]
+    code = main([*argv, "--zero", "ignore", "--valid-out", str(out / "v.tif")])
+    err = capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1
+    assert "No space left on device; nothing was written" in err
+    assert os.listdir(out) == []
 
 
 # --- Stop at random instants: the core ---------------------------------------------------

@@ -27,6 +27,7 @@ from .core.io import (
     load_dataset,
     read_volume,
     write_tiff,
+    write_tiffs,
 )
 from .core.metrics import best_threshold, segmentation_scores
 from .core.resume import StateFile
@@ -380,9 +381,10 @@ def run_membranes(args: argparse.Namespace) -> int:
 
     _refuse_existing([args.out, args.valid_out], args.overwrite, [args.input])
     membranes, valid = instances_to_membranes(read_volume(args.input), args.width, args.zero)
-    write_tiff(args.out, membranes * np.uint8(255), overwrite=args.overwrite)
+    images = {args.out: membranes * np.uint8(255)}
     if args.valid_out is not None:
-        write_tiff(args.valid_out, valid.astype(np.uint8) * 255, overwrite=args.overwrite)
+        images[args.valid_out] = valid.astype(np.uint8) * 255
+    write_tiffs(images, overwrite=args.overwrite)  # both or neither
     print(f"wrote {args.out}: {membranes.mean():.1%} membrane", file=sys.stderr)
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import tifffile
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.io import (
     atomic_write,
+    atomic_writes,
     check_not_an_input,
     is_dataset,
     list_images,
@@ -111,6 +113,48 @@ def test_atomic_write_refuses_existing_without_overwrite(tmp_path) -> None:
     assert path.read_bytes() == b"old"
     _write(path, b"new", overwrite=True)
     assert path.read_bytes() == b"new"
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_atomic_write_never_replaces_a_file_that_appeared_meanwhile(
+    tmp_path, monkeypatch, hard_links
+) -> None:
+    if not hard_links:  # FAT, some network shares: the check-then-rename fallback
+
+        def link(source, target):
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", link)
+    path = tmp_path / "out.bin"
+    with pytest.raises(InputError, match=r"out\.bin appeared while it was being written"):
+        _write_while_another_writes(path)
+    assert path.read_bytes() == b"another run's"
+    assert os.listdir(tmp_path) == ["out.bin"]
+    _write(tmp_path / "new.bin", b"new")  # and a new name is written as ever
+    assert (tmp_path / "new.bin").read_bytes() == b"new"
+    _write_while_another_writes(path, overwrite=True)  # asked to: replaced
+    assert path.read_bytes() == b"ours"
+
+
+def _write_while_another_writes(path: Path, **kwargs) -> None:
+    with atomic_write(path, **kwargs) as temporary:
+        temporary.write_bytes(b"ours")
+        path.write_bytes(b"another run's")
+
+
+def test_atomic_writes_all_or_none(tmp_path) -> None:
+    (tmp_path / "b.bin").write_bytes(b"old b")
+    paths = [tmp_path / "a.bin", tmp_path / "b.bin"]
+    with pytest.raises(_Boom):
+        _write_first_of(paths, _Boom())
+    assert sorted(os.listdir(tmp_path)) == ["b.bin"]
+    assert (tmp_path / "b.bin").read_bytes() == b"old b"
+
+
+def _write_first_of(paths: list[Path], error: BaseException) -> None:
+    with atomic_writes(paths, overwrite=True) as temporaries:
+        temporaries[0].write_bytes(b"new")
+        raise error  # before the others are written
 
 
 def test_atomic_write_missing_folder(tmp_path) -> None:

@@ -14,7 +14,7 @@ import errno
 import os
 import re
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -122,39 +122,100 @@ def check_not_an_input(output: str | Path, inputs: Sequence[str | Path | None]) 
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces ``path`` in one rename.
+    """Yield a temporary path to write; on success it is renamed onto ``path``.
 
-    Refuses an existing ``path`` unless ``overwrite``. On any error the temporary file is
-    removed and ``path`` is left as it was.
+    Refuses an existing ``path`` unless ``overwrite``, and one that appears meanwhile (the
+    rename never replaces it then). On any error the temporary file is removed and ``path``
+    is left as it was.
     """
-    path = Path(path)
-    check_output(path, overwrite)
-    _remove_leftovers(path)
-    temporary = path.parent / f".{path.name}.{secrets.token_hex(_TOKEN_HEX)}.part"
+    with atomic_writes([path], overwrite) as (temporary,):
+        yield temporary
+
+
+@contextlib.contextmanager
+def atomic_writes(paths: Sequence[str | Path], overwrite: bool = False) -> Iterator[list[Path]]:
+    """:func:`atomic_write` for several files at once: all are written, or none.
+
+    An error while writing any of them leaves every path as it was; the renames happen
+    only when every file is complete and flushed.
+    """
+    paths = [Path(path) for path in paths]
+    for path in paths:
+        check_output(path, overwrite)
+        _remove_leftovers(path)
+    moved: list[Path] = []
     try:
-        # Mode 0o666 less the umask, as for any new file (mkstemp's 0o600 would hide the
-        # result from the rest of a lab sharing a folder); O_EXCL never reuses a file.
-        held = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with contextlib.ExitStack() as stack:
+            temporaries = [stack.enter_context(_temporary_file(path)) for path in paths]
+            yield temporaries
+            for temporary in temporaries:
+                with open(temporary, "rb+") as written:
+                    os.fsync(written.fileno())
+            for temporary, path in zip(temporaries, paths, strict=True):
+                _move(temporary, path, overwrite)
+                moved.append(path)
+                _sync_folder(path.parent)
     except OSError as error:
-        raise InputError(f"cannot write {path}: {_reason(error)}") from error
+        raise InputError(_write_failure(paths, moved, error)) from error
+
+
+@contextlib.contextmanager
+def _temporary_file(path: Path) -> Iterator[Path]:
+    """A new hidden ``.NAME.XXXXXXXXXXXX.part`` beside ``path``, locked while we live and
+    removed on leaving (unless renamed by then)."""
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(_TOKEN_HEX)}.part"
+    # Mode 0o666 less the umask, as for any new file (mkstemp's 0o600 would hide the
+    # result from the rest of a lab sharing a folder); O_EXCL never reuses a file.
+    held = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         _lock(held)  # held until the rename: the file is ours while we live
         yield temporary
-        with open(temporary, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-        _sync_folder(path.parent)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        reason = _reason(error)
-        if _code(error) == errno.ENOSPC:
-            reason += f"; nothing was written and {path.name} is as it was"
-        raise InputError(f"cannot write {path}: {reason}") from error
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     finally:
+        temporary.unlink(missing_ok=True)
         os.close(held)
+
+
+#: link() errors of file systems without hard links (FAT, some network shares).
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+
+
+def _move(temporary: Path, path: Path, overwrite: bool) -> None:
+    """Rename ``temporary`` onto ``path``; unless ``overwrite``, never replace a file that
+    appeared meanwhile (FileExistsError): a hard link fails atomically if one exists."""
+    if overwrite:
+        os.replace(temporary, path)
+        return
+    try:
+        os.link(temporary, path)
+    except OSError as error:
+        if _code(error) not in _NO_HARD_LINKS:
+            raise
+        if path.exists():  # no hard links here: check, then rename
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.replace(temporary, path)
+        return
+    os.unlink(temporary)
+
+
+def _write_failure(paths: list[Path], moved: list[Path], error: OSError) -> str:
+    """Why writing ``paths`` failed, and what it left: the ``moved`` ones were written."""
+    names = " and ".join(str(path) for path in paths)
+    reason = _reason(error)
+    if _code(error) == errno.EEXIST:
+        reason = (
+            f"{paths[len(moved)]} appeared while it was being written (another run?); "
+            "it was not replaced"
+        )
+    if moved:
+        return f"cannot write {names}: {reason}; only {', '.join(map(str, moved))} was written"
+    if _code(error) == errno.ENOSPC:
+        kept = " and ".join(path.name for path in paths)
+        reason += f"; nothing was written and {kept} {_as_it_was(len(paths))}"
+    return f"cannot write {names}: {reason}"
+
+
+def _as_it_was(count: int) -> str:
+    return "is as it was" if count == 1 else "are as they were"
 
 
 def _sync_folder(folder: Path) -> None:
@@ -289,8 +350,25 @@ def write_tiff(
     pixel_size: Sequence[float] | None = None,
 ) -> Path:
     """Write ``data`` as a compressed TIFF atomically; ``pixel_size`` is (y, x) or (z, y, x)."""
+    write_tiffs({Path(path): data}, overwrite, pixel_size)
+    return Path(path)
+
+
+def write_tiffs(
+    images: Mapping[Path, np.ndarray],
+    overwrite: bool = False,
+    pixel_size: Sequence[float] | None = None,
+) -> None:
+    """Write several TIFFs as :func:`write_tiff` does: all of them, or none."""
     import tifffile
 
+    with atomic_writes(list(images), overwrite=overwrite) as temporaries:
+        for temporary, data in zip(temporaries, images.values(), strict=True):
+            tifffile.imwrite(temporary, data, **_tiff_options(data, pixel_size))
+
+
+def _tiff_options(data: np.ndarray, pixel_size: Sequence[float] | None) -> dict:
+    """tifffile's options: zlib, grey, and the pixel size where given."""
     kwargs: dict = {"compression": "zlib", "photometric": "minisblack"}
     if pixel_size is not None:
         y, x = pixel_size[-2:]
@@ -301,6 +379,4 @@ def write_tiff(
             kwargs["metadata"] = {"axes": "ZYX"[-data.ndim :]}
             if len(pixel_size) == 3:
                 kwargs["metadata"]["spacing"] = pixel_size[0]
-    with atomic_write(path, overwrite=overwrite) as temporary:
-        tifffile.imwrite(temporary, data, **kwargs)
-    return Path(path)
+    return kwargs
