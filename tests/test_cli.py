@@ -18,7 +18,7 @@ import torch
 
 from napari_domain_adapt.cli import EXIT_BAD_INPUT, main
 from napari_domain_adapt.core.checkpoints import load_checkpoint
-from napari_domain_adapt.core.io import read_volume
+from napari_domain_adapt.core.io import read_volume, run_lock
 
 TINY = ["--steps", "3", "--batch-size", "2", "--patch-size", "32", "--depth", "2", "--width", "4"]
 TINY += ["--device", "cpu"]
@@ -140,6 +140,19 @@ def test_existing_output_is_kept_without_overwrite(datasets, tmp_path, capsys):
     assert out.read_bytes() == b"precious"
     assert main([*args, "--overwrite"]) == 0
     assert out.read_bytes() != b"precious"
+
+
+def test_a_second_run_on_one_out_is_refused_at_the_start(datasets, tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    argv = ["train", "--source", str(datasets / "source"), "--out", str(out), *TINY]
+    with run_lock(out):  # a first run, still training
+        assert main(argv) == EXIT_BAD_INPUT
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: another run is writing {out}")
+        assert err.count("\n") == 1
+        assert os.listdir(tmp_path) == [".m.pt.lock"]  # the first run's: no state, no model
+    assert main(argv) == 0  # once it has ended
+    assert os.listdir(tmp_path) == ["m.pt"]
 
 
 def test_predict_writes_probabilities_and_masks(datasets, checkpoint, tmp_path):

@@ -26,6 +26,7 @@ from .core.io import (
     is_dataset,
     load_dataset,
     read_volume,
+    run_lock,
     write_tiff,
     write_tiffs,
 )
@@ -189,6 +190,11 @@ def _progress(total: int):
 def _run_training(args: argparse.Namespace, mode: str | None) -> int:
     inputs = [args.source, args.source_labels, args.target, args.target_labels]
     _refuse_existing([args.out, args.metrics], args.overwrite, inputs)
+    with run_lock(args.out):  # a second run on this --out is refused now, not after training
+        return _train_and_write(args, mode)
+
+
+def _train_and_write(args: argparse.Namespace, mode: str | None) -> int:
     source = _load_source(args)
     target, test = _load_target(args)
     if mode is None:  # adapt; the default mode learns from target labels where given

@@ -78,6 +78,46 @@ def _remove_leftovers(path: Path) -> None:
                     os.close(descriptor)
 
 
+@contextlib.contextmanager
+def run_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock for one run that writes ``path``; InputError if another run
+    holds it. The lock file ``.NAME.lock`` beside ``path`` is removed on leaving; the
+    system frees the lock if the run dies."""
+    path = Path(path)
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
+    lock = path.parent / f".{path.name}.lock"
+    descriptor = _take_lock(lock)
+    if descriptor is None:
+        raise InputError(
+            f"another run is writing {path} (it holds {lock}); wait for it to end, or "
+            "choose another output name"
+        )
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(descriptor)
+
+
+def _take_lock(lock: Path) -> int | None:
+    """An open, exclusively locked descriptor of ``lock``, or None if another holds it."""
+    for _ in range(3):  # a lock file removed by a run that just ended: take the new one
+        try:
+            descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise InputError(f"cannot write {lock}: {_reason(error)}") from error
+        if not _lock(descriptor):
+            os.close(descriptor)
+            return None
+        with contextlib.suppress(OSError):
+            if os.stat(lock).st_ino == os.fstat(descriptor).st_ino:
+                return descriptor
+        os.close(descriptor)
+    return None
+
+
 def check_output(path: Path, overwrite: bool, how: str = "allow overwriting") -> None:
     """Raise InputError unless ``path`` can be written: a file name (not a folder), in an
     existing folder, and new unless ``overwrite`` (``how`` says how to allow it)."""
