@@ -10,15 +10,19 @@ Not tested here: the retry after CUDA running out of memory, which needs a GPU.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import dask
 import numpy as np
 import pytest
 import tifffile
@@ -34,6 +38,7 @@ from napari_domain_adapt.core import (
     fit,
     load_checkpoint,
     save_checkpoint,
+    volumes,
 )
 from napari_domain_adapt.core.io import (
     atomic_write,
@@ -42,6 +47,7 @@ from napari_domain_adapt.core.io import (
     read_volume,
     write_tiff,
 )
+from napari_domain_adapt.core.volumes import predict_volume
 
 NO_SPACE = OSError(errno.ENOSPC)  # as a full disk raises it: an errno, no message of its own
 
@@ -178,6 +184,69 @@ def test_a_live_writers_temporary_file_is_never_swept(tmp_path) -> None:
     assert os.listdir(tmp_path) == ["mask.tif"]
 
 
+def _tiny_model() -> SegmentationModel:
+    return SegmentationModel.create(ModelSpec(depth=2, width=4))
+
+
+def _volume() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 255, (3, 32, 32), dtype=np.uint8)
+
+
+def test_a_killed_zarr_predictions_leftover_is_removed_by_the_next(tmp_path) -> None:
+    """A store left by a killed run (nobody holds its lock) goes; a live run's stays."""
+    target = tmp_path / "p.zarr"
+    dead = tmp_path / ".p.zarr.0123456789ab.part.zarr"
+    live = tmp_path / ".p.zarr.ba9876543210.part.zarr"
+    for leftover in (dead, live):
+        (leftover / "c" / "0").mkdir(parents=True)
+        (leftover / "c" / "0" / "0").write_bytes(b"a chunk")
+    held = os.open(live, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a writer still at work
+        predict_volume(_tiny_model(), _volume(), target)
+    finally:
+        os.close(held)
+    assert sorted(os.listdir(tmp_path)) == sorted([live.name, "p.zarr"])
+
+
+def test_an_interrupted_zarr_prediction_leaves_nothing(tmp_path, monkeypatch) -> None:
+    """Ctrl-C while another thread writes a block: that write ends before the temporary
+    store is removed, and no write starts after (it would leave a store with chunks)."""
+    writing, removed = threading.Event(), threading.Event()
+    real_create, real_predict, real_rmtree = volumes._create_zarr, volumes._predict_block, None
+
+    class SlowStore:  # the output store, its first write slow to end
+        def __init__(self, array) -> None:
+            self.array, self.shape, self.dtype, self.attrs = array, array.shape, array.dtype, {}
+
+        def __setitem__(self, key, value) -> None:
+            if not writing.is_set():
+                writing.set()
+                removed.wait(1.0)  # unguarded, the store is removed meanwhile
+            self.array[key] = value
+
+    def block(*args, block_info=None, **kwargs):  # dask passes block_info if it is named
+        if writing.is_set():  # the Ctrl-C lands while a block is being written
+            raise KeyboardInterrupt
+        return real_predict(*args, block_info=block_info, **kwargs)
+
+    def rmtree(path, *args, **kwargs):
+        real_rmtree(path, *args, **kwargs)
+        removed.set()
+
+    real_rmtree = shutil.rmtree
+    monkeypatch.setattr(volumes, "_create_zarr", lambda *a: SlowStore(real_create(*a)))
+    monkeypatch.setattr(volumes, "_predict_block", block)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    volume = np.random.default_rng(0).integers(0, 255, (6, 32, 32), dtype=np.uint8)
+    pool = ThreadPoolExecutor(2)
+    with dask.config.set(pool=pool), pytest.raises(KeyboardInterrupt):
+        predict_volume(_tiny_model(), volume, tmp_path / "p.zarr", num_workers=2)
+    pool.shutdown(wait=True)  # every block under way has ended
+    assert writing.is_set()
+    assert os.listdir(tmp_path) == []
+
+
 # --- a full disk -----------------------------------------------------------------------
 
 
@@ -261,6 +330,39 @@ def test_a_full_disk_at_the_second_output_writes_neither(tmp_path, monkeypatch, 
     assert err.count("\n") == 1
     assert "No space left on device; nothing was written" in err
     assert os.listdir(out) == []
+
+
+@pytest.mark.parametrize("where", ["chunks", "folder"])
+def test_a_full_disk_in_a_zarr_prediction_is_one_error_line(
+    tmp_path, monkeypatch, capsys, where
+) -> None:
+    """No space for the chunks, or no inode left for the temporary store's folder."""
+    model, image = tmp_path / "m.pt", tmp_path / "v.tif"
+    save_checkpoint(_tiny_model(), model)
+    tifffile.imwrite(image, _volume())
+    if where == "chunks":
+
+        def full(*args):
+            raise NO_SPACE
+
+        monkeypatch.setattr(volumes, "_create_zarr", full)
+    else:
+        real_mkdir = pathlib.Path.mkdir
+
+        def mkdir(self, *args, **kwargs):
+            if self.name.endswith(".part.zarr"):
+                raise NO_SPACE
+            real_mkdir(self, *args, **kwargs)
+
+        monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
+    argv = ["predict", "--model", str(model), "--input", str(image), "--device", "cpu"]
+    code = main([*argv, "--out", str(tmp_path / "p.zarr")])
+    err = capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1
+    assert err.startswith("error: cannot write")
+    assert "No space left on device; nothing was written" in err
+    assert sorted(os.listdir(tmp_path)) == ["m.pt", "v.tif"]
 
 
 # --- Stop at random instants: the core ---------------------------------------------------

@@ -14,6 +14,7 @@ import errno
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -57,14 +58,17 @@ def _lock(descriptor: int) -> bool:
     return True
 
 
-def _remove_leftovers(path: Path) -> None:
-    """Delete temporary files of earlier writes of ``path`` whose writer is gone.
+def remove_leftovers(path: Path, suffix: str = ".part") -> None:
+    """Delete temporary files or folders ``.NAME.XXXXXXXXXXXX{suffix}`` of earlier writes of
+    ``path`` whose writer is gone.
 
-    A live writer holds a lock on its temporary file; the lock dies with its process.
+    A live writer holds a lock on its temporary file or folder; the lock dies with its
+    process.
     """
     if fcntl is None:
         return
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{{2 * _TOKEN_HEX}}}\.part")
+    token = f"[0-9a-f]{{{2 * _TOKEN_HEX}}}"
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.{token}{re.escape(suffix)}")
     with contextlib.suppress(OSError):
         for entry in os.scandir(path.parent):
             if not pattern.fullmatch(entry.name):
@@ -73,9 +77,29 @@ def _remove_leftovers(path: Path) -> None:
                 descriptor = os.open(entry.path, os.O_RDONLY)
                 try:
                     if _lock(descriptor):
-                        os.unlink(entry.path)
+                        _delete(Path(entry.path))
                 finally:
                     os.close(descriptor)
+
+
+def _delete(path: Path) -> None:
+    """Delete a file, or a folder with everything in it."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def temporary_name(path: Path, suffix: str = ".part") -> Path:
+    """A new hidden name beside ``path`` that :func:`remove_leftovers` knows."""
+    return path.parent / f".{path.name}.{secrets.token_hex(_TOKEN_HEX)}{suffix}"
+
+
+def lock_held(path: Path) -> int:
+    """Open ``path`` (a file or folder) and lock it: the descriptor to close when done."""
+    descriptor = os.open(path, os.O_RDONLY)
+    _lock(descriptor)
+    return descriptor
 
 
 @contextlib.contextmanager
@@ -182,7 +206,7 @@ def atomic_writes(paths: Sequence[str | Path], overwrite: bool = False) -> Itera
     paths = [Path(path) for path in paths]
     for path in paths:
         check_output(path, overwrite)
-        _remove_leftovers(path)
+        remove_leftovers(path)
     moved: list[Path] = []
     try:
         with contextlib.ExitStack() as stack:
@@ -196,14 +220,14 @@ def atomic_writes(paths: Sequence[str | Path], overwrite: bool = False) -> Itera
                 moved.append(path)
                 _sync_folder(path.parent)
     except OSError as error:
-        raise InputError(_write_failure(paths, moved, error)) from error
+        raise InputError(write_failure(paths, moved, error)) from error
 
 
 @contextlib.contextmanager
 def _temporary_file(path: Path) -> Iterator[Path]:
     """A new hidden ``.NAME.XXXXXXXXXXXX.part`` beside ``path``, locked while we live and
     removed on leaving (unless renamed by then)."""
-    temporary = path.parent / f".{path.name}.{secrets.token_hex(_TOKEN_HEX)}.part"
+    temporary = temporary_name(path)
     # Mode 0o666 less the umask, as for any new file (mkstemp's 0o600 would hide the
     # result from the rest of a lab sharing a folder); O_EXCL never reuses a file.
     held = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -237,7 +261,7 @@ def _move(temporary: Path, path: Path, overwrite: bool) -> None:
     os.unlink(temporary)
 
 
-def _write_failure(paths: list[Path], moved: list[Path], error: OSError) -> str:
+def write_failure(paths: list[Path], moved: list[Path], error: OSError) -> str:
     """Why writing ``paths`` failed, and what it left: the ``moved`` ones were written."""
     names = " and ".join(str(path) for path in paths)
     reason = _reason(error)

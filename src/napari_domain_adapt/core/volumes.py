@@ -19,9 +19,9 @@ import contextlib
 import copy
 import json
 import os
-import secrets
 import shutil
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,13 @@ from .checkpoints import SegmentationModel
 from .config import Preprocessing
 from .errors import InputError
 from .inference import inference_network
-from .io import check_not_an_input
+from .io import (
+    check_not_an_input,
+    lock_held,
+    remove_leftovers,
+    temporary_name,
+    write_failure,
+)
 from .preprocessing import intensity_range, normalise_slice, rescale
 
 #: Default Y/X block side: slices up to this size are predicted whole, exactly as in memory;
@@ -43,6 +49,8 @@ DEFAULT_CHUNK = 2048
 SAMPLE_PIXELS = 2**24
 #: Slices per computation: keeps each task graph small for volumes of any depth.
 Z_BATCH = 256
+#: The hidden temporary store beside the output: ``.NAME.zarr.XXXXXXXXXXXX.part.zarr``.
+PART_SUFFIX = ".part.zarr"
 
 
 class _TiffVolume:
@@ -362,7 +370,11 @@ def predict_volume(
         chunks = (chunk_y, chunk_x) if flat else (1, chunk_y, chunk_x)
         store = _create_zarr(temporary, shape, chunks, dtype)
         store.attrs["napari-domain-adapt"] = attributes
-        store_into(store)
+        writes = _ClosableWrites(store)
+        try:
+            store_into(writes)
+        finally:  # after an error or Ctrl-C, blocks still computing must not write
+            writes.close()
     import zarr
 
     return zarr.open_array(str(target), mode="r")
@@ -429,10 +441,49 @@ def _shared(value: object) -> Any:
     return dask.delayed(value, pure=True, traverse=False)
 
 
+class _ClosableWrites:
+    """A zarr array to write blocks into until :meth:`close`, which waits for the writes
+    under way; later writes raise. A computation stopped by an error or Ctrl-C leaves
+    threads still computing blocks: none of them writes after the temporary store is gone.
+    """
+
+    def __init__(self, array: Any) -> None:
+        self.array, self.shape, self.dtype = array, array.shape, array.dtype
+        self._open, self._writing = True, 0
+        self._changed = threading.Condition()
+
+    def __setitem__(self, key: Any, value: np.ndarray) -> None:
+        with self._changed:
+            if not self._open:
+                raise InputError("the prediction was stopped; the block was not written")
+            self._writing += 1
+        try:
+            self.array[key] = value
+        finally:
+            with self._changed:
+                self._writing -= 1
+                self._changed.notify_all()
+
+    def __reduce__(self) -> Any:
+        # dask.distributed workers (other processes) get the plain array.
+        return _same, (self.array,)
+
+    def close(self) -> None:
+        """Refuse further writes, once those under way have ended."""
+        with self._changed:
+            self._open = False
+            self._changed.wait_for(lambda: self._writing == 0)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
 def _create_zarr(path: Path, shape: tuple, chunks: tuple, dtype: Any) -> Any:
     import zarr
 
-    return zarr.open_array(str(path), mode="w", shape=shape, chunks=chunks, dtype=dtype)
+    # "w-" fills the (empty) folder given; "w" would delete it and make another.
+    return zarr.open_array(str(path), mode="w-", shape=shape, chunks=chunks, dtype=dtype)
 
 
 def _check_target(target: Path, overwrite: bool) -> None:
@@ -455,16 +506,23 @@ def _atomic_store(target: Path, overwrite: bool) -> Iterator[Path]:
     An existing ``target`` (with ``overwrite``) is moved aside first and deleted only after
     the rename, so a crash leaves the old store, or the new one, never a mixture.
     """
-    token = secrets.token_hex(6)
-    temporary = target.parent / f".{target.name}.{token}.part.zarr"
-    old = target.parent / f".{target.name}.{token}.old.zarr"
+    remove_leftovers(target, PART_SUFFIX)  # of killed runs: no live writer holds them
+    temporary = temporary_name(target, PART_SUFFIX)
+    old = temporary.with_name(temporary.name.replace(PART_SUFFIX, ".old.zarr"))
+    held = None
     try:
+        temporary.mkdir()
+        held = lock_held(temporary)  # ours while we live; zarr must not recreate the folder
         yield temporary
         if target.exists():
             if not overwrite:
                 raise InputError(f"{target} appeared while predicting; nothing was replaced")
             os.replace(target, old)
         os.replace(temporary, target)
+    except OSError as error:  # a full disk, no inodes left, a folder made read-only
+        raise InputError(write_failure([target], [], error)) from error
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+        if held is not None:
+            os.close(held)
