@@ -647,6 +647,41 @@ CLI_CASES = [
         "Permission denied",
         creation_refused,
     ),
+    # sample
+    CliCase(
+        "sample-into-a-file",
+        lambda w, out: ["sample", out / "keep.tif"],
+        "keep.tif is a file",
+        "expected a folder",
+    ),
+    CliCase(
+        "sample-into-a-read-only-folder",
+        lambda w, out: ["sample", out / "new"],
+        "cannot write",
+        "is not writable",
+        read_only,
+    ),
+    *(
+        CliCase(
+            f"sample-size-{size}",
+            lambda w, out, size=size: ["sample", out / "new", "--size", size],
+            f"size={size}",
+            "size >= 32",
+        )
+        for size in ("0", "1", "-5")
+    ),
+    CliCase(
+        "sample-negative-seed",
+        lambda w, out: ["sample", out / "new", "--seed", "-1"],
+        "seed=-1",
+        "seed >= 0",
+    ),
+    CliCase(
+        "sample-larger-than-memory",
+        lambda w, out: ["sample", out / "new", "--size", "1000000"],
+        "a sample of size 1000000 needs about",
+        "GiB is free",
+    ),
     # settings
     CliCase(
         "zero-steps",

@@ -365,6 +365,27 @@ def test_a_full_disk_in_a_zarr_prediction_is_one_error_line(
     assert sorted(os.listdir(tmp_path)) == ["m.pt", "v.tif"]
 
 
+def test_a_full_disk_during_sample_leaves_no_partial_dataset(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    real, calls = tifffile.imwrite, []
+
+    def full_at_the_fifth(path, data, **kwargs):
+        calls.append(path)
+        if len(calls) == 5:
+            _half_then_full(path, data)
+        real(path, data, **kwargs)
+
+    monkeypatch.setattr(tifffile, "imwrite", full_at_the_fifth)
+    argv = ["sample", str(tmp_path / "data"), "--size", "32"]
+    assert main(argv) == EXIT_BAD_INPUT
+    assert "No space left on device" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+    monkeypatch.undo()
+    assert main(argv) == 0  # nothing blocks the rerun
+    assert sorted(os.listdir(tmp_path / "data")) == ["source", "target"]
+
+
 # --- Stop at random instants: the core ---------------------------------------------------
 
 

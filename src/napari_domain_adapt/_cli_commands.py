@@ -20,6 +20,7 @@ from .core.errors import InputError
 from .core.hdf5 import split_hdf5_path
 from .core.io import (
     IMAGE_SUFFIXES,
+    atomic_folder,
     atomic_write,
     check_not_an_input,
     check_output,
@@ -358,11 +359,11 @@ def run_sample(args: argparse.Namespace) -> int:
 
     ``source`` has labelled train and test splits; ``target`` has train images for
     adaptation (their labels too, for semi-supervised trials) and a separate labelled test
-    split for scoring.
+    split for scoring. Both are written into a hidden folder beside FOLDER and moved into
+    it at the end: a full disk or a Ctrl-C leaves no partial dataset.
     """
     root: Path = args.folder
-    if root.exists() and any(root.iterdir()) and not args.overwrite:
-        raise InputError(f"{root} exists and is not empty; choose another folder or --overwrite")
+    _check_sample_folder(root, args.overwrite)
     train_pair = make_sample_pair(size=args.size, seed=args.seed)
     test_pair = make_sample_pair(n_source=4, n_target=4, size=args.size, seed=args.seed + 1000)
     splits = {
@@ -371,14 +372,29 @@ def run_sample(args: argparse.Namespace) -> int:
         ("target", "train"): (train_pair.target_image, train_pair.target_labels),
         ("target", "test"): (test_pair.target_image, test_pair.target_labels),
     }
-    for (name, split), (images, labels) in splits.items():
-        for kind, stack in (("images", images), ("labels", labels * 255)):
-            folder = root / name / split / kind
-            folder.mkdir(parents=True, exist_ok=True)
-            for index, image in enumerate(stack):
-                write_tiff(folder / f"slice_{index:03d}.tif", image, overwrite=args.overwrite)
+    with atomic_folder(root) as building:
+        for (name, split), (images, labels) in splits.items():
+            for kind, stack in (("images", images), ("labels", labels * 255)):
+                folder = building / name / split / kind
+                folder.mkdir(parents=True)
+                for index, image in enumerate(stack):
+                    write_tiff(folder / f"slice_{index:03d}.tif", image)
     print(f"wrote {root / 'source'} and {root / 'target'}", file=sys.stderr)
     return 0
+
+
+def _check_sample_folder(root: Path, overwrite: bool) -> None:
+    """Refuse a FOLDER that is a file, is not empty (unless ``overwrite``), or cannot be
+    made in its parent."""
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root} is a file; expected a folder to write the datasets into")
+    if root.is_dir() and any(root.iterdir()) and not overwrite:
+        raise InputError(f"{root} exists and is not empty; choose another folder or --overwrite")
+    if not root.parent.is_dir():
+        raise InputError(f"cannot write {root}: the folder {root.parent} does not exist")
+    for folder in (root.parent, root) if root.is_dir() else (root.parent,):
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InputError(f"cannot write {root}: the folder {folder} is not writable")
 
 
 def run_membranes(args: argparse.Namespace) -> int:

@@ -282,6 +282,44 @@ def _as_it_was(count: int) -> str:
     return "is as it was" if count == 1 else "are as they were"
 
 
+@contextlib.contextmanager
+def atomic_folder(root: str | Path) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside ``root`` to fill; on success each entry of it
+    is moved into ``root`` (made if missing), replacing an entry of that name.
+
+    On any error the temporary folder is removed: ``root`` holds all the new entries or
+    none of them. A killed run's temporary folder is removed by the next.
+    """
+    root = Path(root)
+    remove_leftovers(root)
+    building = temporary_name(root)
+    try:
+        building.mkdir()
+        held = lock_held(building)
+    except OSError as error:
+        raise InputError(write_failure([root], [], error)) from error
+    try:
+        yield building
+        root.mkdir(exist_ok=True)
+        for entry in sorted(building.iterdir()):
+            _replace_entry(entry, root / entry.name)
+    except OSError as error:
+        raise InputError(write_failure([root], [], error)) from error
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+        os.close(held)
+
+
+def _replace_entry(new: Path, old: Path) -> None:
+    """Move ``new`` onto ``old``; an existing ``old`` (a folder too) is deleted after."""
+    aside = temporary_name(old, ".old")
+    if old.exists() or old.is_symlink():
+        os.replace(old, aside)
+    os.replace(new, old)
+    if aside.exists():
+        _delete(aside)
+
+
 def _sync_folder(folder: Path) -> None:
     """Flush a folder's entries, so a rename in it survives a power cut (POSIX only)."""
     with contextlib.suppress(OSError, AttributeError):
