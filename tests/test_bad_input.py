@@ -741,6 +741,39 @@ CLI_CASES = [
         "expected auto, cpu, cuda[:N] or mps",
     ),
     CliCase(
+        "meta-device",
+        lambda w, out: [
+            "train",
+            "--source",
+            w.source,
+            "--out",
+            out / "m.pt",
+            *TINY,
+            "--device",
+            "meta",
+        ],
+        "unknown device 'meta'",
+        "expected auto, cpu, cuda[:N] or mps",
+    ),
+    *(
+        CliCase(
+            f"seed-{seed}",
+            lambda w, out, seed=seed: [
+                "train",
+                "--source",
+                w.source,
+                "--out",
+                out / "m.pt",
+                *TINY,
+                "--seed",
+                seed,
+            ],
+            f"got {seed}",
+            "seed must be between 0 and 2**63 - 1",
+        )
+        for seed in ("-1", str(2**70))
+    ),
+    CliCase(
         "label-slices-out-of-range",
         _adapt(lambda w: w.target, "--label-slices", "99"),
         "--label-slices 99 is out of range",

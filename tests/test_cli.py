@@ -18,6 +18,7 @@ import torch
 
 from napari_domain_adapt.cli import EXIT_BAD_INPUT, main
 from napari_domain_adapt.core.checkpoints import load_checkpoint
+from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.io import read_volume, run_lock
 
 TINY = ["--steps", "3", "--batch-size", "2", "--patch-size", "32", "--depth", "2", "--width", "4"]
@@ -153,6 +154,22 @@ def test_a_second_run_on_one_out_is_refused_at_the_start(datasets, tmp_path, cap
         assert os.listdir(tmp_path) == [".m.pt.lock"]  # the first run's: no state, no model
     assert main(argv) == 0  # once it has ended
     assert os.listdir(tmp_path) == ["m.pt"]
+
+
+def test_an_error_during_training_is_on_a_line_of_its_own(datasets, tmp_path, capsys, monkeypatch):
+    from napari_domain_adapt import _cli_commands
+
+    def failing(*args, **kwargs):
+        raise InputError("a chunk of the target is corrupt")
+        yield
+
+    monkeypatch.setattr(_cli_commands, "train", failing)
+    argv = ["train", "--source", str(datasets / "source"), "--out", str(tmp_path / "m.pt")]
+    assert main([*argv, *TINY]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "step" in err  # the progress bar was shown ...
+    lines = err.split("\n")  # a terminal's lines: "\r" returns to the start of one
+    assert lines[-2:] == ["error: a chunk of the target is corrupt", ""]  # ... and ended
 
 
 def test_predict_writes_probabilities_and_masks(datasets, checkpoint, tmp_path):

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -213,22 +214,7 @@ def _train_and_write(args: argparse.Namespace, mode: str | None) -> int:
             f"{state.path} holds the state of an interrupted run; pass --resume to continue "
             "it, or delete it to start over"
         )
-    events = train(config, source, target, state=state)
-    bar = _progress(config.steps)
-    finished = None
-    for event in events:
-        if isinstance(event, TrainEvent):
-            if bar.n == 0:
-                bar.update(event.step - 1)  # steps done before a resume
-            bar.update(1)
-            losses = {"sup": f"{event.supervised_loss:.3f}"}
-            if event.domain_loss is not None:
-                losses["dom"] = f"{event.domain_loss:.3f}"
-                losses["acc"] = f"{event.domain_accuracy:.2f}"
-            bar.set_postfix(losses, refresh=False)
-        else:
-            finished = event
-    bar.close()
+    finished = _follow(train(config, source, target, state=state), config.steps)
     save_checkpoint(finished.model, args.out, overwrite=args.overwrite)
     state.path.unlink(missing_ok=True)  # the model is safe: nothing left to resume
     result: dict[str, Any] = {
@@ -251,6 +237,26 @@ def _train_and_write(args: argparse.Namespace, mode: str | None) -> int:
     if args.metrics is not None:
         _write_json(args.metrics, result, args.overwrite)
     return 0
+
+
+def _follow(events: Iterator[Any], steps: int) -> Any:
+    """Show training's progress on a bar until the final event, which is returned. The bar
+    is closed (its line ended) before any error, so the error gets a line of its own."""
+    finished = None
+    with _progress(steps) as bar:
+        for event in events:
+            if isinstance(event, TrainEvent):
+                if bar.n == 0:
+                    bar.update(event.step - 1)  # steps done before a resume
+                bar.update(1)
+                losses = {"sup": f"{event.supervised_loss:.3f}"}
+                if event.domain_loss is not None:
+                    losses["dom"] = f"{event.domain_loss:.3f}"
+                    losses["acc"] = f"{event.domain_accuracy:.2f}"
+                bar.set_postfix(losses, refresh=False)
+            else:
+                finished = event
+    return finished
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -28,6 +28,8 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise InputError(
             f"unknown device {name!r}; expected auto, cpu, cuda[:N] or mps"
         ) from error
+    if device.type not in ("cpu", "cuda", "mps"):  # meta, xla, ...: nothing to compute on
+        raise InputError(f"unknown device {name!r}; expected auto, cpu, cuda[:N] or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {name!r} was asked for, but CUDA is not available here")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
