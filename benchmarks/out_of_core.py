@@ -5,7 +5,7 @@ Run (about 6 minutes on one core; needs twice the largest volume in free disk)::
     OMP_NUM_THREADS=1 python benchmarks/out_of_core.py
 
 For each size it writes a generated float32 (Z, 1024, 1024) volume into a zarr store, then
-predicts it with :func:`~napari_domain_adapt.core.volumes.predict_volume` in a child process
+predicts it with :func:`~napari_domain_adapt.core.predict_volume` in a child process
 whose address space is capped with ``RLIMIT_AS`` (``--limit-gb``, smaller than the largest
 volume, so that volume cannot be held in memory), and prints the child's peak resident set
 size beside the volume size, and the largest difference from the in-memory
@@ -35,9 +35,9 @@ from napari_domain_adapt.core import (
     SegmentationModel,
     load_checkpoint,
     make_sample_pair,
+    predict_volume,
     save_checkpoint,
 )
-from napari_domain_adapt.core.volumes import predict_volume
 
 SIDE = 1024
 

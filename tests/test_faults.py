@@ -10,15 +10,19 @@ Not tested here: the retry after CUDA running out of memory, which needs a GPU.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import dask
 import numpy as np
 import pytest
 import tifffile
@@ -34,6 +38,7 @@ from napari_domain_adapt.core import (
     fit,
     load_checkpoint,
     save_checkpoint,
+    volume_prediction,
 )
 from napari_domain_adapt.core.io import (
     atomic_write,
@@ -42,6 +47,7 @@ from napari_domain_adapt.core.io import (
     read_volume,
     write_tiff,
 )
+from napari_domain_adapt.core.volume_prediction import predict_volume
 
 NO_SPACE = OSError(errno.ENOSPC)  # as a full disk raises it: an errno, no message of its own
 
@@ -163,13 +169,83 @@ def test_a_killed_write_leaves_the_old_file_or_none(tmp_path, kind, name, old, f
 
 def test_a_live_writers_temporary_file_is_never_swept(tmp_path) -> None:
     target = tmp_path / "mask.tif"
-    with atomic_write(target) as first:
-        first.write_bytes(b"first")
-        write_tiff(target, np.eye(4, dtype=np.uint8))  # a second writer, meanwhile
-        assert first.exists()
-        assert target.exists()
-    assert target.read_bytes() == b"first"  # the last rename wins; nothing is half-written
+
+    def first_writer() -> None:
+        with atomic_write(target) as first:
+            first.write_bytes(b"first")
+            write_tiff(target, np.eye(4, dtype=np.uint8))  # a second writer, meanwhile
+            assert first.exists()
+            assert target.exists()
+
+    with pytest.raises(InputError, match=r"mask\.tif appeared while it was being written"):
+        first_writer()
+    # The second writer's file is not replaced by the first's (no overwrite was asked).
+    np.testing.assert_array_equal(read_image(target), np.eye(4, dtype=np.uint8))
     assert os.listdir(tmp_path) == ["mask.tif"]
+
+
+def _tiny_model() -> SegmentationModel:
+    return SegmentationModel.create(ModelSpec(depth=2, width=4))
+
+
+def _volume() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 255, (3, 32, 32), dtype=np.uint8)
+
+
+def test_a_killed_zarr_predictions_leftover_is_removed_by_the_next(tmp_path) -> None:
+    """A store left by a killed run (nobody holds its lock) goes; a live run's stays."""
+    target = tmp_path / "p.zarr"
+    dead = tmp_path / ".p.zarr.0123456789ab.part.zarr"
+    live = tmp_path / ".p.zarr.ba9876543210.part.zarr"
+    for leftover in (dead, live):
+        (leftover / "c" / "0").mkdir(parents=True)
+        (leftover / "c" / "0" / "0").write_bytes(b"a chunk")
+    held = os.open(live, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a writer still at work
+        predict_volume(_tiny_model(), _volume(), target)
+    finally:
+        os.close(held)
+    assert sorted(os.listdir(tmp_path)) == sorted([live.name, "p.zarr"])
+
+
+def test_an_interrupted_zarr_prediction_leaves_nothing(tmp_path, monkeypatch) -> None:
+    """Ctrl-C while another thread writes a block: that write ends before the temporary
+    store is removed, and no write starts after (it would leave a store with chunks)."""
+    writing, removed = threading.Event(), threading.Event()
+    real_create, real_predict = volume_prediction._create_image, volume_prediction._predict_block
+    real_rmtree = None
+
+    class SlowStore:  # the output store, its first write slow to end
+        def __init__(self, array) -> None:
+            self.array, self.shape, self.dtype, self.attrs = array, array.shape, array.dtype, {}
+
+        def __setitem__(self, key, value) -> None:
+            if not writing.is_set():
+                writing.set()
+                removed.wait(1.0)  # unguarded, the store is removed meanwhile
+            self.array[key] = value
+
+    def block(*args, block_info=None, **kwargs):  # dask passes block_info if it is named
+        if writing.is_set():  # the Ctrl-C lands while a block is being written
+            raise KeyboardInterrupt
+        return real_predict(*args, block_info=block_info, **kwargs)
+
+    def rmtree(path, *args, **kwargs):
+        real_rmtree(path, *args, **kwargs)
+        removed.set()
+
+    real_rmtree = shutil.rmtree
+    monkeypatch.setattr(volume_prediction, "_create_image", lambda *a: SlowStore(real_create(*a)))
+    monkeypatch.setattr(volume_prediction, "_predict_block", block)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    volume = np.random.default_rng(0).integers(0, 255, (6, 32, 32), dtype=np.uint8)
+    pool = ThreadPoolExecutor(2)
+    with dask.config.set(pool=pool), pytest.raises(KeyboardInterrupt):
+        predict_volume(_tiny_model(), volume, tmp_path / "p.zarr", num_workers=2)
+    pool.shutdown(wait=True)  # every block under way has ended
+    assert writing.is_set()
+    assert os.listdir(tmp_path) == []
 
 
 # --- a full disk -----------------------------------------------------------------------
@@ -231,6 +307,84 @@ def test_a_full_disk_in_the_cli_is_one_error_line(tmp_path, monkeypatch, capsys)
     assert err.startswith("error: cannot write")
     assert "No space left on device" in err
     assert os.listdir(out) == ["old.tif"]
+
+
+def test_a_full_disk_at_the_second_output_writes_neither(tmp_path, monkeypatch, capsys) -> None:
+    """``membranes --valid-out``: both files, or neither, and an error that says which."""
+    source = tmp_path / "ids.tif"
+    tifffile.imwrite(source, np.repeat(np.arange(4, dtype=np.uint16), 16).reshape(8, 8))
+    out = tmp_path / "out"
+    out.mkdir()
+    real, calls = tifffile.imwrite, []
+
+    def full_at_the_second(path, data, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            _half_then_full(path, data)
+        real(path, data, **kwargs)
+
+    monkeypatch.setattr(tifffile, "imwrite", full_at_the_second)
+    argv = ["membranes", "--input", str(source), "--out", str(out / "m.tif")]
+    code = main([*argv, "--zero", "ignore", "--valid-out", str(out / "v.tif")])
+    err = capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1
+    assert "No space left on device; nothing was written" in err
+    assert os.listdir(out) == []
+
+
+@pytest.mark.parametrize("where", ["chunks", "folder"])
+def test_a_full_disk_in_a_zarr_prediction_is_one_error_line(
+    tmp_path, monkeypatch, capsys, where
+) -> None:
+    """No space for the chunks, or no inode left for the temporary store's folder."""
+    model, image = tmp_path / "m.pt", tmp_path / "v.tif"
+    save_checkpoint(_tiny_model(), model)
+    tifffile.imwrite(image, _volume())
+    if where == "chunks":
+
+        def full(*args):
+            raise NO_SPACE
+
+        monkeypatch.setattr(volume_prediction, "_create_image", full)
+    else:
+        real_mkdir = pathlib.Path.mkdir
+
+        def mkdir(self, *args, **kwargs):
+            if self.name.endswith(".part.zarr"):
+                raise NO_SPACE
+            real_mkdir(self, *args, **kwargs)
+
+        monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
+    argv = ["predict", "--model", str(model), "--input", str(image), "--device", "cpu"]
+    code = main([*argv, "--out", str(tmp_path / "p.zarr")])
+    err = capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1
+    assert err.startswith("error: cannot write")
+    assert "No space left on device; nothing was written" in err
+    assert sorted(os.listdir(tmp_path)) == ["m.pt", "v.tif"]
+
+
+def test_a_full_disk_during_sample_leaves_no_partial_dataset(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    real, calls = tifffile.imwrite, []
+
+    def full_at_the_fifth(path, data, **kwargs):
+        calls.append(path)
+        if len(calls) == 5:
+            _half_then_full(path, data)
+        real(path, data, **kwargs)
+
+    monkeypatch.setattr(tifffile, "imwrite", full_at_the_fifth)
+    argv = ["sample", str(tmp_path / "data"), "--size", "32"]
+    assert main(argv) == EXIT_BAD_INPUT
+    assert "No space left on device" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+    monkeypatch.undo()
+    assert main(argv) == 0  # nothing blocks the rerun
+    assert sorted(os.listdir(tmp_path / "data")) == ["source", "target"]
 
 
 # --- Stop at random instants: the core ---------------------------------------------------

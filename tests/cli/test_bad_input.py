@@ -103,6 +103,31 @@ def _inf_image(w: World):
     return "inf.tif", data
 
 
+def _multiscale(w: World, folder: Path) -> Path:
+    """An OME-Zarr-like store in ``folder``: a group of two levels, ``0`` and ``1``."""
+    import zarr
+
+    group = zarr.open_group(str(folder / "raw.zarr"), mode="w")
+    group.create_array("0", data=w.image, chunks=(1, 64, 64))
+    group.create_array("1", data=w.image[:, ::2, ::2], chunks=(1, 32, 32))
+    return folder / "raw.zarr"
+
+
+def _hdf5(w: World, folder: Path) -> Path:
+    """``vol.h5`` in ``folder`` with ``volumes/raw`` and ``volumes/labels``."""
+    import h5py
+
+    with h5py.File(folder / "vol.h5", "w") as file:
+        file["volumes/raw"] = w.image
+        file["volumes/labels"] = w.binary
+    return folder / "vol.h5"
+
+
+def _symlink(folder: Path, name: str, target: str) -> Path:
+    (folder / name).symlink_to(folder / target)
+    return folder / name
+
+
 CLI_CASES = [
     # arrays: dimensions, types, values
     CliCase(
@@ -511,6 +536,88 @@ CLI_CASES = [
         "choose another output name",
     ),
     CliCase(
+        "overwrite-the-store-of-the-input-array",
+        lambda w, out: [
+            "predict",
+            "--model",
+            w.model,
+            "--input",
+            _multiscale(w, out) / "0",
+            "--out",
+            out / "raw.zarr",
+            "--overwrite",
+            "--device",
+            "cpu",
+        ],
+        "raw.zarr holds",
+        "an input of this command; choose another output name",
+    ),
+    CliCase(
+        "overwrite-into-the-store-of-the-input",
+        lambda w, out: [
+            "predict",
+            "--model",
+            w.model,
+            "--input",
+            _multiscale(w, out) / "1",
+            "--out",
+            out / "raw.zarr" / "p.zarr",
+            "--device",
+            "cpu",
+        ],
+        "p.zarr is inside the store of",
+        "an input of this command",
+    ),
+    CliCase(
+        "overwrite-the-hdf5-file-of-the-input",
+        lambda w, out: [
+            "membranes",
+            "--input",
+            f"{_hdf5(w, out)}:volumes/labels",
+            "--out",
+            out / "vol.h5",
+            "--overwrite",
+        ],
+        "vol.h5 holds",
+        "an input of this command; choose another output name",
+    ),
+    CliCase(
+        "overwrite-the-hdf5-file-of-the-labels-with-metrics",
+        lambda w, out: [
+            "evaluate",
+            "--model",
+            w.model,
+            "--data",
+            f"{_hdf5(w, out)}:volumes/raw",
+            "--labels",
+            f"{out / 'vol.h5'}:volumes/labels",
+            "--metrics",
+            out / "vol.h5",
+            "--overwrite",
+            "--device",
+            "cpu",
+        ],
+        "vol.h5 holds",
+        "an input of this command",
+    ),
+    CliCase(
+        "overwrite-the-input-through-a-symlink",
+        lambda w, out: [
+            "predict",
+            "--model",
+            w.model,
+            "--input",
+            _symlink(out, "link.tif", "keep.tif"),
+            "--out",
+            out / "keep.tif",
+            "--overwrite",
+            "--device",
+            "cpu",
+        ],
+        "keep.tif is an input",
+        "an input of this command",
+    ),
+    CliCase(
         "output-into-the-input-stack",
         lambda w, out: [
             "predict",
@@ -539,6 +646,41 @@ CLI_CASES = [
         "cannot write",
         "Permission denied",
         creation_refused,
+    ),
+    # sample
+    CliCase(
+        "sample-into-a-file",
+        lambda w, out: ["sample", out / "keep.tif"],
+        "keep.tif is a file",
+        "expected a folder",
+    ),
+    CliCase(
+        "sample-into-a-read-only-folder",
+        lambda w, out: ["sample", out / "new"],
+        "cannot write",
+        "is not writable",
+        read_only,
+    ),
+    *(
+        CliCase(
+            f"sample-size-{size}",
+            lambda w, out, size=size: ["sample", out / "new", "--size", size],
+            f"size={size}",
+            "size >= 32",
+        )
+        for size in ("0", "1", "-5")
+    ),
+    CliCase(
+        "sample-negative-seed",
+        lambda w, out: ["sample", out / "new", "--seed", "-1"],
+        "seed=-1",
+        "seed >= 0",
+    ),
+    CliCase(
+        "sample-larger-than-memory",
+        lambda w, out: ["sample", out / "new", "--size", "1000000"],
+        "a sample of size 1000000 needs about",
+        "GiB is free",
     ),
     # settings
     CliCase(
@@ -597,6 +739,39 @@ CLI_CASES = [
         ],
         "unknown device 'gpu'",
         "expected auto, cpu, cuda[:N] or mps",
+    ),
+    CliCase(
+        "meta-device",
+        lambda w, out: [
+            "train",
+            "--source",
+            w.source,
+            "--out",
+            out / "m.pt",
+            *TINY,
+            "--device",
+            "meta",
+        ],
+        "unknown device 'meta'",
+        "expected auto, cpu, cuda[:N] or mps",
+    ),
+    *(
+        CliCase(
+            f"seed-{seed}",
+            lambda w, out, seed=seed: [
+                "train",
+                "--source",
+                w.source,
+                "--out",
+                out / "m.pt",
+                *TINY,
+                "--seed",
+                seed,
+            ],
+            f"got {seed}",
+            "seed must be between 0 and 2**63 - 1",
+        )
+        for seed in ("-1", str(2**70))
     ),
     CliCase(
         "label-slices-out-of-range",

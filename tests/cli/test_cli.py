@@ -19,7 +19,8 @@ import torch
 from _pixel_files import EM, em_stack, hdf5_volume, imagej_stack, ome_tiff, tiff_pixel_size_of
 from napari_domain_adapt.cli import EXIT_BAD_INPUT, main
 from napari_domain_adapt.core.checkpoints import load_checkpoint
-from napari_domain_adapt.core.io import read_volume
+from napari_domain_adapt.core.errors import InputError
+from napari_domain_adapt.core.io import read_volume, run_lock
 from napari_domain_adapt.core.pixel_size import PixelSize
 
 TINY = ["--steps", "3", "--batch-size", "2", "--patch-size", "32", "--depth", "2", "--width", "4"]
@@ -142,6 +143,35 @@ def test_existing_output_is_kept_without_overwrite(datasets, tmp_path, capsys):
     assert out.read_bytes() == b"precious"
     assert main([*args, "--overwrite"]) == 0
     assert out.read_bytes() != b"precious"
+
+
+def test_a_second_run_on_one_out_is_refused_at_the_start(datasets, tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    argv = ["train", "--source", str(datasets / "source"), "--out", str(out), *TINY]
+    with run_lock(out):  # a first run, still training
+        assert main(argv) == EXIT_BAD_INPUT
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: another run is writing {out}")
+        assert err.count("\n") == 1
+        assert os.listdir(tmp_path) == [".m.pt.lock"]  # the first run's: no state, no model
+    assert main(argv) == 0  # once it has ended
+    assert os.listdir(tmp_path) == ["m.pt"]
+
+
+def test_an_error_during_training_is_on_a_line_of_its_own(datasets, tmp_path, capsys, monkeypatch):
+    from napari_domain_adapt.cli import commands as _cli_commands
+
+    def failing(*args, **kwargs):
+        raise InputError("a chunk of the target is corrupt")
+        yield
+
+    monkeypatch.setattr(_cli_commands, "train", failing)
+    argv = ["train", "--source", str(datasets / "source"), "--out", str(tmp_path / "m.pt")]
+    assert main([*argv, *TINY]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "step" in err  # the progress bar was shown ...
+    lines = err.split("\n")  # a terminal's lines: "\r" returns to the start of one
+    assert lines[-2:] == ["error: a chunk of the target is corrupt", ""]  # ... and ended
 
 
 def test_predict_writes_probabilities_and_masks(datasets, checkpoint, tmp_path):

@@ -3,6 +3,7 @@ bioimageio.core as here, exact import, foreign packages, and refusals."""
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import sys
 import zipfile
@@ -243,6 +244,55 @@ def test_import_of_a_foreign_package_with_our_unet(package, tmp_path) -> None:
 def test_import_refuses_what_it_cannot_reproduce(package, tmp_path, change, message) -> None:
     with pytest.raises(InputError, match=message):
         load_bioimageio(_rewrite(package, tmp_path, change))
+
+
+@pytest.mark.parametrize("where", ["https://example.org/weights.pt", "absolute", "../w.pt"])
+def test_import_uses_only_the_files_in_the_package(package, tmp_path, where) -> None:
+    elsewhere = tmp_path / "elsewhere" / "weights.pt"
+    elsewhere.parent.mkdir()
+    with zipfile.ZipFile(package) as archive:
+        elsewhere.write_bytes(archive.read("weights.pt"))
+    source = str(elsewhere) if where == "absolute" else where
+
+    def outside(rdf: dict) -> None:
+        rdf["weights"]["pytorch_state_dict"]["source"] = source
+
+    rdf = _rewrite(package, tmp_path / "package", outside)
+    with pytest.raises(InputError, match="a package is used only with the files it contains"):
+        load_bioimageio(rdf)
+
+
+def test_import_refuses_weights_carrying_code(package, tmp_path) -> None:
+    rdf = _rewrite(package, tmp_path, lambda rdf: None)
+    marker = tmp_path / "ran"
+    state = torch.load(tmp_path / "weights.pt", weights_only=True)
+    state["extra"] = _Code(marker)
+    torch.save(state, tmp_path / "weights.pt")
+    content = yaml.safe_load(rdf.read_text())  # its checksum, so only the code is wrong
+    digest = hashlib.sha256((tmp_path / "weights.pt").read_bytes()).hexdigest()
+    content["weights"]["pytorch_state_dict"]["sha256"] = digest
+    rdf.write_text(yaml.safe_dump(content))
+    with pytest.raises(InputError, match="holds code, not only weights, and is refused") as info:
+        load_bioimageio(rdf)
+    assert "weights_only" not in str(info.value)  # torch's advice to load it unsafely
+    assert not marker.exists()
+
+
+class _Code:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("field", ["preprocessing", "metadata"])
+def test_import_refuses_malformed_fields_of_ours(package, tmp_path, field) -> None:
+    def malformed(rdf: dict) -> None:
+        rdf["config"]["napari_domain_adapt"][field] = ["a", "list"]
+
+    with pytest.raises(InputError, match=f"napari_domain_adapt.{field} is a list"):
+        load_bioimageio(_rewrite(package, tmp_path, malformed))
 
 
 def test_import_refuses_a_broken_file(tmp_path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from _pixel_files import EM, em_stack, hdf5_volume, imagej_stack, ome_tiff, ome_
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.io import (
     atomic_write,
+    atomic_writes,
+    check_not_an_input,
     is_dataset,
     list_images,
     load_dataset,
@@ -34,6 +37,29 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+# --- outputs never replace inputs ----------------------------------------------------------
+
+
+def test_an_output_never_replaces_the_container_of_an_input(tmp_path) -> None:
+    import zarr
+
+    store = tmp_path / "raw.zarr"
+    zarr.open_group(str(store), mode="w").create_array("0", shape=(2, 8, 8), dtype="u1")
+    (tmp_path / "vol.h5").write_bytes(b"an HDF5 file")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    refused = [
+        (store, store / "0"),  # the store of the array read
+        (store / "p.zarr", store / "0"),  # a store inside it
+        (tmp_path / "vol.h5", f"{tmp_path / 'vol.h5'}:volumes/raw"),  # the file of a dataset
+        (tmp_path / "link", tmp_path / "data" / "a.tif"),  # a folder, through a symlink
+    ]
+    for output, source in refused:
+        with pytest.raises(InputError, match="an input of this command"):
+            check_not_an_input(output, [None, source])
+    check_not_an_input(tmp_path / "p.zarr", [store / "0", tmp_path / "data"])  # beside: fine
 
 
 # --- atomic_write --------------------------------------------------------------------------
@@ -90,6 +116,48 @@ def test_atomic_write_refuses_existing_without_overwrite(tmp_path) -> None:
     assert path.read_bytes() == b"old"
     _write(path, b"new", overwrite=True)
     assert path.read_bytes() == b"new"
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_atomic_write_never_replaces_a_file_that_appeared_meanwhile(
+    tmp_path, monkeypatch, hard_links
+) -> None:
+    if not hard_links:  # FAT, some network shares: the check-then-rename fallback
+
+        def link(source, target):
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", link)
+    path = tmp_path / "out.bin"
+    with pytest.raises(InputError, match=r"out\.bin appeared while it was being written"):
+        _write_while_another_writes(path)
+    assert path.read_bytes() == b"another run's"
+    assert os.listdir(tmp_path) == ["out.bin"]
+    _write(tmp_path / "new.bin", b"new")  # and a new name is written as ever
+    assert (tmp_path / "new.bin").read_bytes() == b"new"
+    _write_while_another_writes(path, overwrite=True)  # asked to: replaced
+    assert path.read_bytes() == b"ours"
+
+
+def _write_while_another_writes(path: Path, **kwargs) -> None:
+    with atomic_write(path, **kwargs) as temporary:
+        temporary.write_bytes(b"ours")
+        path.write_bytes(b"another run's")
+
+
+def test_atomic_writes_all_or_none(tmp_path) -> None:
+    (tmp_path / "b.bin").write_bytes(b"old b")
+    paths = [tmp_path / "a.bin", tmp_path / "b.bin"]
+    with pytest.raises(_Boom):
+        _write_first_of(paths, _Boom())
+    assert sorted(os.listdir(tmp_path)) == ["b.bin"]
+    assert (tmp_path / "b.bin").read_bytes() == b"old b"
+
+
+def _write_first_of(paths: list[Path], error: BaseException) -> None:
+    with atomic_writes(paths, overwrite=True) as temporaries:
+        temporaries[0].write_bytes(b"new")
+        raise error  # before the others are written
 
 
 def test_atomic_write_missing_folder(tmp_path) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,10 @@ from napari_domain_adapt.core import (
     StateFile,
     TrainConfig,
     TrainEvent,
+    atomic_folder,
     atomic_write,
     best_threshold,
+    check_not_an_input,
     check_output,
     export_bioimageio,
     is_dataset,
@@ -39,12 +42,14 @@ from napari_domain_adapt.core import (
     preset,
     read_pixel_size,
     read_volume,
+    run_lock,
     save_checkpoint,
     segmentation_scores,
     split_hdf5_path,
     train,
     with_values,
     write_tiff,
+    write_tiffs,
 )
 
 
@@ -68,7 +73,6 @@ def _refuse_existing(
     read-only one, is named twice, or would replace or join one of the ``inputs``."""
     chosen = [Path(path) for path in paths if path is not None]
     read = [Path(path) for path in inputs if path is not None]
-    files = {path.resolve() for path in read if path.is_file()}
     stacks = {folder.resolve() for path in read for folder in _stack_folders(path)}
     seen: set[Path] = set()
     for path in chosen:
@@ -76,8 +80,7 @@ def _refuse_existing(
         if where in seen:
             raise InputError(f"{path} is named for two outputs; expected one file per output")
         seen.add(where)
-        if where in files:
-            raise InputError(f"{path} is an input of this command; choose another output name")
+        check_not_an_input(path, inputs)
         if path.suffix.lower() in IMAGE_SUFFIXES and where.parent in stacks:
             raise InputError(
                 f"{path} would be written into the input folder {path.parent}, where the next "
@@ -218,6 +221,11 @@ def _progress(total: int):
 def _run_training(args: argparse.Namespace, mode: str | None) -> int:
     inputs = [args.source, args.source_labels, args.target, args.target_labels]
     _refuse_existing([args.out, args.metrics], args.overwrite, inputs)
+    with run_lock(args.out):  # a second run on this --out is refused now, not after training
+        return _train_and_write(args, mode)
+
+
+def _train_and_write(args: argparse.Namespace, mode: str | None) -> int:
     source = _load_source(args)
     target, test = _load_target(args)
     if mode is None:  # adapt; the default mode learns from target labels where given
@@ -235,22 +243,7 @@ def _run_training(args: argparse.Namespace, mode: str | None) -> int:
             f"{state.path} holds the state of an interrupted run; pass --resume to continue "
             "it, or delete it to start over"
         )
-    events = train(config, source, target, state=state)
-    bar = _progress(config.steps)
-    finished = None
-    for event in events:
-        if isinstance(event, TrainEvent):
-            if bar.n == 0:
-                bar.update(event.step - 1)  # steps done before a resume
-            bar.update(1)
-            losses = {"sup": f"{event.supervised_loss:.3f}"}
-            if event.domain_loss is not None:
-                losses["dom"] = f"{event.domain_loss:.3f}"
-                losses["acc"] = f"{event.domain_accuracy:.2f}"
-            bar.set_postfix(losses, refresh=False)
-        else:
-            finished = event
-    bar.close()
+    finished = _follow(train(config, source, target, state=state), config.steps)
     save_checkpoint(finished.model, args.out, overwrite=args.overwrite)
     state.path.unlink(missing_ok=True)  # the model is safe: nothing left to resume
     result: dict[str, Any] = {
@@ -273,6 +266,26 @@ def _run_training(args: argparse.Namespace, mode: str | None) -> int:
     if args.metrics is not None:
         _write_json(args.metrics, result, args.overwrite)
     return 0
+
+
+def _follow(events: Iterator[Any], steps: int) -> Any:
+    """Show training's progress on a bar until the final event, which is returned. The bar
+    is closed (its line ended) before any error, so the error gets a line of its own."""
+    finished = None
+    with _progress(steps) as bar:
+        for event in events:
+            if isinstance(event, TrainEvent):
+                if bar.n == 0:
+                    bar.update(event.step - 1)  # steps done before a resume
+                bar.update(1)
+                losses = {"sup": f"{event.supervised_loss:.3f}"}
+                if event.domain_loss is not None:
+                    losses["dom"] = f"{event.domain_loss:.3f}"
+                    losses["acc"] = f"{event.domain_accuracy:.2f}"
+                bar.set_postfix(losses, refresh=False)
+            else:
+                finished = event
+    return finished
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -318,8 +331,7 @@ def _predict_volume(args: argparse.Namespace) -> int:
             f"--input {args.input} is a zarr store: it is predicted out of core into a zarr "
             f"store; give --out NAME.zarr (got {args.out})"
         )
-    if Path(args.input).resolve() == args.out.resolve():
-        raise InputError(f"{args.out} is the input of this command; choose another output")
+    check_not_an_input(args.out, [args.input, args.model])
     size = _pixel_size(args, args.input)
     model = load_model(args.model, _device(args.device))
     with ProgressBar(minimum=2.0, out=sys.stderr):
@@ -385,11 +397,11 @@ def run_sample(args: argparse.Namespace) -> int:
 
     ``source`` has labelled train and test splits; ``target`` has train images for
     adaptation (their labels too, for semi-supervised trials) and a separate labelled test
-    split for scoring.
+    split for scoring. Both are written into a hidden folder beside FOLDER and moved into
+    it at the end: a full disk or a Ctrl-C leaves no partial dataset.
     """
     root: Path = args.folder
-    if root.exists() and any(root.iterdir()) and not args.overwrite:
-        raise InputError(f"{root} exists and is not empty; choose another folder or --overwrite")
+    _check_sample_folder(root, args.overwrite)
     train_pair = make_sample_pair(size=args.size, seed=args.seed)
     test_pair = make_sample_pair(n_source=4, n_target=4, size=args.size, seed=args.seed + 1000)
     splits = {
@@ -398,14 +410,29 @@ def run_sample(args: argparse.Namespace) -> int:
         ("target", "train"): (train_pair.target_image, train_pair.target_labels),
         ("target", "test"): (test_pair.target_image, test_pair.target_labels),
     }
-    for (name, split), (images, labels) in splits.items():
-        for kind, stack in (("images", images), ("labels", labels * 255)):
-            folder = root / name / split / kind
-            folder.mkdir(parents=True, exist_ok=True)
-            for index, image in enumerate(stack):
-                write_tiff(folder / f"slice_{index:03d}.tif", image, overwrite=args.overwrite)
+    with atomic_folder(root) as building:
+        for (name, split), (images, labels) in splits.items():
+            for kind, stack in (("images", images), ("labels", labels * 255)):
+                folder = building / name / split / kind
+                folder.mkdir(parents=True)
+                for index, image in enumerate(stack):
+                    write_tiff(folder / f"slice_{index:03d}.tif", image)
     print(f"wrote {root / 'source'} and {root / 'target'}", file=sys.stderr)
     return 0
+
+
+def _check_sample_folder(root: Path, overwrite: bool) -> None:
+    """Refuse a FOLDER that is a file, is not empty (unless ``overwrite``), or cannot be
+    made in its parent."""
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root} is a file; expected a folder to write the datasets into")
+    if root.is_dir() and any(root.iterdir()) and not overwrite:
+        raise InputError(f"{root} exists and is not empty; choose another folder or --overwrite")
+    if not root.parent.is_dir():
+        raise InputError(f"cannot write {root}: the folder {root.parent} does not exist")
+    for folder in (root.parent, root) if root.is_dir() else (root.parent,):
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InputError(f"cannot write {root}: the folder {folder} is not writable")
 
 
 def run_membranes(args: argparse.Namespace) -> int:
@@ -415,10 +442,10 @@ def run_membranes(args: argparse.Namespace) -> int:
     _refuse_existing([args.out, args.valid_out], args.overwrite, [args.input])
     size = _pixel_size(args, args.input)
     membranes, valid = instances_to_membranes(read_volume(args.input), args.width, args.zero)
-    write_tiff(args.out, membranes * np.uint8(255), overwrite=args.overwrite, pixel_size=size)
+    images = {args.out: membranes * np.uint8(255)}
     if args.valid_out is not None:
-        mask = valid.astype(np.uint8) * 255
-        write_tiff(args.valid_out, mask, overwrite=args.overwrite, pixel_size=size)
+        images[args.valid_out] = valid.astype(np.uint8) * 255
+    write_tiffs(images, overwrite=args.overwrite, pixel_size=size)  # both or neither
     print(f"wrote {args.out}: {membranes.mean():.1%} membrane", file=sys.stderr)
     return 0
 

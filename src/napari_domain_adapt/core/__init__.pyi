@@ -23,14 +23,18 @@ from .hdf5 import is_hdf5, list_hdf5, split_hdf5_path
 from .inference import predict_tiled
 from .io import (
     IMAGE_SUFFIXES,
+    atomic_folder,
     atomic_write,
+    check_not_an_input,
     check_output,
     is_dataset,
     load_dataset,
     read_pixel_size,
     read_volume,
     read_volume_with_pixel_size,
+    run_lock,
     write_tiff,
+    write_tiffs,
 )
 from .labels import instances_to_membranes
 from .metrics import best_threshold, segmentation_scores
@@ -41,7 +45,8 @@ from .resume import StateFile
 from .sample_data import SamplePair, make_sample_pair
 from .scribbles import simulate_scribbles
 from .training import TrainControl, TrainEvent, TrainFinished, fit, train, warm_up
-from .volumes import is_zarr, open_volume, predict_volume
+from .volume_prediction import predict_volume
+from .volumes import is_zarr, open_volume
 
 __all__ = [
     "ADAPTIVE",
@@ -71,8 +76,10 @@ __all__ = [
     "TrainEvent",
     "TrainFinished",
     "as_image_stack",
+    "atomic_folder",
     "atomic_write",
     "best_threshold",
+    "check_not_an_input",
     "check_output",
     "describe_device",
     "export_bioimageio",
@@ -101,6 +108,7 @@ __all__ = [
     "read_volume",
     "read_volume_with_pixel_size",
     "resolve_device",
+    "run_lock",
     "save_checkpoint",
     "segmentation_scores",
     "simulate_scribbles",
@@ -109,4 +117,5 @@ __all__ = [
     "warm_up",
     "with_values",
     "write_tiff",
+    "write_tiffs",
 ]

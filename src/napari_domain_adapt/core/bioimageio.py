@@ -17,9 +17,11 @@ import copy
 import gc
 import io
 import json
+import pickle
 import shutil
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -389,6 +391,7 @@ def load_bioimageio(source: str | Path, device: torch.device | str = "cpu") -> S
     source = Path(source)
     if not source.exists():
         raise InputError(f"bioimage.io package {source} does not exist")
+    _check_self_contained(source)
     try:
         with _unclosed_files_ignored():
             descr = load_model_description(
@@ -398,24 +401,80 @@ def load_bioimageio(source: str | Path, device: torch.device | str = "cpu") -> S
         raise InputError(f"cannot read bioimage.io package {source}: {error}") from error
     if isinstance(descr, InvalidDescr) or not isinstance(descr, v0_5.ModelDescr):
         raise InputError(f"{source} is not a valid bioimage.io model description")
-    ours = dict(getattr(descr.config, CONFIG_KEY, None) or {})
-    if ours and ours.get("format") != CHECKPOINT_FORMAT:
+    ours = getattr(descr.config, CONFIG_KEY, None) or {}
+    malformed = [key for key in ("preprocessing", "metadata") if key in ours]
+    malformed = [key for key in malformed if not isinstance(ours[key] or {}, dict)]
+    if not isinstance(ours, dict) or ours.get("format") not in (None, CHECKPOINT_FORMAT):
         raise InputError(f"{source}: config.{CONFIG_KEY} is not a napari-domain-adapt record")
+    if malformed:
+        raise InputError(
+            f"{source}: config.{CONFIG_KEY}.{malformed[0]} is a "
+            f"{type(ours[malformed[0]]).__name__}; expected a mapping"
+        )
     spec = _architecture(descr, source)
     preprocessing = _preprocessing(descr, source, ours.get("preprocessing"))
     network = UNet(spec)
     try:
         with _unclosed_files_ignored():
             weights = io.BytesIO(descr.weights.pytorch_state_dict.get_reader().read())
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = _load_weights(weights, source)
         network.load_state_dict(state)
         config = ours.get("config")
         config = None if config is None else TrainConfig.from_dict(config)
+    except InputError:
+        raise
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as error:
         raise InputError(f"{source}: the weights do not fit the architecture: {error}") from error
     metadata = dict(ours.get("metadata") or {})
     metadata["bioimageio"] = {"name": descr.name, "source": str(source)}
     return SegmentationModel(network, preprocessing, config, metadata).to(device)
+
+
+def _load_weights(weights: io.BytesIO, source: Path) -> Any:
+    """The state dict, read without executing code; a file carrying code is refused (torch's
+    advice to load it unsafely is not passed on)."""
+    try:
+        return torch.load(weights, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise InputError(
+            f"{source}: the weights file holds code, not only weights, and is refused"
+        ) from error
+
+
+def _check_self_contained(source: Path) -> None:
+    """Refuse a package whose rdf.yaml names weights outside it (a URL, an absolute path,
+    a path up out of it): a package is used only with the files it contains, so nothing
+    is downloaded or read from elsewhere."""
+    weights = _rdf_of(source).get("weights")
+    for name, entry in weights.items() if isinstance(weights, dict) else ():
+        where = entry.get("source") if isinstance(entry, dict) else None
+        if not isinstance(where, str):
+            continue
+        if "://" in where or Path(where).is_absolute() or ".." in Path(where).parts:
+            raise InputError(
+                f"{source}: the {name} weights are named as {where}, outside the package; "
+                "a package is used only with the files it contains"
+            )
+
+
+def _rdf_of(source: Path) -> dict:
+    """The package's rdf.yaml as a dictionary ({} where it cannot be read: the loader says
+    why then)."""
+    import yaml
+
+    try:
+        if source.is_dir():
+            text = next((source / n).read_text() for n in _RDF_NAMES if (source / n).is_file())
+        elif zipfile.is_zipfile(source):
+            with zipfile.ZipFile(source) as archive:
+                names = [n for n in archive.namelist() if n.endswith(_RDF_NAMES)]
+                text = archive.read(min(names, key=len)).decode()
+        else:
+            text = source.read_text()
+        rdf = yaml.safe_load(text)
+    except Exception:  # unreadable here: load_model_description says why
+        return {}
+    return rdf if isinstance(rdf, dict) else {}
 
 
 def _architecture(descr, source: Path) -> ModelSpec:

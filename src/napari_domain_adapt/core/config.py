@@ -215,6 +215,10 @@ class TrainConfig:
         _check(self.steps >= 1, f"steps must be at least 1; got {self.steps}")
         _check(self.batch_size >= 1, f"batch_size must be at least 1; got {self.batch_size}")
         _check(
+            0 <= self.seed < 2**63,
+            f"seed must be between 0 and 2**63 - 1 (torch's range); got {self.seed}",
+        )
+        _check(
             self.patch_size >= 2**self.model.depth and self.patch_size % 2**self.model.depth == 0,
             f"patch_size must be a multiple of {2**self.model.depth} (2**depth); "
             f"got {self.patch_size}",

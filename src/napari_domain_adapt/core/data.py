@@ -14,6 +14,7 @@ import numpy as np
 
 from .errors import InputError
 from .pixel_size import PixelSize
+from .volumes import open_volume
 
 _COLOUR_CHANNELS = (3, 4)
 
@@ -236,8 +237,6 @@ class Domain:
         return not isinstance(self.images, np.ndarray)
 
     def _open_lazily(self) -> None:
-        from .volumes import open_volume  # volumes -> checkpoints -> data: import on use
-
         if self.labels is not None or self.masks is not None:
             raise InputError(
                 f"{self.name} is a volume read on demand, which takes neither labels nor "

@@ -28,6 +28,8 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise InputError(
             f"unknown device {name!r}; expected auto, cpu, cuda[:N] or mps"
         ) from error
+    if device.type not in ("cpu", "cuda", "mps"):  # meta, xla, ...: nothing to compute on
+        raise InputError(f"unknown device {name!r}; expected auto, cpu, cuda[:N] or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {name!r} was asked for, but CUDA is not available here")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
@@ -65,3 +67,22 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return str(device)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free now (POSIX), or None where the system does not say."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def require_memory(needed: int, what: str) -> None:
+    """Raise InputError if ``what`` would need more memory than is free: refused at once,
+    with the number, rather than grown until the system kills the process."""
+    free = available_memory()
+    if free is not None and needed > free:
+        raise InputError(
+            f"{what} needs about {needed / 2**30:.1f} GiB of memory; {free / 2**30:.1f} GiB "
+            "is free"
+        )

@@ -14,7 +14,8 @@ import errno
 import os
 import re
 import secrets
-from collections.abc import Iterator, Sequence
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -58,14 +59,17 @@ def _lock(descriptor: int) -> bool:
     return True
 
 
-def _remove_leftovers(path: Path) -> None:
-    """Delete temporary files of earlier writes of ``path`` whose writer is gone.
+def remove_leftovers(path: Path, suffix: str = ".part") -> None:
+    """Delete temporary files or folders ``.NAME.XXXXXXXXXXXX{suffix}`` of earlier writes of
+    ``path`` whose writer is gone.
 
-    A live writer holds a lock on its temporary file; the lock dies with its process.
+    A live writer holds a lock on its temporary file or folder; the lock dies with its
+    process.
     """
     if fcntl is None:
         return
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{{2 * _TOKEN_HEX}}}\.part")
+    token = f"[0-9a-f]{{{2 * _TOKEN_HEX}}}"
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.{token}{re.escape(suffix)}")
     with contextlib.suppress(OSError):
         for entry in os.scandir(path.parent):
             if not pattern.fullmatch(entry.name):
@@ -74,9 +78,69 @@ def _remove_leftovers(path: Path) -> None:
                 descriptor = os.open(entry.path, os.O_RDONLY)
                 try:
                     if _lock(descriptor):
-                        os.unlink(entry.path)
+                        _delete(Path(entry.path))
                 finally:
                     os.close(descriptor)
+
+
+def _delete(path: Path) -> None:
+    """Delete a file, or a folder with everything in it."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def temporary_name(path: Path, suffix: str = ".part") -> Path:
+    """A new hidden name beside ``path`` that :func:`remove_leftovers` knows."""
+    return path.parent / f".{path.name}.{secrets.token_hex(_TOKEN_HEX)}{suffix}"
+
+
+def lock_held(path: Path) -> int:
+    """Open ``path`` (a file or folder) and lock it: the descriptor to close when done."""
+    descriptor = os.open(path, os.O_RDONLY)
+    _lock(descriptor)
+    return descriptor
+
+
+@contextlib.contextmanager
+def run_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock for one run that writes ``path``; InputError if another run
+    holds it. The lock file ``.NAME.lock`` beside ``path`` is removed on leaving; the
+    system frees the lock if the run dies."""
+    path = Path(path)
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
+    lock = path.parent / f".{path.name}.lock"
+    descriptor = _take_lock(lock)
+    if descriptor is None:
+        raise InputError(
+            f"another run is writing {path} (it holds {lock}); wait for it to end, or "
+            "choose another output name"
+        )
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(descriptor)
+
+
+def _take_lock(lock: Path) -> int | None:
+    """An open, exclusively locked descriptor of ``lock``, or None if another holds it."""
+    for _ in range(3):  # a lock file removed by a run that just ended: take the new one
+        try:
+            descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise InputError(f"cannot write {lock}: {_reason(error)}") from error
+        if not _lock(descriptor):
+            os.close(descriptor)
+            return None
+        with contextlib.suppress(OSError):
+            if os.stat(lock).st_ino == os.fstat(descriptor).st_ino:
+                return descriptor
+        os.close(descriptor)
+    return None
 
 
 def check_output(path: Path, overwrite: bool, how: str = "allow overwriting") -> None:
@@ -90,41 +154,171 @@ def check_output(path: Path, overwrite: bool, how: str = "allow overwriting") ->
         raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
 
 
+def container(path: str | Path) -> Path:
+    """The file or store that reading ``path`` opens, symlinks resolved: ``vol.h5`` for
+    ``vol.h5:volumes/raw``, the outermost zarr store for ``raw.zarr/0``."""
+    from .hdf5 import split_hdf5_path
+    from .volumes import is_zarr
+
+    resolved = split_hdf5_path(path)[0].resolve()
+    stores = [folder for folder in (resolved, *resolved.parents) if is_zarr(folder)]
+    return stores[-1] if stores else resolved
+
+
+def check_not_an_input(output: str | Path, inputs: Sequence[str | Path | None]) -> None:
+    """Raise InputError if writing ``output`` would replace, or write into, what one of the
+    ``inputs`` is read from: compared as files and stores (an HDF5 file and its datasets,
+    a zarr store and its arrays, a folder and the files in it), symlinks resolved."""
+    from .volumes import is_zarr
+
+    written = Path(output).resolve()
+    for source in (source for source in inputs if source is not None):
+        read = container(source)
+        if written == Path(source).resolve():
+            relation = "is an input"
+        elif read.is_relative_to(written):
+            relation = f"holds {source}, an input"
+        elif written.is_relative_to(read) and is_zarr(read):
+            relation = f"is inside the store of {source}, an input"
+        else:
+            continue
+        raise InputError(f"{output} {relation} of this command; choose another output name")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces ``path`` in one rename.
+    """Yield a temporary path to write; on success it is renamed onto ``path``.
 
-    Refuses an existing ``path`` unless ``overwrite``. On any error the temporary file is
-    removed and ``path`` is left as it was.
+    Refuses an existing ``path`` unless ``overwrite``, and one that appears meanwhile (the
+    rename never replaces it then). On any error the temporary file is removed and ``path``
+    is left as it was.
     """
-    path = Path(path)
-    check_output(path, overwrite)
-    _remove_leftovers(path)
-    temporary = path.parent / f".{path.name}.{secrets.token_hex(_TOKEN_HEX)}.part"
+    with atomic_writes([path], overwrite) as (temporary,):
+        yield temporary
+
+
+@contextlib.contextmanager
+def atomic_writes(paths: Sequence[str | Path], overwrite: bool = False) -> Iterator[list[Path]]:
+    """:func:`atomic_write` for several files at once: all are written, or none.
+
+    An error while writing any of them leaves every path as it was; the renames happen
+    only when every file is complete and flushed.
+    """
+    paths = [Path(path) for path in paths]
+    for path in paths:
+        check_output(path, overwrite)
+        remove_leftovers(path)
+    moved: list[Path] = []
     try:
-        # Mode 0o666 less the umask, as for any new file (mkstemp's 0o600 would hide the
-        # result from the rest of a lab sharing a folder); O_EXCL never reuses a file.
-        held = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with contextlib.ExitStack() as stack:
+            temporaries = [stack.enter_context(_temporary_file(path)) for path in paths]
+            yield temporaries
+            for temporary in temporaries:
+                with open(temporary, "rb+") as written:
+                    os.fsync(written.fileno())
+            for temporary, path in zip(temporaries, paths, strict=True):
+                _move(temporary, path, overwrite)
+                moved.append(path)
+                _sync_folder(path.parent)
     except OSError as error:
-        raise InputError(f"cannot write {path}: {_reason(error)}") from error
+        raise InputError(write_failure(paths, moved, error)) from error
+
+
+@contextlib.contextmanager
+def _temporary_file(path: Path) -> Iterator[Path]:
+    """A new hidden ``.NAME.XXXXXXXXXXXX.part`` beside ``path``, locked while we live and
+    removed on leaving (unless renamed by then)."""
+    temporary = temporary_name(path)
+    # Mode 0o666 less the umask, as for any new file (mkstemp's 0o600 would hide the
+    # result from the rest of a lab sharing a folder); O_EXCL never reuses a file.
+    held = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         _lock(held)  # held until the rename: the file is ours while we live
         yield temporary
-        with open(temporary, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-        _sync_folder(path.parent)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        reason = _reason(error)
-        if _code(error) == errno.ENOSPC:
-            reason += f"; nothing was written and {path.name} is as it was"
-        raise InputError(f"cannot write {path}: {reason}") from error
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     finally:
+        temporary.unlink(missing_ok=True)
         os.close(held)
+
+
+#: link() errors of file systems without hard links (FAT, some network shares).
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+
+
+def _move(temporary: Path, path: Path, overwrite: bool) -> None:
+    """Rename ``temporary`` onto ``path``; unless ``overwrite``, never replace a file that
+    appeared meanwhile (FileExistsError): a hard link fails atomically if one exists."""
+    if overwrite:
+        os.replace(temporary, path)
+        return
+    try:
+        os.link(temporary, path)
+    except OSError as error:
+        if _code(error) not in _NO_HARD_LINKS:
+            raise
+        if path.exists():  # no hard links here: check, then rename
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.replace(temporary, path)
+        return
+    os.unlink(temporary)
+
+
+def write_failure(paths: list[Path], moved: list[Path], error: OSError) -> str:
+    """Why writing ``paths`` failed, and what it left: the ``moved`` ones were written."""
+    names = " and ".join(str(path) for path in paths)
+    reason = _reason(error)
+    if _code(error) == errno.EEXIST:
+        reason = (
+            f"{paths[len(moved)]} appeared while it was being written (another run?); "
+            "it was not replaced"
+        )
+    if moved:
+        return f"cannot write {names}: {reason}; only {', '.join(map(str, moved))} was written"
+    if _code(error) == errno.ENOSPC:
+        kept = " and ".join(path.name for path in paths)
+        reason += f"; nothing was written and {kept} {_as_it_was(len(paths))}"
+    return f"cannot write {names}: {reason}"
+
+
+def _as_it_was(count: int) -> str:
+    return "is as it was" if count == 1 else "are as they were"
+
+
+@contextlib.contextmanager
+def atomic_folder(root: str | Path) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside ``root`` to fill; on success each entry of it
+    is moved into ``root`` (made if missing), replacing an entry of that name.
+
+    On any error the temporary folder is removed: ``root`` holds all the new entries or
+    none of them. A killed run's temporary folder is removed by the next.
+    """
+    root = Path(root)
+    remove_leftovers(root)
+    building = temporary_name(root)
+    try:
+        building.mkdir()
+        held = lock_held(building)
+    except OSError as error:
+        raise InputError(write_failure([root], [], error)) from error
+    try:
+        yield building
+        root.mkdir(exist_ok=True)
+        for entry in sorted(building.iterdir()):
+            _replace_entry(entry, root / entry.name)
+    except OSError as error:
+        raise InputError(write_failure([root], [], error)) from error
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+        os.close(held)
+
+
+def _replace_entry(new: Path, old: Path) -> None:
+    """Move ``new`` onto ``old``; an existing ``old`` (a folder too) is deleted after."""
+    aside = temporary_name(old, ".old")
+    if old.exists() or old.is_symlink():
+        os.replace(old, aside)
+    os.replace(new, old)
+    if aside.exists():
+        _delete(aside)
 
 
 def _sync_folder(folder: Path) -> None:
@@ -294,13 +488,25 @@ def write_tiff(
     ``pixel_size``: a :class:`PixelSize`, or bare (y, x) or (z, y, x) sizes without a unit;
     see :func:`~.pixel_metadata.tiff_options` for how it is stored.
     """
+    write_tiffs({Path(path): data}, overwrite, pixel_size)
+    return Path(path)
+
+
+def write_tiffs(
+    images: Mapping[Path, np.ndarray],
+    overwrite: bool = False,
+    pixel_size: PixelSize | Sequence[float] | None = None,
+) -> None:
+    """Write several TIFFs as :func:`write_tiff` does: all of them, or none."""
     import tifffile
 
     from .pixel_metadata import tiff_options
 
     if pixel_size is not None and not isinstance(pixel_size, PixelSize):
         pixel_size = PixelSize(tuple(pixel_size))
-    options = tiff_options(pixel_size, data.dtype, data.ndim)
-    with atomic_write(path, overwrite=overwrite) as temporary:
-        tifffile.imwrite(temporary, data, compression="zlib", photometric="minisblack", **options)
-    return Path(path)
+    with atomic_writes(list(images), overwrite=overwrite) as temporaries:
+        for temporary, data in zip(temporaries, images.values(), strict=True):
+            options = tiff_options(pixel_size, data.dtype, data.ndim)
+            tifffile.imwrite(
+                temporary, data, compression="zlib", photometric="minisblack", **options
+            )

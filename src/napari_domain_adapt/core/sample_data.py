@@ -21,6 +21,12 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 from skimage.draw import ellipse
 
+from .device import require_memory
+from .errors import InputError
+
+#: Peak memory of :func:`make_sample_pair` per pixel of its slices (measured: 6 bytes).
+BYTES_PER_PIXEL = 8
+
 __all__ = [
     "SamplePair",
     "make_membrane_labels",
@@ -167,11 +173,12 @@ def make_sample_pair(
     The target has thicker membranes and larger cells besides its rendering style, so the
     shift is in geometry as well as appearance. The same arguments give bit-identical arrays.
     """
-    if n_source < 1 or n_target < 1 or size < 32:
-        raise ValueError(
-            f"need n_source >= 1, n_target >= 1 and size >= 32; got n_source={n_source}, "
-            f"n_target={n_target}, size={size}"
+    if n_source < 1 or n_target < 1 or size < 32 or seed < 0:
+        raise InputError(
+            f"need n_source >= 1, n_target >= 1, size >= 32 and seed >= 0; got "
+            f"n_source={n_source}, n_target={n_target}, size={size}, seed={seed}"
         )
+    require_memory(BYTES_PER_PIXEL * (n_source + n_target) * size**2, f"a sample of size {size}")
     src_ss, tgt_ss = np.random.SeedSequence(seed).spawn(2)
     stacks = []
     for ss, n, cell, thick, render in (

@@ -132,7 +132,7 @@ def predict_volume_job(
 ) -> Iterator[PredictionStarted | SlicePredicted | PredictionDone]:
     """Predict a lazy grey ``(Z, Y, X)`` or ``(Y, X)`` layer into a new zarr ``store``.
 
-    Out of core, slice by slice (:func:`~.core.volumes.predict_volume` on each): memory
+    Out of core, slice by slice (:func:`~napari_domain_adapt.core.predict_volume` on each): memory
     holds one slice's blocks, not the volume, and a quit is honoured after each slice. The
     result is a lazy dask array over the store.
     """

@@ -1,4 +1,5 @@
-"""Tests for out-of-core prediction: zarr and TIFF volumes, block by block, into zarr."""
+"""Tests for opening volumes and their out-of-core prediction: zarr and TIFF volumes, block by
+block, into OME-Zarr."""
 
 from __future__ import annotations
 
@@ -11,16 +12,12 @@ import torch
 import zarr
 
 from _pixel_files import EM, em_stack, ome_zarr, zarr_pixel_size_of
-from napari_domain_adapt.core import ModelSpec, Preprocessing, SegmentationModel, volumes
+from napari_domain_adapt.core import ModelSpec, Preprocessing, SegmentationModel
+from napari_domain_adapt.core import volume_prediction as volumes
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.pixel_size import PixelSize
-from napari_domain_adapt.core.volumes import (
-    _TiffVolume,
-    is_zarr,
-    open_volume,
-    predict_volume,
-    slice_statistics,
-)
+from napari_domain_adapt.core.volume_prediction import predict_volume, slice_statistics
+from napari_domain_adapt.core.volumes import _TiffVolume, is_zarr, open_volume
 
 # The bound between block-by-block and in-memory prediction. The tiny U-Net (depth 2) has a
 # receptive radius of 22 pixels; with margins at least that wide and blocks on its pooling
