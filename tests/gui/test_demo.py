@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -55,13 +56,17 @@ PLUGIN_AFTER_VIEWER = textwrap.dedent(
 )
 
 
-def _environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONFAULTHANDLER"] = "1"  # a crash prints where it happened
-    return env
-
-
-def _check(result: subprocess.CompletedProcess) -> str:
+def _run_fresh(arguments: list[str], folder: Path) -> str:
+    """Run Python with ``arguments`` in a new process; its output, once it exited with 0."""
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # a crash prints where it happened
+    result = subprocess.run(
+        [sys.executable, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=folder,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"exit status {result.returncode}:\n{output[-4000:]}"
     return output
@@ -74,16 +79,7 @@ def _assert_the_crash_condition_was_met(output: str) -> None:
 
 
 def test_plugin_docked_into_an_existing_viewer_trains(tmp_path) -> None:
-    script = PLUGIN_AFTER_VIEWER + CONDITION
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_environment(),
-        cwd=tmp_path,
-    )
-    output = _check(result)
+    output = _run_fresh(["-c", PLUGIN_AFTER_VIEWER + CONDITION], tmp_path)
     assert "trained: True" in output
     assert "result: target segmentation" in output
     _assert_the_crash_condition_was_met(output)
@@ -91,16 +87,8 @@ def test_plugin_docked_into_an_existing_viewer_trains(tmp_path) -> None:
 
 def test_demo_check_opens_trains_and_closes(tmp_path) -> None:
     screenshot = tmp_path / "demo.png"
-    command = [sys.executable, "-m", "napari_domain_adapt.cli", "demo", "--check", "2"]
-    result = subprocess.run(
-        [*command, "--screenshot", str(screenshot)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_environment(),
-        cwd=tmp_path,
-    )
-    output = _check(result)
+    command = ["-m", "napari_domain_adapt.cli", "demo", "--check", "2"]
+    output = _run_fresh([*command, "--screenshot", str(screenshot)], tmp_path)
     assert "check passed: mean-teacher, trained 2 steps" in output
     assert "'target segmentation'" in output
     assert screenshot.stat().st_size > 10_000

@@ -81,7 +81,7 @@ def test_widget_module_does_not_import_torch():
     assert result.stdout.strip() == "False"
 
 
-def test_the_dock_collects_garbage_before_the_first_run(make_napari_viewer, monkeypatch):
+def test_the_dock_collects_garbage_before_the_first_run(make_napari_viewer, monkeypatch, qtbot):
     """Python's next full collection (~0.35 s) falls when the dock opens, not in Adapt."""
     from types import SimpleNamespace
 
@@ -90,8 +90,37 @@ def test_the_dock_collects_garbage_before_the_first_run(make_napari_viewer, monk
     viewer = make_napari_viewer()
     collected = []
     monkeypatch.setattr(_widget, "gc", SimpleNamespace(collect=lambda: collected.append(1)))
-    dock(viewer)
+    widget = dock(viewer)
+    qtbot.waitUntil(lambda: widget.ready, timeout=WAIT_MS)
     assert collected
+
+
+def test_torch_is_prepared_in_a_thread_not_while_the_dock_opens(
+    make_napari_viewer, monkeypatch, qtbot
+):
+    """Importing torch took seconds on the main thread (CUDA builds): the dock opened late
+    and napari froze. The warm-up runs in a worker; the Device row follows it."""
+    import threading
+
+    from napari_domain_adapt import core
+
+    threads, release = [], threading.Event()
+    real = core.warm_up
+
+    def slow_warm_up() -> None:
+        threads.append(threading.current_thread())
+        release.wait(10)
+        real()
+
+    monkeypatch.setattr(core, "warm_up", slow_warm_up)
+    widget = dock(make_napari_viewer())
+    assert not widget.ready  # the dock is open while the warm-up still runs
+    assert "loading" in widget.device_label.text()
+    release.set()
+    qtbot.waitUntil(lambda: widget.ready, timeout=WAIT_MS)
+    assert threads
+    assert threads[0] is not threading.main_thread()
+    assert widget.device_label.text().startswith("cpu (")
 
 
 def test_sample_data_fills_the_pickers(make_napari_viewer):

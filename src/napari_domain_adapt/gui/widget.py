@@ -139,14 +139,10 @@ class AdaptWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         from napari_domain_adapt import core
-        from napari_domain_adapt.core import warm_up
 
-        warm_up()  # now, not as a freeze in the first second of the first run
-        # A full collection now, while the dock opens: napari's start-up and torch's imports
-        # leave enough new objects that Python's next automatic one (~0.35 s, holding the
-        # interpreter) fell in the Adapt click otherwise (measured: ~0.5 s -> ~0.15 s).
-        gc.collect()
         self._core = core
+        #: Whether torch is imported and has taken its first optimiser step (in a thread).
+        self.ready = False
         self.viewer = napari_viewer
         self.model: SegmentationModel | None = None
         #: TrainConfig fields that replace the form's values (e.g. in tests or scripts).
@@ -171,7 +167,7 @@ class AdaptWidget(QWidget):
         self._sync_predict_picker()
         napari_viewer.dims.events.current_step.connect(self._follow_slice)
         self.form.field("device").changed.connect(self._show_device)
-        self._show_device(self.form.field("device").value)
+        self._prepare_torch()
         job = self.job
         self.destroyed.connect(lambda *_: job.stop())
         self._set_busy(False)
@@ -353,8 +349,28 @@ class AdaptWidget(QWidget):
         except ValueError:
             return name
 
+    def _prepare_torch(self) -> None:
+        """Import torch and take one optimiser step in a thread: the dock opens at once
+        (the import took seconds on the main thread with a CUDA build of torch), and the
+        first Adapt does not pay for it either."""
+        from superqt.utils import create_worker
+
+        self.device_label.setText("… (loading PyTorch)")
+        create_worker(
+            self._core.warm_up, _start_thread=True, _connect={"finished": self._torch_ready}
+        )
+
+    def _torch_ready(self) -> None:
+        # A full collection now, after torch's imports: they and napari's start-up leave
+        # enough new objects that Python's next automatic one (~0.35 s, holding the
+        # interpreter) fell in the Adapt click otherwise (measured: ~0.5 s -> ~0.15 s).
+        gc.collect()
+        self.ready = True
+        self._show_device(self.form.field("device").value)
+
     def _show_device(self, name: str) -> None:
-        self.device_label.setText(self._device_name(name))
+        if self.ready:  # before, resolving the device would import torch here and now
+            self.device_label.setText(self._device_name(name))
 
     def _scratch_store(self) -> Path:
         """A new zarr path in this session's scratch folder (removed when Python exits)."""
