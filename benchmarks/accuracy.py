@@ -35,14 +35,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# scribbles.py beside this file: the simulated annotations of the sparse-label units.
+sys.path.insert(0, str(Path(__file__).parent))
 from napari_domain_adapt.core import Domain, TrainConfig, segmentation_scores
 from napari_domain_adapt.core.checkpoints import save_checkpoint
 from napari_domain_adapt.core.config import IMAGE_KINDS, ModelSpec, Preprocessing
 from napari_domain_adapt.core.io import atomic_write, load_dataset
 from napari_domain_adapt.core.metrics import best_threshold
 from napari_domain_adapt.core.resume import StateFile
-from napari_domain_adapt.core.scribbles import simulate_scribbles
 from napari_domain_adapt.core.training import TrainFinished, train
+from scribbles import simulate_scribbles
 
 #: Steps between saves of a unit's training state, and between snapshots of its kept model
 #: (see :func:`_snapshot`; a multiple of the first, as snapshots are read from the state).

@@ -8,7 +8,7 @@ from scipy import ndimage as ndi
 
 from napari_domain_adapt.core.data import Domain
 from napari_domain_adapt.core.errors import InputError
-from napari_domain_adapt.core.scribbles import BACKGROUND, STRUCTURE, simulate_scribbles
+from scribbles import BACKGROUND, STRUCTURE, simulate_scribbles
 
 
 @pytest.fixture
