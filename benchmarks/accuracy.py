@@ -28,7 +28,7 @@ import json
 import platform
 import statistics
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -401,9 +401,15 @@ def results_table(out: Path, profile: Profile) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line of the benchmark."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def command_line(
+    argv: list[str] | None,
+    description: str,
+    run_command: Callable[[argparse.Namespace], int],
+    report_command: Callable[[argparse.Namespace], int],
+) -> int:
+    """The command line of this benchmark and of the studies of its results (selection.py):
+    ``run`` or ``report`` on one profile's results folder; the exit status."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("command", choices=["run", "report"])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--out", type=Path, help="results folder (benchmarks/results/PROFILE)")
@@ -414,7 +420,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.out = args.out or Path("benchmarks/results") / args.profile
-    return run(args) if args.command == "run" else report(args)
+    return run_command(args) if args.command == "run" else report_command(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of the benchmark."""
+    return command_line(argv, __doc__.splitlines()[0], run, report)
 
 
 if __name__ == "__main__":
