@@ -28,6 +28,7 @@ import json
 import platform
 import statistics
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,19 @@ PROFILES = {
         width=4,
     ),
 }
+
+
+#: Profiles whose results are committed under ``benchmarks/results/PROFILE``, where the
+#: tables of docs/results.md are generated from; any other profile's are scratch.
+COMMITTED = ("full", "quick")
+
+
+def default_out(profile: str) -> Path:
+    """The results folder without ``--out``: the committed one, or one under the system's
+    temporary folder for a scratch profile (nothing is written into the repository)."""
+    if profile in COMMITTED:
+        return Path("benchmarks/results") / profile
+    return Path(tempfile.gettempdir()) / "napari-domain-adapt-benchmarks" / profile
 
 
 def modality_preprocessing(dataset: str) -> Preprocessing:
@@ -412,14 +426,19 @@ def command_line(
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("command", choices=["run", "report"])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--out", type=Path, help="results folder (benchmarks/results/PROFILE)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="results folder (benchmarks/results/PROFILE for the committed profiles, full and "
+        "quick; else under the system's temporary folder)",
+    )
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument(
         "--update", type=Path, help="report: write the table between this file's markers"
     )
     args = parser.parse_args(argv)
-    args.out = args.out or Path("benchmarks/results") / args.profile
+    args.out = args.out or default_out(args.profile)
     return run_command(args) if args.command == "run" else report_command(args)
 
 
