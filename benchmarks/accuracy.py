@@ -28,21 +28,24 @@ import json
 import platform
 import statistics
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+# scribbles.py beside this file: the simulated annotations of the sparse-label units.
+sys.path.insert(0, str(Path(__file__).parent))
 from napari_domain_adapt.core import Domain, TrainConfig, segmentation_scores
 from napari_domain_adapt.core.checkpoints import save_checkpoint
 from napari_domain_adapt.core.config import IMAGE_KINDS, ModelSpec, Preprocessing
 from napari_domain_adapt.core.io import atomic_write, load_dataset
 from napari_domain_adapt.core.metrics import best_threshold
 from napari_domain_adapt.core.resume import StateFile
-from napari_domain_adapt.core.scribbles import simulate_scribbles
 from napari_domain_adapt.core.training import TrainFinished, train
+from scribbles import simulate_scribbles
 
 #: Steps between saves of a unit's training state, and between snapshots of its kept model
 #: (see :func:`_snapshot`; a multiple of the first, as snapshots are read from the state).
@@ -117,6 +120,19 @@ PROFILES = {
         width=4,
     ),
 }
+
+
+#: Profiles whose results are committed under ``benchmarks/results/PROFILE``, where the
+#: tables of docs/results.md are generated from; any other profile's are scratch.
+COMMITTED = ("full", "quick")
+
+
+def default_out(profile: str) -> Path:
+    """The results folder without ``--out``: the committed one, or one under the system's
+    temporary folder for a scratch profile (nothing is written into the repository)."""
+    if profile in COMMITTED:
+        return Path("benchmarks/results") / profile
+    return Path(tempfile.gettempdir()) / "napari-domain-adapt-benchmarks" / profile
 
 
 def modality_preprocessing(dataset: str) -> Preprocessing:
@@ -399,20 +415,36 @@ def results_table(out: Path, profile: Profile) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line of the benchmark."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def command_line(
+    argv: list[str] | None,
+    description: str,
+    run_command: Callable[[argparse.Namespace], int],
+    report_command: Callable[[argparse.Namespace], int],
+) -> int:
+    """The command line of this benchmark and of the studies of its results (selection.py):
+    ``run`` or ``report`` on one profile's results folder; the exit status."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("command", choices=["run", "report"])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--out", type=Path, help="results folder (benchmarks/results/PROFILE)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="results folder (benchmarks/results/PROFILE for the committed profiles, full and "
+        "quick; else under the system's temporary folder)",
+    )
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument(
         "--update", type=Path, help="report: write the table between this file's markers"
     )
     args = parser.parse_args(argv)
-    args.out = args.out or Path("benchmarks/results") / args.profile
-    return run(args) if args.command == "run" else report(args)
+    args.out = args.out or default_out(args.profile)
+    return run_command(args) if args.command == "run" else report_command(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of the benchmark."""
+    return command_line(argv, __doc__.splitlines()[0], run, report)
 
 
 if __name__ == "__main__":

@@ -192,17 +192,8 @@ def _mean_cell(values: list[float], units: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line of the selection study."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["run", "report"])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--out", type=Path, help="results folder (benchmarks/results/PROFILE)")
-    parser.add_argument("--profile", choices=sorted(accuracy.PROFILES), default="full")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    parser.add_argument("--update", type=Path, help="report: write the table between markers")
-    args = parser.parse_args(argv)
-    args.out = args.out or Path("benchmarks/results") / args.profile
-    return run(args) if args.command == "run" else report(args)
+    """Command line of the selection study: the accuracy benchmark's options."""
+    return accuracy.command_line(argv, __doc__.splitlines()[0], run, report)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ import pytest
 from napari_domain_adapt.cli import main as cli
 
 SCRIPTS = Path(__file__).parents[2] / "benchmarks"
+sys.path.insert(0, str(SCRIPTS))  # the scripts import each other; helpers like scribbles.py
 
 
 def _script(name: str):
-    sys.path.insert(0, str(SCRIPTS))  # the scripts import each other
     spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up

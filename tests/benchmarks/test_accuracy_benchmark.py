@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+
+def test_only_the_committed_results_are_written_into_the_repository(accuracy) -> None:
+    repository = Path(__file__).parents[2]
+    results = (repository / "docs" / "results.md").read_text()
+    for profile in accuracy.PROFILES:
+        out = accuracy.default_out(profile)
+        if profile in accuracy.COMMITTED:  # docs/results.md's tables are generated from them
+            assert (repository / out).is_dir()
+            assert f"<!-- benchmark:{profile} -->" in results
+        else:  # scratch: e.g. the smoke profile of these tests
+            assert out.is_relative_to(tempfile.gettempdir())
 
 
 def test_plan_trains_each_model_once(accuracy) -> None:

@@ -21,6 +21,7 @@ import pytest
 import tifffile
 import torch
 
+from _bad_input_fixtures import world_fixture  # noqa: F401 (the world fixture)
 from _bad_inputs import (
     TINY,
     World,
@@ -30,17 +31,10 @@ from _bad_inputs import (
     _set,
     creation_refused,
     read_only,
-    shared_world,
     snapshot,
 )
 from napari_domain_adapt.cli import EXIT_BAD_INPUT, main
 from napari_domain_adapt.core.checkpoints import load_checkpoint
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> World:
-    return shared_world(tmp_path_factory)
-
 
 # --- the command line ----------------------------------------------------------------------
 

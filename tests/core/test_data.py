@@ -174,7 +174,6 @@ def test_domain_validates_and_converts(sample_pair) -> None:
     masks = np.ones_like(sample_pair.source_labels) * 255
     domain = Domain(sample_pair.source_image, sample_pair.source_labels * 255, masks, name="src")
     assert len(domain) == 4
-    assert domain.slice_shape == (96, 96)
     assert domain.labels.dtype == np.uint8
     np.testing.assert_array_equal(domain.labels, sample_pair.source_labels)
     assert domain.masks.dtype == bool
@@ -186,7 +185,6 @@ def test_domain_single_rgb_slice() -> None:
     domain = Domain(rgb, np.zeros((20, 30), np.uint8))
     assert domain.images.shape == (1, 20, 30, 3)
     assert domain.labels.shape == (1, 20, 30)
-    assert domain.slice_shape == (20, 30)
 
 
 def test_domain_errors_name_the_domain(sample_pair) -> None:
@@ -205,17 +203,16 @@ def test_sparse_labels_become_labels_and_annotation() -> None:
     np.testing.assert_array_equal(domain.annotated[1, 0], [True, True, True, False, False])
     assert not domain.annotated[0].any()
     assert list(domain.labelled_slices()) == [1]
-    assert domain.annotation_summary() == (3, 1)
+    assert domain.annotated.sum() == 3
     np.testing.assert_array_equal(domain.loss_weights(), domain.annotated.astype(np.float32))
 
 
-def test_dense_labels_count_whole_slices() -> None:
+def test_dense_labels_weigh_every_pixel() -> None:
     image = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
     labels = np.zeros((3, 4, 5), np.uint8)
     labels[2, 1, 1] = 255
     domain = Domain(image, labels)
     assert list(domain.labelled_slices()) == [2]
-    assert domain.annotation_summary() == (20, 1)
     assert domain.loss_weights() is None
 
 

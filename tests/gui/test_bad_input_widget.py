@@ -20,25 +20,19 @@ import numpy as np
 import pytest
 import torch
 
+from _bad_input_fixtures import world_fixture  # noqa: F401 (the world fixture)
 from _bad_inputs import (
     World,
     _deeper,
     _nan_weights,
     _set,
     read_only,
-    shared_world,
     snapshot,
 )
 from napari_domain_adapt.core.checkpoints import load_checkpoint
 from napari_domain_adapt.gui import dialogs as _dialogs
 from napari_domain_adapt.gui.form import layer_kind
 from napari_domain_adapt.gui.jobs import TrainInputs
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> World:
-    return shared_world(tmp_path_factory)
-
 
 # --- the widget ----------------------------------------------------------------------------
 

@@ -43,7 +43,6 @@ from .pixel_metadata import layer_options, layer_pixel_size
 from .pixel_size import PixelSize, normalise_unit, parse_pixel_size
 from .resume import StateFile
 from .sample_data import SamplePair, make_sample_pair
-from .scribbles import simulate_scribbles
 from .training import TrainControl, TrainEvent, TrainFinished, fit, train, warm_up
 from .volume_prediction import predict_volume
 from .volumes import is_zarr, open_volume
@@ -111,7 +110,6 @@ __all__ = [
     "run_lock",
     "save_checkpoint",
     "segmentation_scores",
-    "simulate_scribbles",
     "split_hdf5_path",
     "train",
     "warm_up",

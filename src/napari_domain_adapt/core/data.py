@@ -258,20 +258,7 @@ class Domain:
             weights = annotated if weights is None else weights * annotated
         return weights
 
-    def annotation_summary(self) -> tuple[int, int]:
-        """Labelled pixels and labelled slices, e.g. to show "1,850 labelled pixels on 3
-        slices" (dense labels count every pixel of a labelled slice)."""
-        slices = self.labelled_slices()
-        if self.annotated is not None:
-            return int(self.annotated.sum()), int(slices.size)
-        return int(slices.size * self.images.shape[1] * self.images.shape[2]), int(slices.size)
-
     def __len__(self) -> int:
         if self.lazy:  # (Y, X), (Z, Y, X) or (1, ..., Z, Y, X)
             return 1 if len(self.images.shape) == 2 else int(self.images.shape[-3])
         return len(self.images)
-
-    @property
-    def slice_shape(self) -> tuple[int, int]:
-        """Height and width of one slice."""
-        return tuple(self.images.shape[1:3])

@@ -9,8 +9,8 @@ test labels, shown only to separate ranking from calibration) beside it. The zoo
 matches the discs (``--source``: the source's diameter over the target's) is label free;
 no model or threshold is chosen here. Inference only.
 
-    python benchmarks/explore_scale.py benchmarks/results/full/models/supervised__stare__seed1.pt \
-        drive 1.0 1.3 --source stare
+    python experiments/explore_scale.py \
+        benchmarks/results/full/models/supervised__stare__seed1.pt drive 1.0 1.3 --source stare
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from skimage.transform import rescale, resize
 
-# accuracy.py beside this file: the benchmark's datasets.
-sys.path.insert(0, str(Path(__file__).parent))
+# benchmarks/accuracy.py: the benchmark's datasets.
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 import accuracy
 from napari_domain_adapt.core import segmentation_scores
 from napari_domain_adapt.core.checkpoints import load_checkpoint

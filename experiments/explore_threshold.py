@@ -12,7 +12,7 @@ model on TARGET's test split at 0.5 and at two thresholds chosen without target 
 with the oracle (the best threshold on the target test labels) beside them, only to show
 what was within reach; no threshold is chosen by it. Inference only.
 
-    python benchmarks/explore_threshold.py \
+    python experiments/explore_threshold.py \
         benchmarks/results/full/models/supervised__stare__seed0.pt stare drive
 """
 
@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 from skimage.filters import threshold_otsu
 
-# accuracy.py beside this file: the benchmark's datasets.
-sys.path.insert(0, str(Path(__file__).parent))
+# benchmarks/accuracy.py: the benchmark's datasets.
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 import accuracy
 from napari_domain_adapt.core import segmentation_scores
 from napari_domain_adapt.core.checkpoints import load_checkpoint

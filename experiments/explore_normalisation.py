@@ -7,8 +7,8 @@ re-estimated on target train patches ("fov+adabn"); beside each, the F1 at the b
 threshold on the test labels (an oracle, shown only to separate ranking from calibration).
 One seed: exploration, not a result.
 
-    python benchmarks/explore_normalisation.py drive stare --norm batch --steps 600
-    python benchmarks/explore_normalisation.py vnc isbi2012 \
+    python experiments/explore_normalisation.py drive stare --norm batch --steps 600
+    python experiments/explore_normalisation.py vnc isbi2012 \
         --model benchmarks/results/full/models/supervised__vnc__seed0.pt
 """
 
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# accuracy.py beside this file: the benchmark's datasets and configuration.
-sys.path.insert(0, str(Path(__file__).parent))
+# benchmarks/accuracy.py: the benchmark's datasets and configuration.
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 import accuracy
 from napari_domain_adapt.core import segmentation_scores
 from napari_domain_adapt.core.checkpoints import SegmentationModel, load_checkpoint

@@ -1,6 +1,6 @@
 """Simulated scribbles: a few short strokes per class, drawn from dense ground truth.
 
-For benchmarks and tests of the sparse-label mode: what a user paints in a minute on one
+For the accuracy benchmark's sparse-label units: what a user paints in a minute on one
 slice (background strokes inside cells, structure strokes along membranes), made
 deterministic by the generator's seed.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
+from napari_domain_adapt.core import InputError
 
-#: Sparse label values (see :class:`~.data.Domain` with ``label_kind="sparse"``).
+#: Sparse label values (see :class:`napari_domain_adapt.core.Domain` with ``label_kind="sparse"``).
 UNLABELLED, BACKGROUND, STRUCTURE = 0, 1, 2
 _STEPS = np.array([(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)])
 
