@@ -388,6 +388,20 @@ CLI_CASES = [
         "chunk.zarr",
         "zarr",
     ),
+    *(
+        CliCase(
+            f"hdf5-{damage}-{command}",
+            run(lambda w, d=damage, c=command: w.hdf5(f"{d}-{c}.h5", d)),
+            found,
+            expected,
+        )
+        for damage, found, expected in (
+            ("missing-link", "links to nothere.h5:/raw, which cannot be opened", "readable HDF5"),
+            ("foreign-link", "links to plain.png:/raw, which cannot be opened", "readable HDF5"),
+            ("chunk", "raw: a corrupt or truncated chunk", "expected a readable HDF5 dataset"),
+        )
+        for command, run in (("predict", lambda image: _predict(image=image)), ("target", _adapt))
+    ),
     CliCase(
         "missing-image",
         _predict(image=lambda w: w.files / "nothere.tif"),

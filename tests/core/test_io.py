@@ -234,6 +234,12 @@ def test_read_image_broken_files(tmp_path, suffix: str) -> None:
         read_image(tmp_path / f"missing{suffix}")
 
 
+@pytest.mark.parametrize("path", [None, 123, 1.5, ["a.tif"]])
+def test_read_volume_of_what_is_not_a_path(path) -> None:
+    with pytest.raises(InputError, match="expected a path to read a volume from"):
+        read_volume(path)
+
+
 def test_read_stack_and_volume(tmp_path) -> None:
     rng = np.random.default_rng(0)
     slices = [rng.integers(0, 256, (10, 12), dtype=np.uint8) for _ in range(3)]

@@ -391,6 +391,10 @@ def read_volume(path: str | Path) -> np.ndarray:
     """Read a TIFF stack, a single image, a folder of images, or ``file.hdf:dataset``."""
     from .hdf5 import is_hdf5, read_hdf5
 
+    if not isinstance(path, str | os.PathLike):
+        raise InputError(
+            f"expected a path to read a volume from (str or Path); got {type(path).__name__}"
+        )
     if is_hdf5(path):
         return read_hdf5(path)
     path = Path(path)
