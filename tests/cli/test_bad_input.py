@@ -696,6 +696,15 @@ CLI_CASES = [
         "a sample of size 1000000 needs about",
         "GiB is free",
     ),
+    CliCase(
+        "training-batch-larger-than-memory",
+        lambda w, out: [
+            *_train(lambda w: w.source)(w, out),
+            *("--batch-size", "100000", "--width", "64"),  # about 590 GiB
+        ],
+        "a training step of batch size 100000 with 32-pixel patches needs about",
+        "GiB is free",
+    ),
     # settings
     CliCase(
         "zero-steps",

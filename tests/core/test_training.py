@@ -26,6 +26,7 @@ from napari_domain_adapt.core.training import (
     fit,
     grl_lambda,
     mean_entropy,
+    step_memory,
     supervised_loss,
     train,
 )
@@ -381,6 +382,21 @@ def test_bad_inputs_raise_at_once(tiny_config, source, target, sample_pair) -> N
         train(tiny_config, small_source)
     # a small target is fine where no patches are drawn from it (source-only previews)
     assert isinstance(fit(dataclasses.replace(tiny_config, steps=1), source, small), TrainFinished)
+
+
+def test_a_batch_larger_than_memory_is_refused_with_the_number(
+    tiny_config, source, monkeypatch
+) -> None:
+    """Refused before any step, rather than grown until the system kills the process."""
+    huge = dataclasses.replace(tiny_config, batch_size=100_000)
+    assert step_memory(huge) == 100_000 * step_memory(dataclasses.replace(huge, batch_size=1))
+    free = "napari_domain_adapt.core.device.available_memory"
+    monkeypatch.setattr(free, lambda _=None: step_memory(huge) - 1)
+    needed = f"needs about {step_memory(huge) / 2**30:.1f} GiB"
+    with pytest.raises(InputError, match=rf"batch size 100000 with 32-pixel patches {needed}"):
+        train(huge, source)
+    monkeypatch.setattr(free, lambda _=None: step_memory(tiny_config))
+    assert isinstance(fit(dataclasses.replace(tiny_config, steps=1), source), TrainFinished)
 
 
 def test_unlabelled_pixels_send_no_gradient() -> None:
