@@ -748,6 +748,18 @@ CLI_CASES = [
         "got 1.5",
         "--threshold must be between 0 and 1",
     ),
+    *(
+        CliCase(
+            f"evaluate-threshold-{value}",
+            lambda w, out, value=value: [
+                *("evaluate", "--model", w.model, "--data", w.target, "--device", "cpu"),
+                *("--threshold", value, "--metrics", out / "s.json"),
+            ],
+            f"got {value}",
+            "--threshold must be between 0 and 1, exclusive",
+        )
+        for value in ("1.5", "nan", "0.0")
+    ),
     CliCase(
         "unknown-device",
         lambda w, out: [

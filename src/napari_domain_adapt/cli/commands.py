@@ -31,6 +31,7 @@ from napari_domain_adapt.core import (
     best_threshold,
     check_not_an_input,
     check_output,
+    check_threshold,
     export_bioimageio,
     is_dataset,
     is_zarr,
@@ -303,8 +304,8 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() == ".zarr" or is_zarr(args.input):
         return _predict_volume(args)
     _refuse_existing([args.out], args.overwrite, [args.model, args.input])
-    if args.threshold is not None and not 0 <= args.threshold <= 1:
-        raise InputError(f"--threshold must be between 0 and 1; got {args.threshold}")
+    if args.threshold is not None:
+        check_threshold(args.threshold, "--threshold")
     size = _pixel_size(args, args.input)
     model = load_model(args.model, _device(args.device))
     images = read_volume(args.input)
@@ -376,6 +377,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     _refuse_existing(
         [args.metrics], args.overwrite, [args.model, args.data, args.labels, args.masks]
     )
+    check_threshold(args.threshold, "--threshold")
     model = load_model(args.model, _device(args.device))
     if is_dataset(args.data):
         domain = load_dataset(args.data, "test", labels=True)
