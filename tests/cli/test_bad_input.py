@@ -123,6 +123,13 @@ def _hdf5(w: World, folder: Path) -> Path:
     return folder / "vol.h5"
 
 
+def _one_slice_twice(w: World) -> Path:
+    """A dataset whose slice ``a`` is both ``a.tif`` and ``a.tiff``."""
+    root = w.dataset("twice", {"a": w.image[0], "b": w.image[1]}, {"a": w.labels[0]})
+    tifffile.imwrite(root / "train" / "images" / "a.tiff", w.image[1])
+    return root
+
+
 def _symlink(folder: Path, name: str, target: str) -> Path:
     (folder / name).symlink_to(folder / target)
     return folder / name
@@ -436,6 +443,12 @@ CLI_CASES = [
         _train(lambda w: w.dataset("no-labels", {"a": w.image[0]})),
         "has no train/labels folder",
         "expected labels for train",
+    ),
+    CliCase(
+        "two-files-for-one-slice",
+        _train(_one_slice_twice),
+        "holds a.tif and a.tiff, two files for one slice",
+        "expected one image file per name",
     ),
     CliCase(
         "labels-with-other-stems",

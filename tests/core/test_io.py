@@ -304,6 +304,22 @@ def test_load_dataset(dataset: Path) -> None:
     assert test.masks is None
 
 
+def test_hidden_files_are_not_slices(dataset: Path) -> None:
+    """macOS's ``._NAME.png`` AppleDouble files (not images) and other hidden files."""
+    for kind in ("images", "labels", "masks"):
+        (dataset / "train" / kind / "._s1.png").write_bytes(b"\x00\x05\x16\x07 resource fork")
+    _png(dataset / "train" / "images" / ".preview.png", np.zeros((4, 4), np.uint8))
+    assert len(load_dataset(dataset, "train")) == 3
+
+
+def test_two_files_of_one_slice_are_refused(dataset: Path) -> None:
+    _png(dataset / "train" / "images" / "s2.tif", np.zeros((24, 32, 3), np.uint8))
+    with pytest.raises(InputError, match=r"holds s2\.png and s2\.tif, two files for one slice"):
+        load_dataset(dataset, "train")
+    with pytest.raises(InputError, match="two files for one slice"):
+        read_volume(dataset / "train" / "images")
+
+
 def test_load_dataset_without_labels(dataset: Path) -> None:
     for stem in ["s1", "s2", "s3"]:
         (dataset / "train" / "labels" / f"{stem}.png").unlink()

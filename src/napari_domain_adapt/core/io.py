@@ -382,9 +382,27 @@ def _kind(shape: tuple[int, ...], first: tuple[int, ...]) -> str:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """The image files of ``folder``, sorted by name (a stack is its sorted slices)."""
+    """The image files of ``folder``, sorted by name (a stack is its sorted slices).
+
+    Hidden files are not images of the stack (macOS writes ``._NAME.png`` beside each file
+    on some drives); two files of one stem (``s00.png`` and ``s00.tif``) are refused: one
+    slice, or two that would share one label file, cannot be told.
+    """
     folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
+    stems: dict[str, Path] = {}
+    for path in files:
+        if path.stem in stems:
+            raise InputError(
+                f"{folder} holds {stems[path.stem].name} and {path.name}, two files for one "
+                "slice; expected one image file per name (remove one of them)"
+            )
+        stems[path.stem] = path
+    return files
 
 
 def read_volume(path: str | Path) -> np.ndarray:
