@@ -834,6 +834,18 @@ CLI_CASES = [
         "must be integers like 0,3",
     ),
     CliCase(
+        "label-slices-of-a-file-target",
+        _adapt(lambda w: w.tif("target.tif", w.other), "--label-slices", "0"),
+        "--label-slices 0 picks slices of a dataset directory target's train/labels, but --target",
+        "target.tif is not one; expected a dataset directory target, or --target-labels",
+    ),
+    CliCase(
+        "label-slices-without-a-target",
+        lambda w, out: [*_train(lambda w: w.source)(w, out), "--label-slices", "0"],
+        "--label-slices 0 picks slices",
+        "but no --target was given; expected a dataset directory target",
+    ),
+    CliCase(
         "labels-unused-by-the-mode",
         _adapt(lambda w: w.target, "--label-slices", "0", "--mode", "adversarial"),
         "labelled target slices were given",

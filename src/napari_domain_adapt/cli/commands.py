@@ -155,6 +155,7 @@ def _parse_slices(text: str) -> list[int]:
 
 def _load_target(args: argparse.Namespace) -> tuple[Domain | None, Domain | None]:
     """The target to adapt to, and a labelled target test split to score on (if any)."""
+    _check_label_slices(args)
     if args.target is None:
         return None, None
     size = _pixel_size(args, _images_of(args.target), "--target-pixel-size")
@@ -189,6 +190,19 @@ def _load_target(args: argparse.Namespace) -> tuple[Domain | None, Domain | None
     if (root / "test" / "labels").is_dir():
         test = load_dataset(root, "test", labels=True, name="target test")
     return target, test
+
+
+def _check_label_slices(args: argparse.Namespace) -> None:
+    """``--label-slices`` picks slices of a dataset directory's labels; refuse it anywhere
+    else rather than ignore it."""
+    if not args.label_slices or (args.target is not None and is_dataset(args.target)):
+        return
+    given = "no --target was given" if args.target is None else f"--target {args.target} is not"
+    raise InputError(
+        f"--label-slices {args.label_slices} picks slices of a dataset directory target's "
+        f"train/labels, but {given}{'' if args.target is None else ' one'}; expected a dataset "
+        "directory target, or --target-labels with only the chosen slices labelled"
+    )
 
 
 def _config(args: argparse.Namespace, mode: str) -> TrainConfig:
