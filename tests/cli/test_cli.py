@@ -199,6 +199,20 @@ def test_an_error_during_a_zarr_prediction_is_on_a_line_of_its_own(
     assert lines[-1] == ""
 
 
+def test_labels_of_one_class_are_one_warning_line(datasets, tmp_path, capsys):
+    image = datasets / "source" / "train" / "images" / "slice_000.tif"
+    labels = tmp_path / "empty.tif"
+    tifffile.imwrite(labels, np.zeros_like(tifffile.imread(image)))
+    argv = ["train", "--source", str(image), "--source-labels", str(labels)]
+    assert main([*argv, "--out", str(tmp_path / "m.pt"), *TINY]) == 0
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if "warning" in line.lower()]
+    assert warned == [
+        "warning: every labelled pixel of the source is background (4096 pixels); the model "
+        "learns nothing of the other class: expected labels with both"
+    ]
+
+
 def test_predict_writes_probabilities_and_masks(datasets, checkpoint, tmp_path):
     images = datasets / "target" / "test" / "images"
     probabilities, mask = tmp_path / "p.tif", tmp_path / "m.tif"

@@ -524,3 +524,12 @@ def test_the_model_keeps_the_pixel_sizes_it_was_trained_at(tiny_config, sample_p
     assert PixelSize.from_dict(model.metadata["target_pixel_size"]) == target_size
     unknown = fit(tiny_config, Domain(sample_pair.source_image, sample_pair.source_labels))
     assert "pixel_size" not in unknown.model.metadata
+
+
+@pytest.mark.parametrize(("value", "kind"), [(0, "background"), (1, "structure")])
+def test_source_labels_of_one_class_give_a_warning(tiny_config, sample_pair, value, kind):
+    labels = np.full_like(sample_pair.source_labels, value)
+    source = Domain(sample_pair.source_image, labels, name="source")
+    with pytest.warns(UserWarning, match=f"every labelled pixel of the source is {kind}"):
+        finished = fit(dataclasses.replace(tiny_config, steps=1), source)
+    assert isinstance(finished, TrainFinished)

@@ -30,6 +30,7 @@ import dataclasses
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -222,6 +223,20 @@ def train(
     return _loop(run, control or TrainControl(), history, state)
 
 
+def _warn_if_one_class(source: Domain) -> None:
+    """Warn when every counted source label is background, or every one is structure: the
+    model then learns nothing of the other class (the run may still be meant, so no error)."""
+    weights = source.loss_weights()
+    counted = source.labels if weights is None else source.labels[weights > 0]
+    if counted.size and counted.min() == counted.max():
+        kind = "structure" if counted.max() else "background"
+        warnings.warn(
+            f"every labelled pixel of the {source.name} is {kind} ({counted.size} pixels); "
+            "the model learns nothing of the other class: expected labels with both",
+            stacklevel=4,
+        )
+
+
 def step_memory(config: TrainConfig) -> int:
     """Bytes one training step needs, estimated: the segmentor's activations (float32) for
     each batch of patches it sees in a step (source, and target in the modes that learn
@@ -248,6 +263,7 @@ def _prepare(
 ) -> _Run:
     if source.labels is None:
         raise InputError("the source needs labels; expected a label stack beside its images")
+    _warn_if_one_class(source)
     if config.needs_target and target is None:
         raise InputError(f"mode {config.mode!r} needs a target image; none was given")
     if initial is not None:
