@@ -108,6 +108,22 @@ class World:
             chunk.write_bytes(chunk.read_bytes()[:5])
         return path
 
+    def hdf5(self, name: str, damage: str) -> str:
+        """``NAME:raw`` of a new HDF5 file: an external link to a missing (``missing-link``)
+        or non-HDF5 file (``foreign-link``), or gzip chunks overwritten (``chunk``)."""
+        import h5py
+
+        path = self.files / name
+        with h5py.File(path, "w") as file:
+            if damage == "chunk":
+                file.create_dataset("raw", data=self.image, chunks=(1, 64, 64), compression="gzip")
+            else:
+                linked = "nothere.h5" if damage == "missing-link" else self.png("plain.png").name
+                file["raw"] = h5py.ExternalLink(linked, "/raw")
+        if damage == "chunk":
+            damage_hdf5_chunks(path, "raw")
+        return f"{path}:raw"
+
     def checkpoint(self, name: str, change: Callable[[dict], object]) -> Path:
         checkpoint = torch.load(self.model, weights_only=True)
         path = self.files / name
@@ -126,6 +142,19 @@ class World:
         legit["metadata"] = _Payload(self.marker)
         torch.save(legit, path)
         return path
+
+
+def damage_hdf5_chunks(path: Path, name: str) -> None:
+    """Overwrite the start of every stored chunk of dataset ``name`` with zeros."""
+    import h5py
+
+    with h5py.File(path, "r") as file:
+        chunks = file[name].id
+        offsets = [chunks.get_chunk_info(i).byte_offset for i in range(chunks.get_num_chunks())]
+    content = bytearray(path.read_bytes())
+    for offset in offsets:
+        content[offset : offset + 16] = bytes(16)
+    path.write_bytes(bytes(content))
 
 
 class _Payload:

@@ -117,6 +117,13 @@ def _hdf5(w: World, folder: Path) -> Path:
     return folder / "vol.h5"
 
 
+def _one_slice_twice(w: World) -> Path:
+    """A dataset whose slice ``a`` is both ``a.tif`` and ``a.tiff``."""
+    root = w.dataset("twice", {"a": w.image[0], "b": w.image[1]}, {"a": w.labels[0]})
+    tifffile.imwrite(root / "train" / "images" / "a.tiff", w.image[1])
+    return root
+
+
 def _symlink(folder: Path, name: str, target: str) -> Path:
     (folder / name).symlink_to(folder / target)
     return folder / name
@@ -382,6 +389,20 @@ CLI_CASES = [
         "chunk.zarr",
         "zarr",
     ),
+    *(
+        CliCase(
+            f"hdf5-{damage}-{command}",
+            run(lambda w, d=damage, c=command: w.hdf5(f"{d}-{c}.h5", d)),
+            found,
+            expected,
+        )
+        for damage, found, expected in (
+            ("missing-link", "links to nothere.h5:/raw, which cannot be opened", "readable HDF5"),
+            ("foreign-link", "links to plain.png:/raw, which cannot be opened", "readable HDF5"),
+            ("chunk", "raw: a corrupt or truncated chunk", "expected a readable HDF5 dataset"),
+        )
+        for command, run in (("predict", lambda image: _predict(image=image)), ("target", _adapt))
+    ),
     CliCase(
         "missing-image",
         _predict(image=lambda w: w.files / "nothere.tif"),
@@ -416,6 +437,12 @@ CLI_CASES = [
         _train(lambda w: w.dataset("no-labels", {"a": w.image[0]})),
         "has no train/labels folder",
         "expected labels for train",
+    ),
+    CliCase(
+        "two-files-for-one-slice",
+        _train(_one_slice_twice),
+        "holds a.tif and a.tiff, two files for one slice",
+        "expected one image file per name",
     ),
     CliCase(
         "labels-with-other-stems",
@@ -676,6 +703,15 @@ CLI_CASES = [
         "a sample of size 1000000 needs about",
         "GiB is free",
     ),
+    CliCase(
+        "training-batch-larger-than-memory",
+        lambda w, out: [
+            *_train(lambda w: w.source)(w, out),
+            *("--batch-size", "100000", "--width", "64"),  # about 590 GiB
+        ],
+        "a training step of batch size 100000 with 32-pixel patches needs about",
+        "GiB is free",
+    ),
     # settings
     CliCase(
         "zero-steps",
@@ -718,6 +754,18 @@ CLI_CASES = [
         _predict(None, None, "--threshold", "1.5"),
         "got 1.5",
         "--threshold must be between 0 and 1",
+    ),
+    *(
+        CliCase(
+            f"evaluate-threshold-{value}",
+            lambda w, out, value=value: [
+                *("evaluate", "--model", w.model, "--data", w.target, "--device", "cpu"),
+                *("--threshold", value, "--metrics", out / "s.json"),
+            ],
+            f"got {value}",
+            "--threshold must be between 0 and 1, exclusive",
+        )
+        for value in ("1.5", "nan", "0.0")
     ),
     CliCase(
         "unknown-device",
@@ -778,6 +826,18 @@ CLI_CASES = [
         _adapt(lambda w: w.target, "--label-slices", "first"),
         "got 'first'",
         "must be integers like 0,3",
+    ),
+    CliCase(
+        "label-slices-of-a-file-target",
+        _adapt(lambda w: w.tif("target.tif", w.other), "--label-slices", "0"),
+        "--label-slices 0 picks slices of a dataset directory target's train/labels, but --target",
+        "target.tif is not one; expected a dataset directory target, or --target-labels",
+    ),
+    CliCase(
+        "label-slices-without-a-target",
+        lambda w, out: [*_train(lambda w: w.source)(w, out), "--label-slices", "0"],
+        "--label-slices 0 picks slices",
+        "but no --target was given; expected a dataset directory target",
     ),
     CliCase(
         "labels-unused-by-the-mode",

@@ -174,6 +174,45 @@ def test_an_error_during_training_is_on_a_line_of_its_own(datasets, tmp_path, ca
     assert lines[-2:] == ["error: a chunk of the target is corrupt", ""]  # ... and ended
 
 
+def test_an_error_during_a_zarr_prediction_is_on_a_line_of_its_own(
+    checkpoint, tmp_path, capsys, monkeypatch
+):
+    import dask.diagnostics
+    import zarr
+
+    class ShownAtOnce(dask.diagnostics.ProgressBar):
+        def __init__(self, **options):
+            super().__init__(**{**options, "minimum": 0, "dt": 0.001})
+
+    monkeypatch.setattr(dask.diagnostics, "ProgressBar", ShownAtOnce)
+    volume = tmp_path / "v.zarr"
+    array = zarr.create_array(store=str(volume), shape=(3, 64, 64), chunks=(1, 64, 64), dtype="u1")
+    array[:] = np.arange(3 * 64 * 64).reshape(3, 64, 64) % 251
+    last = sorted(p for p in volume.rglob("*") if p.is_file() and p.name != "zarr.json")[-1]
+    last.write_bytes(last.read_bytes()[:5])
+    argv = ["predict", "--model", str(checkpoint), "--input", str(volume), "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "p.zarr")]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "% Completed" in err  # the progress bar was shown ...
+    lines = err.split("\n")  # a terminal's lines: "\r" returns to the start of one
+    assert lines[-2].startswith("error: cannot read slices 2-2 of")  # ... and ended
+    assert lines[-1] == ""
+
+
+def test_labels_of_one_class_are_one_warning_line(datasets, tmp_path, capsys):
+    image = datasets / "source" / "train" / "images" / "slice_000.tif"
+    labels = tmp_path / "empty.tif"
+    tifffile.imwrite(labels, np.zeros_like(tifffile.imread(image)))
+    argv = ["train", "--source", str(image), "--source-labels", str(labels)]
+    assert main([*argv, "--out", str(tmp_path / "m.pt"), *TINY]) == 0
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if "warning" in line.lower()]
+    assert warned == [
+        "warning: every labelled pixel of the source is background (4096 pixels); the model "
+        "learns nothing of the other class: expected labels with both"
+    ]
+
+
 def test_predict_writes_probabilities_and_masks(datasets, checkpoint, tmp_path):
     images = datasets / "target" / "test" / "images"
     probabilities, mask = tmp_path / "p.tif", tmp_path / "m.tif"

@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
+from _bad_inputs import damage_hdf5_chunks
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.hdf5 import list_hdf5, read_hdf5, split_hdf5_path
 from napari_domain_adapt.core.io import read_volume
@@ -73,3 +74,26 @@ def test_not_an_hdf5_file(tmp_path):
         read_volume(f"{fake}:raw")
     with pytest.raises(InputError, match="does not exist"):
         read_volume(f"{tmp_path / 'none.h5'}:raw")
+
+
+def test_an_external_link_to_a_missing_or_foreign_file_is_refused(tmp_path):
+    path = tmp_path / "links.h5"
+    (tmp_path / "notes.txt").write_text("not HDF5")
+    with h5py.File(path, "w") as file:
+        file["raw"] = np.zeros((2, 4, 4), np.uint8)
+        file["missing"] = h5py.ExternalLink("nothere.h5", "/raw")
+        file["foreign"] = h5py.ExternalLink("notes.txt", "/raw")
+    with pytest.raises(InputError, match=r"links to nothere.h5:/raw, which cannot be opened"):
+        read_volume(f"{path}:missing")
+    with pytest.raises(InputError, match=r"links to notes.txt:/raw, which cannot be opened"):
+        read_volume(f"{path}:foreign")
+
+
+def test_a_corrupt_compressed_chunk_is_refused(tmp_path):
+    path = tmp_path / "damaged.h5"
+    data = np.random.default_rng(0).integers(0, 255, (2, 16, 16), dtype=np.uint8)
+    with h5py.File(path, "w") as file:
+        file.create_dataset("raw", data=data, chunks=(1, 16, 16), compression="gzip")
+    damage_hdf5_chunks(path, "raw")
+    with pytest.raises(InputError, match="raw: a corrupt or truncated chunk"):
+        read_volume(f"{path}:raw")

@@ -234,6 +234,12 @@ def test_read_image_broken_files(tmp_path, suffix: str) -> None:
         read_image(tmp_path / f"missing{suffix}")
 
 
+@pytest.mark.parametrize("path", [None, 123, 1.5, ["a.tif"]])
+def test_read_volume_of_what_is_not_a_path(path) -> None:
+    with pytest.raises(InputError, match="expected a path to read a volume from"):
+        read_volume(path)
+
+
 def test_read_stack_and_volume(tmp_path) -> None:
     rng = np.random.default_rng(0)
     slices = [rng.integers(0, 256, (10, 12), dtype=np.uint8) for _ in range(3)]
@@ -296,6 +302,22 @@ def test_load_dataset(dataset: Path) -> None:
     assert test.name == "held out"
     assert len(test) == 1
     assert test.masks is None
+
+
+def test_hidden_files_are_not_slices(dataset: Path) -> None:
+    """macOS's ``._NAME.png`` AppleDouble files (not images) and other hidden files."""
+    for kind in ("images", "labels", "masks"):
+        (dataset / "train" / kind / "._s1.png").write_bytes(b"\x00\x05\x16\x07 resource fork")
+    _png(dataset / "train" / "images" / ".preview.png", np.zeros((4, 4), np.uint8))
+    assert len(load_dataset(dataset, "train")) == 3
+
+
+def test_two_files_of_one_slice_are_refused(dataset: Path) -> None:
+    _png(dataset / "train" / "images" / "s2.tif", np.zeros((24, 32, 3), np.uint8))
+    with pytest.raises(InputError, match=r"holds s2\.png and s2\.tif, two files for one slice"):
+        load_dataset(dataset, "train")
+    with pytest.raises(InputError, match="two files for one slice"):
+        read_volume(dataset / "train" / "images")
 
 
 def test_load_dataset_without_labels(dataset: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.metrics import best_threshold, segmentation_scores
 
 PROBABILITIES = np.array([[0.9, 0.2, 0.6], [0.4, 0.7, 0.1]])
@@ -112,8 +113,14 @@ def test_best_threshold_matches_brute_force() -> None:
     labels = rng.random(2000) < 0.3
     probabilities = np.clip(0.35 * labels + 0.6 * rng.random(2000), 0, 1).astype(np.float32)
     threshold, f1 = best_threshold(probabilities, labels, bins=50)
-    grid = [
-        segmentation_scores(probabilities, labels, threshold=t)["f1"] for t in np.arange(50) / 50
-    ]
+    cuts = np.arange(1, 50) / 50  # 0 is no threshold to give: every pixel is foreground
+    grid = [segmentation_scores(probabilities, labels, threshold=t)["f1"] for t in cuts]
     assert f1 == pytest.approx(max(grid), abs=1e-12)
-    assert threshold == pytest.approx(np.argmax(grid) / 50)
+    assert threshold == pytest.approx(cuts[np.argmax(grid)])
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0, 1.5, -0.2, float("nan"), float("inf")])
+def test_a_threshold_that_is_not_a_probability_is_refused(threshold) -> None:
+    probabilities, labels = np.full((4, 4), 0.5), np.eye(4, dtype=np.uint8)
+    with pytest.raises(InputError, match=f"between 0 and 1, exclusive; got {threshold}"):
+        segmentation_scores(probabilities, labels, threshold=threshold)

@@ -11,6 +11,7 @@ from napari_domain_adapt.core.config import MIN_DOMAIN_PATCH, NORMS, ModelSpec
 from napari_domain_adapt.core.models import (
     DomainClassifier,
     UNet,
+    activation_count,
     estimate_batch_statistics,
     fold_batch_norm,
     grad_reverse,
@@ -151,3 +152,16 @@ def test_fold_batch_norm_keeps_the_output() -> None:
         folded = fold_batch_norm(copy.deepcopy(network))
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
         torch.testing.assert_close(folded(image), expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("depth", "width", "side"), [(1, 2, 8), (2, 4, 32), (3, 3, 48)])
+def test_activation_count_is_the_sum_of_the_layer_outputs(depth, width, side) -> None:
+    spec = ModelSpec(depth=depth, width=width)
+    network = UNet(spec)
+    seen: list[int] = []
+    for module in network.modules():
+        if not list(module.children()):  # every layer: convolutions, norms, ReLUs
+            module.register_forward_hook(lambda _, __, output: seen.append(output.numel()))
+    concatenated = sum(2 * width * 2**level * (side // 2**level) ** 2 for level in range(depth))
+    network(torch.zeros(1, 1, side, side))
+    assert activation_count(spec, side) == sum(seen) + concatenated

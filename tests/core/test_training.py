@@ -26,6 +26,7 @@ from napari_domain_adapt.core.training import (
     fit,
     grl_lambda,
     mean_entropy,
+    step_memory,
     supervised_loss,
     train,
 )
@@ -383,6 +384,21 @@ def test_bad_inputs_raise_at_once(tiny_config, source, target, sample_pair) -> N
     assert isinstance(fit(dataclasses.replace(tiny_config, steps=1), source, small), TrainFinished)
 
 
+def test_a_batch_larger_than_memory_is_refused_with_the_number(
+    tiny_config, source, monkeypatch
+) -> None:
+    """Refused before any step, rather than grown until the system kills the process."""
+    huge = dataclasses.replace(tiny_config, batch_size=100_000)
+    assert step_memory(huge) == 100_000 * step_memory(dataclasses.replace(huge, batch_size=1))
+    free = "napari_domain_adapt.core.device.available_memory"
+    monkeypatch.setattr(free, lambda _=None: step_memory(huge) - 1)
+    needed = f"needs about {step_memory(huge) / 2**30:.1f} GiB"
+    with pytest.raises(InputError, match=rf"batch size 100000 with 32-pixel patches {needed}"):
+        train(huge, source)
+    monkeypatch.setattr(free, lambda _=None: step_memory(tiny_config))
+    assert isinstance(fit(dataclasses.replace(tiny_config, steps=1), source), TrainFinished)
+
+
 def test_unlabelled_pixels_send_no_gradient() -> None:
     """The masked loss of scribbles: pixels outside the annotation get exactly zero gradient."""
     generator = torch.Generator().manual_seed(0)
@@ -508,3 +524,12 @@ def test_the_model_keeps_the_pixel_sizes_it_was_trained_at(tiny_config, sample_p
     assert PixelSize.from_dict(model.metadata["target_pixel_size"]) == target_size
     unknown = fit(tiny_config, Domain(sample_pair.source_image, sample_pair.source_labels))
     assert "pixel_size" not in unknown.model.metadata
+
+
+@pytest.mark.parametrize(("value", "kind"), [(0, "background"), (1, "structure")])
+def test_source_labels_of_one_class_give_a_warning(tiny_config, sample_pair, value, kind):
+    labels = np.full_like(sample_pair.source_labels, value)
+    source = Domain(sample_pair.source_image, labels, name="source")
+    with pytest.warns(UserWarning, match=f"every labelled pixel of the source is {kind}"):
+        finished = fit(dataclasses.replace(tiny_config, steps=1), source)
+    assert isinstance(finished, TrainFinished)

@@ -10,6 +10,7 @@ import tifffile
 from napari.layers import Labels
 
 from _pixel_files import tiff_pixel_size_of
+from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.pixel_size import PixelSize
 from napari_domain_adapt.gui.writer import label_dtype, write_labels_tiff, write_mask
 
@@ -50,9 +51,20 @@ def test_label_dtype_is_the_smallest_that_fits(peak, dtype):
     assert label_dtype(np.array([0, peak])) == dtype
 
 
-def test_negative_labels_are_refused():
-    with pytest.raises(ValueError, match="negative"):
-        label_dtype(np.array([-1, 2]))
+def test_negative_labels_are_refused(tmp_path):
+    with pytest.raises(InputError, match=r"negative values \(the lowest is -3\)"):
+        write_labels_tiff(str(tmp_path / "l.tif"), np.array([[-3, 2]]), {"scale": (1, 1)})
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("scale", [(0.0, 1.0, 1.0), (1.0, -2.0, 1.0), (1.0, 1.0, float("nan"))])
+def test_a_scale_that_is_not_a_pixel_size_is_refused(tmp_path, scale):
+    labels = np.ones((2, 4, 4), np.uint8)
+    with pytest.raises(InputError, match="is not a positive pixel size on every axis"):
+        write_labels_tiff(str(tmp_path / "l.tif"), labels, {"scale": scale})
+    with pytest.raises(InputError, match="is not a positive pixel size on every axis"):
+        write_mask(tmp_path / "m.tif", labels, scale, 255)
+    assert not list(tmp_path.iterdir())
 
 
 def test_the_layer_units_are_written(tmp_path):

@@ -7,7 +7,9 @@ never overwrite an existing file without ``--overwrite``.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import commands
 
     try:
-        return getattr(commands, f"run_{args.command}")(args)
+        with _warnings_as_lines():
+            return getattr(commands, f"run_{args.command}")(args)
     except InputError as error:
         # One line, whatever a library put in the message (scripts grep for "error:").
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
@@ -40,3 +43,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Show each warning (ours are UserWarnings) as one ``warning: MESSAGE`` line on stderr,
+    not Python's file, line and source."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("default", category=UserWarning)
+        warnings.showwarning = show
+        yield

@@ -31,6 +31,7 @@ from napari_domain_adapt.core import (
     best_threshold,
     check_not_an_input,
     check_output,
+    check_threshold,
     export_bioimageio,
     is_dataset,
     is_zarr,
@@ -154,6 +155,7 @@ def _parse_slices(text: str) -> list[int]:
 
 def _load_target(args: argparse.Namespace) -> tuple[Domain | None, Domain | None]:
     """The target to adapt to, and a labelled target test split to score on (if any)."""
+    _check_label_slices(args)
     if args.target is None:
         return None, None
     size = _pixel_size(args, _images_of(args.target), "--target-pixel-size")
@@ -188,6 +190,19 @@ def _load_target(args: argparse.Namespace) -> tuple[Domain | None, Domain | None
     if (root / "test" / "labels").is_dir():
         test = load_dataset(root, "test", labels=True, name="target test")
     return target, test
+
+
+def _check_label_slices(args: argparse.Namespace) -> None:
+    """``--label-slices`` picks slices of a dataset directory's labels; refuse it anywhere
+    else rather than ignore it."""
+    if not args.label_slices or (args.target is not None and is_dataset(args.target)):
+        return
+    given = "no --target was given" if args.target is None else f"--target {args.target} is not"
+    raise InputError(
+        f"--label-slices {args.label_slices} picks slices of a dataset directory target's "
+        f"train/labels, but {given}{'' if args.target is None else ' one'}; expected a dataset "
+        "directory target, or --target-labels with only the chosen slices labelled"
+    )
 
 
 def _config(args: argparse.Namespace, mode: str) -> TrainConfig:
@@ -303,8 +318,8 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() == ".zarr" or is_zarr(args.input):
         return _predict_volume(args)
     _refuse_existing([args.out], args.overwrite, [args.model, args.input])
-    if args.threshold is not None and not 0 <= args.threshold <= 1:
-        raise InputError(f"--threshold must be between 0 and 1; got {args.threshold}")
+    if args.threshold is not None:
+        check_threshold(args.threshold, "--threshold")
     size = _pixel_size(args, args.input)
     model = load_model(args.model, _device(args.device))
     images = read_volume(args.input)
@@ -376,6 +391,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     _refuse_existing(
         [args.metrics], args.overwrite, [args.model, args.data, args.labels, args.masks]
     )
+    check_threshold(args.threshold, "--threshold")
     model = load_model(args.model, _device(args.device))
     if is_dataset(args.data):
         domain = load_dataset(args.data, "test", labels=True)

@@ -37,7 +37,7 @@ from .io import (
     write_tiffs,
 )
 from .labels import instances_to_membranes
-from .metrics import best_threshold, segmentation_scores
+from .metrics import best_threshold, check_threshold, segmentation_scores
 from .options import ADAPTIVE, PRESETS, SETTINGS, Setting, get_value, preset, with_values
 from .pixel_metadata import layer_options, layer_pixel_size
 from .pixel_size import PixelSize, normalise_unit, parse_pixel_size
@@ -80,6 +80,7 @@ __all__ = [
     "best_threshold",
     "check_not_an_input",
     "check_output",
+    "check_threshold",
     "describe_device",
     "export_bioimageio",
     "fit",

@@ -69,18 +69,22 @@ def describe_device(device: torch.device) -> str:
     return str(device)
 
 
-def available_memory() -> int | None:
-    """Bytes of memory free now (POSIX), or None where the system does not say."""
+def available_memory(device: torch.device | None = None) -> int | None:
+    """Bytes of memory free now on ``device``: a CUDA GPU's, else the system's (POSIX);
+    None where the system does not say."""
+    if device is not None and device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
         return None
 
 
-def require_memory(needed: int, what: str) -> None:
-    """Raise InputError if ``what`` would need more memory than is free: refused at once,
-    with the number, rather than grown until the system kills the process."""
-    free = available_memory()
+def require_memory(needed: int, what: str, device: torch.device | None = None) -> None:
+    """Raise InputError if ``what`` would need more memory than is free (on ``device``, else
+    the system's): refused at once, with the number, rather than grown until the system
+    kills the process."""
+    free = available_memory(device)
     if free is not None and needed > free:
         raise InputError(
             f"{what} needs about {needed / 2**30:.1f} GiB of memory; {free / 2**30:.1f} GiB "

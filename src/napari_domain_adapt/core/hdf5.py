@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,9 +91,32 @@ def read_hdf5(text: str | Path) -> np.ndarray:
             f"{path} is an HDF5 file; name the dataset as {path}:PATH (found: {available})"
         )
     with _open(path) as file:
-        if name not in file or not hasattr(file[name], "shape"):
+        dataset = _dataset(file, path, name)
+        if dataset is None or not hasattr(dataset, "shape"):
             raise InputError(f"{path} has no dataset {name!r}; found: {available}")
-        return np.asarray(file[name])
+        try:
+            return np.asarray(dataset)
+        except OSError as error:  # a compression filter failed: a damaged chunk
+            raise InputError(
+                f"cannot read {path}:{name}: a corrupt or truncated chunk ({error}); "
+                "expected a readable HDF5 dataset"
+            ) from error
+
+
+def _dataset(file: Any, path: Path, name: str) -> Any:
+    """The object ``name`` in an open file, None if absent; InputError for an external link
+    whose file is missing or not HDF5 (h5py would say only that it is absent)."""
+    link = file.get(name, getlink=True)
+    if link is None:
+        return None
+    try:
+        return file[name]
+    except (KeyError, OSError) as error:
+        where = f"{link.filename}:{link.path}" if hasattr(link, "filename") else name
+        raise InputError(
+            f"cannot read {path}:{name}: it links to {where}, which cannot be opened "
+            f"({error}); expected the linked file beside {path}, as a readable HDF5 file"
+        ) from error
 
 
 def hdf5_pixel_size_of(text: str | Path) -> PixelSize | None:

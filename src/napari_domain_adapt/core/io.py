@@ -382,15 +382,37 @@ def _kind(shape: tuple[int, ...], first: tuple[int, ...]) -> str:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """The image files of ``folder``, sorted by name (a stack is its sorted slices)."""
+    """The image files of ``folder``, sorted by name (a stack is its sorted slices).
+
+    Hidden files are not images of the stack (macOS writes ``._NAME.png`` beside each file
+    on some drives); two files of one stem (``s00.png`` and ``s00.tif``) are refused: one
+    slice, or two that would share one label file, cannot be told.
+    """
     folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
+    stems: dict[str, Path] = {}
+    for path in files:
+        if path.stem in stems:
+            raise InputError(
+                f"{folder} holds {stems[path.stem].name} and {path.name}, two files for one "
+                "slice; expected one image file per name (remove one of them)"
+            )
+        stems[path.stem] = path
+    return files
 
 
 def read_volume(path: str | Path) -> np.ndarray:
     """Read a TIFF stack, a single image, a folder of images, or ``file.hdf:dataset``."""
     from .hdf5 import is_hdf5, read_hdf5
 
+    if not isinstance(path, str | os.PathLike):
+        raise InputError(
+            f"expected a path to read a volume from (str or Path); got {type(path).__name__}"
+        )
     if is_hdf5(path):
         return read_hdf5(path)
     path = Path(path)

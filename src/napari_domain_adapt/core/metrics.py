@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
+
 
 def _select(probabilities: np.ndarray, labels: np.ndarray, mask: np.ndarray | None):
     probabilities = np.asarray(probabilities, dtype=np.float32)
@@ -30,6 +32,13 @@ def _scores(tp: float, fp: float, fn: float, tn: float) -> dict[str, float]:
     return {"precision": precision, "recall": recall, "f1": f1, "iou": iou, "accuracy": accuracy}
 
 
+def check_threshold(threshold: float, name: str = "threshold") -> None:
+    """Raise InputError unless ``threshold`` is a probability strictly between 0 and 1: at 0
+    or 1 (or NaN) every pixel falls on one side, and the scores say nothing."""
+    if not 0 < threshold < 1:
+        raise InputError(f"{name} must be between 0 and 1, exclusive; got {threshold}")
+
+
 def segmentation_scores(
     probabilities: np.ndarray,
     labels: np.ndarray,
@@ -40,6 +49,7 @@ def segmentation_scores(
 
     Pixels outside ``mask`` (a field of view), where given, are not counted.
     """
+    check_threshold(threshold)
     prob, truth = _select(probabilities, labels, mask)
     pred = prob >= threshold
     tp = float(np.count_nonzero(pred & truth))

@@ -137,6 +137,20 @@ class UNet(nn.Module):
         return self.head(x)[..., :height, :width]
 
 
+def activation_count(spec: ModelSpec, side: int) -> int:
+    """Values one forward pass of a U-Net of ``spec`` makes for a ``side``-pixel square
+    patch: the output of every layer (each convolution, normalisation and ReLU of a double
+    convolution, each up-sampling, concatenation and the head), level by level. The
+    estimate of a training step's memory is made of it."""
+    count = 0
+    for level in range(spec.depth + 1):
+        width, pixels = spec.width * 2**level, (side // 2**level) ** 2
+        down = 6 * width  # conv, norm, ReLU, twice
+        up = 0 if level == spec.depth else width + 2 * width + 6 * width  # up, cat, double
+        count += (down + up) * pixels
+    return count + side**2  # the head
+
+
 def build_unet(depth: int = 4, width: int = 16, norm: str = "batch") -> UNet:
     """A :class:`UNet` from plain keyword arguments.
 

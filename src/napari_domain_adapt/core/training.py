@@ -30,6 +30,7 @@ import dataclasses
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,11 +42,17 @@ import torch.nn.functional as F
 from .checkpoints import SegmentationModel
 from .config import LABEL_MODES, Preprocessing, TrainConfig
 from .data import Domain
-from .device import describe_device, resolve_device
+from .device import describe_device, require_memory, resolve_device
 from .errors import InputError
 from .inference import predict_tiled
 from .lazy import PreprocessedVolume
-from .models import DomainClassifier, UNet, estimate_batch_statistics, grad_reverse
+from .models import (
+    DomainClassifier,
+    UNet,
+    activation_count,
+    estimate_batch_statistics,
+    grad_reverse,
+)
 from .patches import PatchBatch, PatchSampler, jitter_intensity
 from .preprocessing import field_of_view_masks, preprocess
 from .resume import (
@@ -216,11 +223,47 @@ def train(
     return _loop(run, control or TrainControl(), history, state)
 
 
+def _warn_if_one_class(source: Domain) -> None:
+    """Warn when every counted source label is background, or every one is structure: the
+    model then learns nothing of the other class (the run may still be meant, so no error)."""
+    weights = source.loss_weights()
+    counted = source.labels if weights is None else source.labels[weights > 0]
+    if counted.size and counted.min() == counted.max():
+        kind = "structure" if counted.max() else "background"
+        warnings.warn(
+            f"every labelled pixel of the {source.name} is {kind} ({counted.size} pixels); "
+            "the model learns nothing of the other class: expected labels with both",
+            stacklevel=4,
+        )
+
+
+def step_memory(config: TrainConfig) -> int:
+    """Bytes one training step needs, estimated: the segmentor's activations (float32) for
+    each batch of patches it sees in a step (source, and target in the modes that learn
+    from it); the backward pass frees them as it makes their gradients. Measured on a CPU
+    for 16 patches of 128 pixels and the default U-Net: 412 MiB of peak growth, estimated
+    457 MiB."""
+    batches = 2 if config.needs_target else 1
+    values = activation_count(config.model, config.patch_size) * config.batch_size * batches
+    return 4 * values
+
+
+def _require_step_memory(config: TrainConfig, device: torch.device) -> None:
+    """Refuse a batch that cannot fit, with the number, before the system kills the run."""
+    require_memory(
+        step_memory(config),
+        f"a training step of batch size {config.batch_size} with {config.patch_size}-pixel "
+        "patches",
+        device,
+    )
+
+
 def _prepare(
     config: TrainConfig, source: Domain, target: Domain | None, initial: SegmentationModel | None
 ) -> _Run:
     if source.labels is None:
         raise InputError("the source needs labels; expected a label stack beside its images")
+    _warn_if_one_class(source)
     if config.needs_target and target is None:
         raise InputError(f"mode {config.mode!r} needs a target image; none was given")
     if initial is not None:
@@ -241,6 +284,7 @@ def _prepare(
             )
 
     device = resolve_device(config.device)
+    _require_step_memory(config, device)
     if config.amp and device.type not in ("cpu", "cuda"):
         raise InputError(f"amp runs on the CPU or a CUDA GPU; the device is {device.type}")
     torch.manual_seed(config.seed)

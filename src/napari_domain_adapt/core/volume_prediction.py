@@ -38,6 +38,7 @@ from .io import (
     temporary_name,
     write_failure,
 )
+from .metrics import check_threshold
 from .ome_zarr import image_metadata
 from .pixel_size import PixelSize
 from .preprocessing import intensity_range, normalise_slice, rescale
@@ -193,8 +194,8 @@ def predict_volume(
             f"chunk ({chunk_y}, {chunk_x}) must be >= 1 and at least the overlap ({overlap}), "
             "which must be >= 0: a block lends its neighbours that many pixels"
         )
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise InputError(f"threshold must be between 0 and 1; got {threshold}")
+    if threshold is not None:
+        check_threshold(threshold)
     if model.preprocessing.field_of_view:
         raise InputError(
             "this model finds the field of view of fundus photographs, which out-of-core "

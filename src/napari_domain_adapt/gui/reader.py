@@ -31,10 +31,16 @@ def read_hdf5_layers(path: str) -> list[tuple[Any, dict[str, Any], str]]:
     import h5py
     from napari.layers import Image
 
-    from napari_domain_adapt.core import layer_options, list_hdf5, split_hdf5_path
+    from napari_domain_adapt.core import InputError, layer_options, list_hdf5, split_hdf5_path
 
     file_path, chosen = split_hdf5_path(path)
-    datasets = [d for d in list_hdf5(file_path) if d.name == chosen or chosen is None]
+    found = list_hdf5(file_path)
+    datasets = [d for d in found if d.name == chosen or chosen is None]
+    if chosen is not None and not datasets:
+        names = ", ".join(d.name for d in found) or "none"
+        raise InputError(
+            f"{file_path} has no dataset {chosen!r} of two or more dimensions; found: {names}"
+        )
     handle = h5py.File(file_path, "r")  # stays open while the layers read from it
     layers = []
     for dataset in datasets:

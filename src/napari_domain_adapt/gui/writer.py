@@ -10,9 +10,14 @@ import numpy as np
 
 def label_dtype(data: np.ndarray) -> np.dtype:
     """The smallest unsigned type that holds every label of ``data``."""
+    from napari_domain_adapt.core import InputError
+
     data = np.asarray(data)
     if data.size and data.min() < 0:
-        raise ValueError("labels must not be negative to be saved as TIFF")
+        raise InputError(
+            f"the labels have negative values (the lowest is {data.min()}); expected labels "
+            "of 0 and up to save as TIFF"
+        )
     peak = int(data.max()) if data.size else 0
     for dtype in (np.uint8, np.uint16, np.uint32):
         if peak <= np.iinfo(dtype).max:
@@ -33,13 +38,12 @@ def write_mask(
     Any non-zero label counts as foreground; the pixel size comes from the layer's ``scale``
     and ``units``.
     """
-    from napari_domain_adapt.core import layer_pixel_size, write_tiff
+    from napari_domain_adapt.core import write_tiff
 
     from .layers import export_values
 
     mask = export_values(labels, foreground)
-    size = layer_pixel_size(scale, units)
-    return write_tiff(path, mask, overwrite=overwrite, pixel_size=size)
+    return write_tiff(path, mask, overwrite=overwrite, pixel_size=_pixel_size(scale, units))
 
 
 def write_labels_tiff(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
@@ -48,10 +52,24 @@ def write_labels_tiff(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     The pixel size comes from the layer's scale and units. napari asks before it overwrites
     a file.
     """
-    from napari_domain_adapt.core import layer_pixel_size, write_tiff
+    from napari_domain_adapt.core import write_tiff
 
     array = np.asarray(data)
     array = array.astype(label_dtype(array), copy=False)
-    size = layer_pixel_size(meta.get("scale"), meta.get("units"))
+    size = _pixel_size(meta.get("scale"), meta.get("units"))
     written = write_tiff(path, array, overwrite=True, pixel_size=size)
     return [str(written)]
+
+
+def _pixel_size(scale: Any, units: Any) -> Any:
+    """The pixel size to write for a layer's ``scale`` and ``units``; InputError for a scale
+    that is not a positive number on every axis (no TIFF resolution can say it)."""
+    from napari_domain_adapt.core import InputError, layer_pixel_size
+
+    sizes = np.asarray(scale if scale is not None else [], dtype=float)
+    if not (np.isfinite(sizes) & (sizes > 0)).all():
+        raise InputError(
+            f"the layer's scale {tuple(sizes.tolist())} is not a positive pixel size on every "
+            "axis; expected positive, finite sizes to write as the TIFF's resolution"
+        )
+    return layer_pixel_size(scale, units)
