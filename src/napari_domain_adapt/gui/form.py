@@ -11,6 +11,7 @@ from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
+from napari_domain_adapt import core
 from napari_domain_adapt.core import SETTINGS, Setting
 
 from .jobs import TrainInputs, is_lazy
@@ -83,9 +84,8 @@ class InputsForm(QWidget):
         settings: tuple[Setting, ...] = SETTINGS,
     ) -> None:
         super().__init__(parent)
-        from napari_domain_adapt.core import MODES, TrainConfig
 
-        defaults = TrainConfig()
+        defaults = core.TrainConfig()
         self.settings = {s.path: s for s in settings if s.widget}
         #: The field of each setting the widget offers, by its configuration path.
         self.fields = {path: make_field(s, s.default(PRESET)) for path, s in self.settings.items()}
@@ -121,7 +121,7 @@ class InputsForm(QWidget):
             "Electron microscopy: the grey value, robustly scaled per image.",
         )
         self.mode = ComboBox(
-            choices=[(MODE_LABELS.get(mode, mode), mode) for mode in MODES],
+            choices=[(MODE_LABELS.get(mode, mode), mode) for mode in core.MODES],
             value=defaults.mode,
             tooltip="mean teacher (self-training) scored best on average over our four real "
             "dataset pairs, with and without target labels (it learns from any you give); "
@@ -240,7 +240,6 @@ class InputsForm(QWidget):
 
     def update_labelled(self, _event: Any = None) -> None:
         """Say how many target slices are labelled, and whether the chosen mode uses them."""
-        from napari_domain_adapt.core import LABEL_MODES
 
         count = self.labelled_count()
         pixels = None
@@ -248,7 +247,7 @@ class InputsForm(QWidget):
         if count and self.label_kind.value == "sparse" and layer is not None:
             pixels = int(np.count_nonzero(np.asarray(layer.data)))
         mode = self.mode.value
-        then = f"used by {mode}" if mode in LABEL_MODES else f"not used by {mode}"
+        then = f"used by {mode}" if mode in core.LABEL_MODES else f"not used by {mode}"
         self.labelled_label.setText(labelled_text(count, pixels, then))
 
     def field(self, path: str) -> Widget:
@@ -265,16 +264,14 @@ class InputsForm(QWidget):
 
     def config(self, overrides: dict[str, Any] | None = None) -> TrainConfig:
         """The run's configuration; ``overrides`` replace any field (raises ValueError)."""
-        from napari_domain_adapt.core import IMAGE_KINDS, preset, with_values
 
         values = {path: field.value for path, field in self.fields.items()}
-        values.update(preprocessing=IMAGE_KINDS[self.images.value], mode=self.mode.value)
-        config = with_values(preset(PRESET), values)
+        values.update(preprocessing=core.IMAGE_KINDS[self.images.value], mode=self.mode.value)
+        config = core.with_values(core.preset(PRESET), values)
         return dataclasses.replace(config, **(overrides or {}))
 
     def inputs(self, mode: str) -> TrainInputs:
         """The picked layers' data as numpy arrays (raises ValueError if one is missing)."""
-        from napari_domain_adapt.core import InputError
 
         missing = [
             _LABELS[role].lower()
@@ -285,10 +282,10 @@ class InputsForm(QWidget):
         if target is None and mode != "source-only":
             missing.append("target image")
         if missing:
-            raise InputError(f"choose a layer for: {', '.join(missing)}")
+            raise core.InputError(f"choose a layer for: {', '.join(missing)}")
         source = self.layer("source_image")
         if target is source and mode != "source-only":
-            raise InputError(
+            raise core.InputError(
                 f"the target image is the source image ({source.name!r}); expected another, "
                 "unlabelled image to adapt to: choose it as the target image"
             )

@@ -1,8 +1,8 @@
 """The generators that the widget runs in napari's ``thread_worker``: no Qt, no layers.
 
 They take numpy arrays, call the core, and yield what it yields plus prediction progress;
-the widget turns each yielded object into layer updates in the main thread. The core (and
-torch) is imported inside the generators, on first use.
+the widget turns each yielded object into layer updates in the main thread. The core is a
+lazy module: its names (and torch) are imported on first use, in the worker's thread.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from napari_domain_adapt import core
 
 if TYPE_CHECKING:
     from napari_domain_adapt.core import SegmentationModel, TrainConfig, TrainControl
@@ -54,11 +56,10 @@ def refusing(job: Any, *args: Any) -> Iterator[Any]:
     Bad input is the user's to fix, not a crash: it ends the job as a yielded object, so
     napari does not also report it as a worker error with a traceback.
     """
-    from napari_domain_adapt.core import InputError
 
     try:
         yield from job(*args)
-    except InputError as error:
+    except core.InputError as error:
         yield InputRefused(str(error))
 
 
@@ -74,9 +75,8 @@ def export_job(
 ) -> Iterator[ModelExported]:
     """Write ``model`` as a bioimage.io package, its test data cut from ``image``;
     ``details`` are :func:`~.core.bioimageio.export_bioimageio`'s keyword arguments."""
-    from napari_domain_adapt.core import export_bioimageio
 
-    yield ModelExported(export_bioimageio(model, image, path, **details))
+    yield ModelExported(core.export_bioimageio(model, image, path, **details))
 
 
 @dataclass
@@ -105,10 +105,9 @@ def predict_job(
     The whole stack is validated first; a blank slice in a stack with contrast is predicted.
     ``amp``: in bfloat16 (see :func:`~.core.inference.predict_tiled`).
     """
-    from napari_domain_adapt.core import as_image_stack
 
     stack, single = as_slices(np.asarray(image), rgb)
-    as_image_stack(stack, name=target, rgb=rgb)
+    core.as_image_stack(stack, name=target, rgb=rgb)
     yield PredictionStarted(len(stack))
     result = np.zeros(stack.shape[:3], np.float32)
     for index in range(len(stack)):
@@ -122,9 +121,8 @@ def is_lazy(data: Any) -> bool:
 
     The core's test, imported on use like the rest of the core (it brings torch).
     """
-    from napari_domain_adapt.core import is_lazy as read_on_demand
 
-    return read_on_demand(data)
+    return core.is_lazy(data)
 
 
 def predict_volume_job(
@@ -139,8 +137,6 @@ def predict_volume_job(
     import dask.array as da
     import zarr
 
-    from napari_domain_adapt.core import predict_volume
-
     flat = volume.ndim == 2
     depth = 1 if flat else volume.shape[0]
     yield PredictionStarted(depth)
@@ -153,7 +149,7 @@ def predict_volume_job(
         chunks=chunks if flat else (1, *chunks),
     )
     for index in range(depth):
-        plane = predict_volume(model, volume if flat else volume[index], amp=amp)
+        plane = core.predict_volume(model, volume if flat else volume[index], amp=amp)
         if flat:
             da.store(plane, written)
         else:
@@ -172,21 +168,20 @@ def train_job(
     :func:`predict_job`'s objects when there is a target; a lazy target (read on demand)
     is trained on patch by patch and predicted out of core into the zarr ``store``.
     """
-    from napari_domain_adapt.core import Domain, TrainFinished, train
 
-    source = Domain(inputs.source_image, inputs.source_labels, name="source")
+    source = core.Domain(inputs.source_image, inputs.source_labels, name="source")
     target = None
     if inputs.target_image is not None:
         # Only the modes that use target labels get them (others need not validate them).
         uses_labels = config.mode == "semi-supervised" or config.mean_teacher
         labels = inputs.target_labels if uses_labels else None
-        target = Domain(
+        target = core.Domain(
             inputs.target_image, labels, name="target", label_kind=inputs.target_label_kind
         )
     finished = None
-    for event in train(config, source, target, control):
+    for event in core.train(config, source, target, control):
         yield event
-        if isinstance(event, TrainFinished):
+        if isinstance(event, core.TrainFinished):
             finished = event
     if finished is None or inputs.target_image is None:
         return

@@ -7,14 +7,15 @@ from typing import Any
 
 import numpy as np
 
+from napari_domain_adapt import core
+
 _LABEL_WORDS = ("label", "ids", "mask", "membrane", "segmentation", "gt")
 
 
 def get_reader(path: str | list[str]) -> Callable[[str], list[tuple]] | None:
     """The reader for an HDF5 file (``.h5``, ``.hdf5``, ``.hdf``), or None for other paths."""
-    from napari_domain_adapt.core import is_hdf5
 
-    if isinstance(path, list) or not is_hdf5(path):
+    if isinstance(path, list) or not core.is_hdf5(path):
         return None
     return read_hdf5_layers
 
@@ -31,14 +32,12 @@ def read_hdf5_layers(path: str) -> list[tuple[Any, dict[str, Any], str]]:
     import h5py
     from napari.layers import Image
 
-    from napari_domain_adapt.core import InputError, layer_options, list_hdf5, split_hdf5_path
-
-    file_path, chosen = split_hdf5_path(path)
-    found = list_hdf5(file_path)
+    file_path, chosen = core.split_hdf5_path(path)
+    found = core.list_hdf5(file_path)
     datasets = [d for d in found if d.name == chosen or chosen is None]
     if chosen is not None and not datasets:
         names = ", ".join(d.name for d in found) or "none"
-        raise InputError(
+        raise core.InputError(
             f"{file_path} has no dataset {chosen!r} of two or more dimensions; found: {names}"
         )
     handle = h5py.File(file_path, "r")  # stays open while the layers read from it
@@ -53,7 +52,7 @@ def read_hdf5_layers(path: str) -> list[tuple[Any, dict[str, Any], str]]:
             word in words for word in _LABEL_WORDS
         )
         meta: dict[str, Any] = {"name": dataset.name}
-        meta.update(layer_options(dataset.pixel_size, len(dataset.shape)))
+        meta.update(core.layer_options(dataset.pixel_size, len(dataset.shape)))
         if not hasattr(Image, "units"):  # napari before 0.6
             meta.pop("units", None)
         layers.append((data, meta, "labels" if is_labels else "image"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from napari_domain_adapt import core
+
 #: Gap (pixels) between the source, shown on the left, and the target.
 _GAP = 16
 
@@ -17,9 +19,8 @@ def make_sample_data(
     are for checking a result only and start hidden. Layer names let the widget pick its
     inputs by itself.
     """
-    from napari_domain_adapt.core import make_sample_pair
 
-    pair = make_sample_pair(n_source=n_source, n_target=n_target, size=size, seed=seed)
+    pair = core.make_sample_pair(n_source=n_source, n_target=n_target, size=size, seed=seed)
     left = {"translate": (0, 0, -(size + _GAP))}
     return [
         (pair.source_image, {"name": "source image", **left}, "image"),

@@ -1,10 +1,11 @@
 """The dock widget: inputs -> TrainConfig -> ``train()`` in a thread worker -> layer updates.
 
-The widget is thin. :class:`~._form.InputsForm` turns layers and settings into a
-configuration and numpy arrays; :func:`~._jobs.train_job` runs the core in napari's
+The widget is thin. :class:`~.form.InputsForm` turns layers and settings into a
+configuration and numpy arrays; :func:`~.jobs.train_job` runs the core in napari's
 ``thread_worker``; the main thread turns each yielded event into progress, plot and layer
-updates. Layers are touched only here, in the main thread. The core (and torch) is imported
-when the widget is created, never when this module is imported.
+updates. Layers are touched only here, in the main thread. The core is a lazy module: torch
+is imported in a worker when the widget opens, never when this module is imported and never
+on the main thread.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from napari_domain_adapt import core
 
 from .dialogs import Dialogs
 from .form import InputsForm, LayerCombo, layer_kind
@@ -138,9 +141,6 @@ class AdaptWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from napari_domain_adapt import core
-
-        self._core = core
         #: Whether torch is imported and has taken its first optimiser step (in a thread).
         self.ready = False
         self.viewer = napari_viewer
@@ -301,7 +301,7 @@ class AdaptWidget(QWidget):
             show_error(f"Cannot start: {error}")
             return None
         self._run_target = target = self.form.layer("target_image")
-        self.job.control = self._core.TrainControl(preview_index=self._current_slice())
+        self.job.control = core.TrainControl(preview_index=self._current_slice())
         # The live layer's first draw is slow: have it now, not later. Only for a slice or a
         # stack: other shapes are refused by the run, with a message, in a moment.
         if target is not None and target.ndim in (2, 3):
@@ -342,10 +342,9 @@ class AdaptWidget(QWidget):
     def _device_name(self, name: str) -> str:
         """Where a run on device ``name`` trains, e.g. ``cpu (2 threads)``; the run itself
         reports a device it cannot use."""
-        from napari_domain_adapt.core import describe_device
 
         try:
-            return describe_device(self._core.resolve_device(name))
+            return core.describe_device(core.resolve_device(name))
         except ValueError:
             return name
 
@@ -356,9 +355,7 @@ class AdaptWidget(QWidget):
         from superqt.utils import create_worker
 
         self.device_label.setText("… (loading PyTorch)")
-        create_worker(
-            self._core.warm_up, _start_thread=True, _connect={"finished": self._torch_ready}
-        )
+        create_worker(core.warm_up, _start_thread=True, _connect={"finished": self._torch_ready})
 
     def _torch_ready(self) -> None:
         # A full collection now, after torch's imports: they and napari's start-up leave
@@ -428,7 +425,6 @@ class AdaptWidget(QWidget):
     # worker events (main thread) -----------------------------------------------------------
 
     def _on_yielded(self, item: Any) -> None:
-        core = self._core
         if isinstance(item, core.TrainEvent):
             self._on_step(item)
         elif isinstance(item, core.TrainFinished):
@@ -599,7 +595,7 @@ class AdaptWidget(QWidget):
         if chosen is None:
             return None
         try:
-            written = self._core.save_checkpoint(self.model, chosen[0], overwrite=chosen[1])
+            written = core.save_checkpoint(self.model, chosen[0], overwrite=chosen[1])
         except ValueError as error:
             show_error(f"Cannot save the model: {error}")
             return None
@@ -608,7 +604,6 @@ class AdaptWidget(QWidget):
 
     def export_model(self, path: str | Path | None = None) -> Any:
         """Write the model as a bioimage.io package in a worker; asks name, author, licence."""
-        from napari_domain_adapt.core import DEFAULT_AUTHOR, DEFAULT_LICENSE, DEFAULT_NAME
 
         layer = self.predict_picker.value
         if self.busy:
@@ -616,7 +611,9 @@ class AdaptWidget(QWidget):
         if self.model is None or layer is None:
             show_warning("Train or load a model, and pick an image under 'Predict on'")
             return None
-        details = self.dialogs.package_details(DEFAULT_NAME, DEFAULT_AUTHOR, DEFAULT_LICENSE)
+        details = self.dialogs.package_details(
+            core.DEFAULT_NAME, core.DEFAULT_AUTHOR, core.DEFAULT_LICENSE
+        )
         if details is None:
             return None
         chosen = self.dialogs.path_to_write(path, "Export bioimage.io package", _PACKAGE_FILTER)
@@ -644,8 +641,8 @@ class AdaptWidget(QWidget):
         if path is None:
             return None
         try:
-            device = self._core.resolve_device(self.form.field("device").value)
-            model = self._core.load_model(path, device=device)
+            device = core.resolve_device(self.form.field("device").value)
+            model = core.load_model(path, device=device)
         except ValueError as error:
             show_error(f"Cannot load the model: {error}")
             return None

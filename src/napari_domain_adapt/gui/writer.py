@@ -7,14 +7,15 @@ from typing import Any
 
 import numpy as np
 
+from napari_domain_adapt import core
+
 
 def label_dtype(data: np.ndarray) -> np.dtype:
     """The smallest unsigned type that holds every label of ``data``."""
-    from napari_domain_adapt.core import InputError
 
     data = np.asarray(data)
     if data.size and data.min() < 0:
-        raise InputError(
+        raise core.InputError(
             f"the labels have negative values (the lowest is {data.min()}); expected labels "
             "of 0 and up to save as TIFF"
         )
@@ -38,12 +39,11 @@ def write_mask(
     Any non-zero label counts as foreground; the pixel size comes from the layer's ``scale``
     and ``units``.
     """
-    from napari_domain_adapt.core import write_tiff
 
     from .layers import export_values
 
     mask = export_values(labels, foreground)
-    return write_tiff(path, mask, overwrite=overwrite, pixel_size=_pixel_size(scale, units))
+    return core.write_tiff(path, mask, overwrite=overwrite, pixel_size=_pixel_size(scale, units))
 
 
 def write_labels_tiff(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
@@ -52,24 +52,22 @@ def write_labels_tiff(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     The pixel size comes from the layer's scale and units. napari asks before it overwrites
     a file.
     """
-    from napari_domain_adapt.core import write_tiff
 
     array = np.asarray(data)
     array = array.astype(label_dtype(array), copy=False)
     size = _pixel_size(meta.get("scale"), meta.get("units"))
-    written = write_tiff(path, array, overwrite=True, pixel_size=size)
+    written = core.write_tiff(path, array, overwrite=True, pixel_size=size)
     return [str(written)]
 
 
 def _pixel_size(scale: Any, units: Any) -> Any:
-    """The pixel size to write for a layer's ``scale`` and ``units``; InputError for a scale
+    """The pixel size to write for a layer's ``scale`` and ``units``; core.InputError for a scale
     that is not a positive number on every axis (no TIFF resolution can say it)."""
-    from napari_domain_adapt.core import InputError, layer_pixel_size
 
     sizes = np.asarray(scale if scale is not None else [], dtype=float)
     if not (np.isfinite(sizes) & (sizes > 0)).all():
-        raise InputError(
+        raise core.InputError(
             f"the layer's scale {tuple(sizes.tolist())} is not a positive pixel size on every "
             "axis; expected positive, finite sizes to write as the TIFF's resolution"
         )
-    return layer_pixel_size(scale, units)
+    return core.layer_pixel_size(scale, units)
