@@ -528,3 +528,24 @@ def test_the_model_keeps_the_pixel_sizes_of_source_and_target(datasets, tmp_path
     metadata = load_checkpoint(out).metadata
     assert PixelSize.from_dict(metadata["pixel_size"]) == PixelSize((4, 4), "nm")
     assert PixelSize.from_dict(metadata["target_pixel_size"]) == PixelSize((0.01, 0.01), "µm")
+
+
+def test_predict_takes_a_planar_rgb_tiff_as_one_colour_image(checkpoint, tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 255, (3, 64, 48), dtype=np.uint8)
+    image = tmp_path / "planar.tif"
+    tifffile.imwrite(image, rgb, photometric="rgb", planarconfig="separate")
+    out = tmp_path / "p.tif"
+    argv = ["predict", "--model", str(checkpoint), "--input", str(image), "--device", "cpu"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert tifffile.imread(out).shape == (64, 48)  # one slice, not three
+
+
+def test_predict_refuses_a_dataset_directory_and_says_what_to_give(
+    datasets, checkpoint, tmp_path, capsys
+):
+    argv = ["predict", "--model", str(checkpoint), "--input", str(datasets / "target")]
+    assert main([*argv, "--out", str(tmp_path / "p.tif")]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "is a dataset directory" in err
+    assert str(datasets / "target" / "test" / "images") in err
+    assert not (tmp_path / "p.tif").exists()

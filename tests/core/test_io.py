@@ -402,3 +402,13 @@ def test_write_tiff_with_a_pixel_size_reads_back(tmp_path) -> None:
             tmp_path / f"{np.dtype(dtype).name}.tif", em_stack(dtype=dtype), pixel_size=EM
         )
         assert read_pixel_size(path) == EM
+
+
+def test_a_planar_rgb_tiff_is_colour_not_three_slices(tmp_path) -> None:
+    """A (3, H, W) RGB TIFF stored plane by plane (photometric RGB, planar configuration
+    separate) is one colour image; a grey (3, H, W) stack stays three slices."""
+    rgb = np.random.default_rng(0).integers(0, 255, (3, 20, 30), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "planar.tif", rgb, photometric="rgb", planarconfig="separate")
+    tifffile.imwrite(tmp_path / "stack.tif", rgb, photometric="minisblack")
+    np.testing.assert_array_equal(read_image(tmp_path / "planar.tif"), np.moveaxis(rgb, 0, -1))
+    np.testing.assert_array_equal(read_image(tmp_path / "stack.tif"), rgb)

@@ -318,6 +318,12 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() == ".zarr" or is_zarr(args.input):
         return _predict_volume(args)
     _refuse_existing([args.out], args.overwrite, [args.model, args.input])
+    if is_dataset(args.input):
+        raise InputError(
+            f"--input {args.input} is a dataset directory, whose splits may hold images of "
+            f"several sizes; expected images: give --input {Path(args.input) / 'test' / 'images'} "
+            f"(one stack), or score the dataset with evaluate --data {args.input}"
+        )
     if args.threshold is not None:
         check_threshold(args.threshold, "--threshold")
     size = _pixel_size(args, args.input)

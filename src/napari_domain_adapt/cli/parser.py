@@ -254,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--input",
         required=True,
-        help="image file, folder or dataset dir; or a zarr store (predicted out of core)",
+        help="image file (a slice or a stack) or folder of slices of one size; or a zarr "
+        "store (predicted out of core); for a dataset dir, give its DIR/test/images",
     )
     predict.add_argument(
         "--out",

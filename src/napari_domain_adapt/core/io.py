@@ -338,9 +338,7 @@ def read_image(path: str | Path) -> np.ndarray:
         raise InputError(f"{path} does not exist; expected an image file")
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            data = tifffile.imread(path)
+            data = _read_tiff(path)
         else:
             from skimage.io import imread
 
@@ -354,6 +352,21 @@ def read_image(path: str | Path) -> np.ndarray:
             f"cannot read {path}: not a readable image (it holds no pixels, shape "
             f"{np.shape(data)})"
         )
+    return data
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """A TIFF's first series, its colour samples last: a planar RGB image, stored as
+    (3, H, W) with its samples axis first, is colour, not a stack of three grey slices."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tiff:
+        series = tiff.series[0]
+        data = series.asarray()
+        axes = series.axes
+    samples = axes.find("S")
+    if samples not in (-1, len(axes) - 1) and data.ndim == len(axes):
+        data = np.moveaxis(data, samples, -1)
     return data
 
 
