@@ -530,3 +530,25 @@ def test_export_suggests_the_layer_name_beside_the_target_file(
     widget.export_button.click()
     assert suggested == [folder / f"{SEGMENTATION_NAME}.tif"]
     assert not notes["error"], notes["error"]
+
+
+def test_a_model_trained_in_the_widget_keeps_the_layers_pixel_sizes(ready, qtbot, notes):
+    """The model records the pixel size it was trained at (the source layer's scale and
+    units) and the target's, as a CLI-trained model does; napari's default scale of 1 pixel
+    is no pixel size."""
+    viewer, widget = ready
+    tiny(widget, steps=2)
+    widget.start_training()
+    finish(qtbot, widget)
+    assert "pixel_size" not in widget.model.metadata
+    source, target = viewer.layers["source image"], viewer.layers["target image"]
+    source.scale, target.scale = (50, 4, 4), (40, 10, 10)
+    source.units = target.units = ("nm", "nm", "nm")
+    widget.start_training()
+    finish(qtbot, widget)
+    assert not notes["error"], notes["error"]
+    assert widget.model.metadata["pixel_size"] == {"sizes": [50.0, 4.0, 4.0], "unit": "nm"}
+    assert widget.model.metadata["target_pixel_size"] == {
+        "sizes": [40.0, 10.0, 10.0],
+        "unit": "nm",
+    }

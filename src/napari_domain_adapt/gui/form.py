@@ -297,7 +297,18 @@ class InputsForm(QWidget):
             target_labels=None if labels is None else np.asarray(labels.data),
             target_rgb=bool(target is not None and target.rgb),
             target_label_kind=self.label_kind.value,
+            source_pixel_size=layer_pixel_size(source),
+            target_pixel_size=None if target is None else layer_pixel_size(target),
         )
+
+
+def layer_pixel_size(layer: Layer) -> Any:
+    """The pixel size a layer's scale and units give, or None where they give none (a
+    scale of 1 in pixels: napari's default, what a file without a pixel size opens with)."""
+    size = core.layer_pixel_size(layer.scale, getattr(layer, "units", None))
+    if size is None or (size.unit is None and set(size.sizes) == {1.0}):
+        return None
+    return size
 
 
 def make_field(setting: Setting, value: Any) -> Widget:

@@ -56,7 +56,6 @@ def refusing(job: Any, *args: Any) -> Iterator[Any]:
     Bad input is the user's to fix, not a crash: it ends the job as a yielded object, so
     napari does not also report it as a worker error with a traceback.
     """
-
     try:
         yield from job(*args)
     except core.InputError as error:
@@ -89,6 +88,8 @@ class TrainInputs:
     target_labels: np.ndarray | None = None
     target_rgb: bool = False
     target_label_kind: str = "dense"
+    source_pixel_size: Any = None  # a core.PixelSize from the layer's scale and units
+    target_pixel_size: Any = None
 
 
 def as_slices(image: np.ndarray, rgb: bool) -> tuple[np.ndarray, bool]:
@@ -105,7 +106,6 @@ def predict_job(
     The whole stack is validated first; a blank slice in a stack with contrast is predicted.
     ``amp``: in bfloat16 (see :func:`~.core.inference.predict_tiled`).
     """
-
     stack, single = as_slices(np.asarray(image), rgb)
     core.as_image_stack(stack, name=target, rgb=rgb)
     yield PredictionStarted(len(stack))
@@ -121,7 +121,6 @@ def is_lazy(data: Any) -> bool:
 
     The core's test, imported on use like the rest of the core (it brings torch).
     """
-
     return core.is_lazy(data)
 
 
@@ -168,15 +167,23 @@ def train_job(
     :func:`predict_job`'s objects when there is a target; a lazy target (read on demand)
     is trained on patch by patch and predicted out of core into the zarr ``store``.
     """
-
-    source = core.Domain(inputs.source_image, inputs.source_labels, name="source")
+    source = core.Domain(
+        inputs.source_image,
+        inputs.source_labels,
+        name="source",
+        pixel_size=inputs.source_pixel_size,
+    )
     target = None
     if inputs.target_image is not None:
         # Only the modes that use target labels get them (others need not validate them).
         uses_labels = config.mode == "semi-supervised" or config.mean_teacher
         labels = inputs.target_labels if uses_labels else None
         target = core.Domain(
-            inputs.target_image, labels, name="target", label_kind=inputs.target_label_kind
+            inputs.target_image,
+            labels,
+            name="target",
+            label_kind=inputs.target_label_kind,
+            pixel_size=inputs.target_pixel_size,
         )
     finished = None
     for event in core.train(config, source, target, control):
