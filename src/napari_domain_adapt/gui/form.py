@@ -14,7 +14,7 @@ from superqt import QCollapsible
 from napari_domain_adapt import core
 from napari_domain_adapt.core import SETTINGS, Setting
 
-from .jobs import TrainInputs, is_lazy
+from .jobs import TrainInputs
 from .layers import ROLES, LayerInfo, labelled_slice_count, labelled_text, pick_all
 
 if TYPE_CHECKING:
@@ -334,6 +334,6 @@ def make_field(setting: Setting, value: Any) -> Widget:
 
 def _target_data(layer: Layer) -> Any:
     """A grey layer read on demand stays lazy (training reads its patches); others: numpy."""
-    if is_lazy(layer.data) and not layer.rgb and not layer.multiscale:
+    if core.is_lazy(layer.data) and not layer.rgb and not layer.multiscale:
         return layer.data
     return np.asarray(layer.data)

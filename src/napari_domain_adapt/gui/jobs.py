@@ -116,14 +116,6 @@ def predict_job(
     yield PredictionDone(result[0] if single else result, target)
 
 
-def is_lazy(data: Any) -> bool:
-    """Whether a layer's data is read on demand (a dask or zarr array), not held in memory.
-
-    The core's test, imported on use like the rest of the core (it brings torch).
-    """
-    return core.is_lazy(data)
-
-
 def predict_volume_job(
     model: SegmentationModel, volume: Any, target: str, store: Path, amp: bool = False
 ) -> Iterator[PredictionStarted | SlicePredicted | PredictionDone]:
@@ -192,7 +184,7 @@ def train_job(
             finished = event
     if finished is None or inputs.target_image is None:
         return
-    if is_lazy(inputs.target_image):
+    if core.is_lazy(inputs.target_image):
         yield from predict_volume_job(
             finished.model, inputs.target_image, "target", store, config.amp
         )

@@ -47,7 +47,6 @@ from .jobs import (
     PredictionStarted,
     SlicePredicted,
     export_job,
-    is_lazy,
     predict_job,
     predict_volume_job,
     refusing,
@@ -314,7 +313,7 @@ class AdaptWidget(QWidget):
         self.progress.setRange(0, config.steps)
         self.progress.setValue(0)
         self.status.setText(f"Starting {config.mode} training…")
-        store = self._scratch_store() if is_lazy(inputs.target_image) else None
+        store = self._scratch_store() if core.is_lazy(inputs.target_image) else None
         return self._start(train_job, config, inputs, self.job.control, store)
 
     def start_prediction(self) -> Any:
@@ -333,7 +332,7 @@ class AdaptWidget(QWidget):
         name = "target" if is_target else layer.name
         self.status.setText(f"Predicting {layer.name}…")
         data, amp = layer.data, self.form.field("amp").value
-        if is_lazy(data) and not layer.rgb and data.ndim in (2, 3) and not layer.multiscale:
+        if core.is_lazy(data) and not layer.rgb and data.ndim in (2, 3) and not layer.multiscale:
             # Out of core: the result goes to a zarr store on disk, shown lazily.
             store = self._scratch_store()
             return self._start(predict_volume_job, self.model, data, name, store, amp)
