@@ -452,8 +452,8 @@ def test_stop_at_random_instants_keeps_the_widget_consistent(make_napari_viewer,
     """
     from qtpy.QtCore import QTimer
 
+    from napari_domain_adapt.core import PredictionStarted
     from napari_domain_adapt.gui import widget as _widget
-    from napari_domain_adapt.gui.jobs import PredictionStarted
     from napari_domain_adapt.gui.layers import LIVE_NAME, PROBABILITY_NAME, SEGMENTATION_NAME
     from napari_domain_adapt.gui.sample_data import make_sample_data
 

@@ -818,7 +818,7 @@ CLI_CASES = [
     CliCase(
         "label-slices-out-of-range",
         _adapt(lambda w: w.target, "--label-slices", "99"),
-        "--label-slices 99 is out of range",
+        "label slices 99 are out of range",
         "has slices 0-",
     ),
     CliCase(
@@ -843,7 +843,7 @@ CLI_CASES = [
         "labels-unused-by-the-mode",
         _adapt(lambda w: w.target, "--label-slices", "0", "--mode", "adversarial"),
         "labelled target slices were given",
-        "choose --mode semi-supervised",
+        "choose the semi-supervised or a mean-teacher mode",
     ),
 ]
 

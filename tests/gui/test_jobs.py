@@ -7,16 +7,16 @@ import dataclasses
 import numpy as np
 import pytest
 
-from napari_domain_adapt.core import InputError, TrainControl, TrainEvent, TrainFinished
-from napari_domain_adapt.gui.jobs import (
+from napari_domain_adapt.core import (
+    InputError,
     PredictionDone,
     PredictionStarted,
     SlicePredicted,
-    TrainInputs,
-    as_slices,
-    predict_job,
-    train_job,
+    TrainControl,
+    TrainEvent,
+    TrainFinished,
 )
+from napari_domain_adapt.gui.jobs import TrainInputs, train_job
 
 
 @pytest.fixture
@@ -59,37 +59,25 @@ def test_bad_input_raises_input_error_in_the_job(tiny_config, inputs):
         next(train_job(tiny_config, bad, TrainControl()))
 
 
-def test_predict_job_keeps_single_images_single(tiny_config, inputs):
-    finished = next(
-        item
-        for item in train_job(tiny_config, inputs, TrainControl())
-        if isinstance(item, TrainFinished)
-    )
-    image = inputs.target_image[0]
-    done = list(predict_job(finished.model, image, rgb=False, target="x"))[-1]
-    assert done.probabilities.shape == image.shape
-    assert done.target == "x"
-    assert done.probabilities.min() >= 0
-    assert done.probabilities.max() <= 1
-    fast = list(predict_job(finished.model, image, rgb=False, target="x", amp=True))[-1]
-    assert not np.array_equal(fast.probabilities, done.probabilities)  # bfloat16 on the CPU
-    np.testing.assert_allclose(fast.probabilities, done.probabilities, rtol=0, atol=5e-2)
-
-
 def test_train_job_predicts_in_the_runs_precision(tiny_config, inputs, monkeypatch):
-    import napari_domain_adapt.gui.jobs as jobs
+    from napari_domain_adapt.core import pipeline
 
     asked = []
-    real = jobs.predict_job
-    monkeypatch.setattr(jobs, "predict_job", lambda *args: asked.append(args[-1]) or real(*args))
+    real = pipeline.predict
+    monkeypatch.setattr(
+        pipeline, "predict", lambda *args, **kw: asked.append(kw["amp"]) or real(*args, **kw)
+    )
     for amp in (False, True):
         list(train_job(dataclasses.replace(tiny_config, amp=amp), inputs, TrainControl()))
     assert asked == [False, True]
 
 
-def test_as_slices():
-    assert as_slices(np.zeros((4, 5)), rgb=False)[0].shape == (1, 4, 5)
-    assert as_slices(np.zeros((4, 5, 3)), rgb=True)[0].shape == (1, 4, 5, 3)
-    stack, single = as_slices(np.zeros((2, 4, 5)), rgb=False)
-    assert stack.shape == (2, 4, 5)
-    assert not single
+def test_the_target_labels_rule_is_the_cores(tiny_config, inputs):
+    """Labelled target slices given to a mode that does not learn from them are refused,
+    as in the CLI: the job no longer drops them by a rule of its own."""
+    labels = np.zeros_like(inputs.target_labels)
+    labels[1, 10:20, 10:20] = 1
+    labelled = dataclasses.replace(inputs, target_labels=labels)
+    config = dataclasses.replace(tiny_config, mode="adversarial")
+    with pytest.raises(InputError, match="mode adversarial does not use them"):
+        next(train_job(config, labelled, TrainControl()))

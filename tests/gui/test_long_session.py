@@ -18,8 +18,8 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 def test_runs_in_a_row_leak_nothing(make_napari_viewer, qtbot, monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import long_session
+    from napari_domain_adapt.core import PredictionStarted
     from napari_domain_adapt.gui import widget as _widget
-    from napari_domain_adapt.gui.jobs import PredictionStarted
     from napari_domain_adapt.gui.sample_data import make_sample_data
 
     monkeypatch.setattr(_widget, "show_info", lambda message: None)

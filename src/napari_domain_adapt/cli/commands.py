@@ -18,11 +18,12 @@ from napari_domain_adapt.core import (
     DEFAULT_AUTHOR,
     IMAGE_KINDS,
     IMAGE_SUFFIXES,
-    LABEL_MODES,
     Domain,
     InputError,
     PixelSize,
+    PredictionStarted,
     Preprocessing,
+    SlicePredicted,
     StateFile,
     TrainConfig,
     TrainEvent,
@@ -39,15 +40,17 @@ from napari_domain_adapt.core import (
     load_model,
     make_sample_pair,
     normalise_unit,
+    open_source,
+    open_target,
     parse_pixel_size,
+    predict,
     preset,
     read_pixel_size,
     read_volume,
     run_lock,
     save_checkpoint,
     segmentation_scores,
-    split_hdf5_path,
-    train,
+    train_and_predict,
     with_values,
     write_tiff,
     write_tiffs,
@@ -126,19 +129,8 @@ def _write_json(path: Path, data: dict[str, Any], overwrite: bool) -> None:
 
 
 def _load_source(args: argparse.Namespace) -> Domain:
-    if not split_hdf5_path(args.source)[0].exists():
-        raise InputError(
-            f"--source {args.source} does not exist; expected a dataset directory or images"
-        )
     size = _pixel_size(args, _images_of(args.source), "--source-pixel-size")
-    if is_dataset(args.source):
-        source = load_dataset(args.source, "train", labels=True, name="source")
-        source.pixel_size = size
-        return source
-    if not args.source_labels:
-        raise InputError("--source is an image, not a dataset directory; give --source-labels")
-    images, labels = read_volume(args.source), read_volume(args.source_labels)
-    return Domain(images, labels, name="source", pixel_size=size)
+    return open_source(args.source, args.source_labels, size)
 
 
 def _images_of(path: str) -> Path | str:
@@ -158,38 +150,13 @@ def _load_target(args: argparse.Namespace) -> tuple[Domain | None, Domain | None
     _check_label_slices(args)
     if args.target is None:
         return None, None
-    size = _pixel_size(args, _images_of(args.target), "--target-pixel-size")
-    if is_zarr(args.target):
-        if args.target_labels:
-            raise InputError(
-                f"--target {args.target} is a zarr volume, read patch by patch, which takes "
-                "no --target-labels; expected labels with a TIFF, image or dataset target"
-            )
-        # read patch by patch, on demand
-        return Domain(args.target, name="target", pixel_size=size), None
-    if not is_dataset(args.target):
-        labels = read_volume(args.target_labels) if args.target_labels else None
-        kind = args.target_label_kind
-        images = read_volume(args.target)
-        return Domain(images, labels, name="target", label_kind=kind, pixel_size=size), None
-    root = Path(args.target)
-    target = load_dataset(root, "train", labels=False, name="target")
-    target.pixel_size = size
-    if args.label_slices:
-        chosen = _parse_slices(args.label_slices)
-        if not all(0 <= i < len(target) for i in chosen):
-            raise InputError(
-                f"--label-slices {args.label_slices} is out of range; the target train split "
-                f"has slices 0-{len(target) - 1}"
-            )
-        full = load_dataset(root, "train", labels=True).labels
-        labels = np.zeros_like(full)
-        labels[chosen] = full[chosen]
-        target = Domain(target.images, labels, target.masks, name="target", pixel_size=size)
-    test = None
-    if (root / "test" / "labels").is_dir():
-        test = load_dataset(root, "test", labels=True, name="target test")
-    return target, test
+    return open_target(
+        args.target,
+        args.target_labels,
+        label_kind=args.target_label_kind,
+        label_slices=_parse_slices(args.label_slices) if args.label_slices else None,
+        pixel_size=_pixel_size(args, _images_of(args.target), "--target-pixel-size"),
+    )
 
 
 def _check_label_slices(args: argparse.Namespace) -> None:
@@ -227,10 +194,10 @@ def _scores(model, domain: Domain, threshold: float = 0.5) -> dict[str, Any]:
     return scores
 
 
-def _progress(total: int):
+def _progress(total: int, unit: str = "step"):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="step", file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
+    return tqdm(total=total, unit=unit, file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
 
 
 def _run_training(args: argparse.Namespace, mode: str | None) -> int:
@@ -243,26 +210,18 @@ def _run_training(args: argparse.Namespace, mode: str | None) -> int:
 def _train_and_write(args: argparse.Namespace, mode: str | None) -> int:
     source = _load_source(args)
     target, test = _load_target(args)
-    if mode is None:  # adapt; the default mode learns from target labels where given
-        labelled = target is not None and target.labelled_slices().size > 0
-        mode = args.mode or TrainConfig().mode
-        if labelled and mode not in LABEL_MODES:
-            raise InputError(
-                f"labelled target slices were given, but mode {mode} does not use them; "
-                "choose --mode semi-supervised or a mean-teacher mode, or drop the labels"
-            )
-    config = _config(args, mode)
+    config = _config(args, mode or args.mode or TrainConfig().mode)
     state = StateFile(args.out.with_name(args.out.name + ".state"), args.state_every)
     if state.path.exists() and not args.resume:
         raise InputError(
             f"{state.path} holds the state of an interrupted run; pass --resume to continue "
             "it, or delete it to start over"
         )
-    finished = _follow(train(config, source, target, state=state), config.steps)
+    finished = _follow(train_and_predict(config, source, target, state=state), config.steps)
     save_checkpoint(finished.model, args.out, overwrite=args.overwrite)
     state.path.unlink(missing_ok=True)  # the model is safe: nothing left to resume
     result: dict[str, Any] = {
-        "mode": mode,
+        "mode": config.mode,
         "steps": finished.steps,
         "selected_step": finished.model.metadata["selected_step"],
         "checks": [
@@ -314,64 +273,63 @@ def run_adapt(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """``predict``: probabilities (float32) or a 0/255 mask as TIFF."""
-    if args.out.suffix.lower() == ".zarr" or is_zarr(args.input):
-        return _predict_volume(args)
-    _refuse_existing([args.out], args.overwrite, [args.model, args.input])
-    if is_dataset(args.input):
-        raise InputError(
-            f"--input {args.input} is a dataset directory, whose splits may hold images of "
-            f"several sizes; expected images: give --input {Path(args.input) / 'test' / 'images'} "
-            f"(one stack), or score the dataset with evaluate --data {args.input}"
-        )
+    """``predict``: probabilities (float32) or a 0/255 mask, as TIFF or into a zarr store."""
     if args.threshold is not None:
         check_threshold(args.threshold, "--threshold")
+    into_store = args.out.suffix.lower() == ".zarr" or is_zarr(args.input)
+    if into_store:
+        _check_store_output(args)
+    else:
+        _refuse_existing([args.out], args.overwrite, [args.model, args.input])
+        _refuse_dataset(args.input)
     size = _pixel_size(args, args.input)
     model = load_model(args.model, _device(args.device))
-    images = read_volume(args.input)
-    probabilities = model.predict(
-        images, None, args.tile_size, args.overlap, args.batch_size, amp=args.amp
-    )
-    if args.threshold is None:
-        result = probabilities.astype(np.float32)
+    options = {"tile_size": args.tile_size, "tile_overlap": args.overlap, "amp": args.amp}
+    options.update(batch_size=args.batch_size, threshold=args.threshold, name=str(args.input))
+    if into_store:
+        store = {"store": args.out, "overwrite": args.overwrite, "pixel_size": size}
+        store.update(chunk=args.chunk, overlap=args.chunk_overlap)
+        result = _predicted(predict(model, args.input, **store, **options))
     else:
-        result = (probabilities >= args.threshold).astype(np.uint8) * 255
-    write_tiff(args.out, result, overwrite=args.overwrite, pixel_size=size)
-    print(f"wrote {args.out} ({probabilities.shape}, device {model.device})", file=sys.stderr)
+        result = _predicted(predict(model, read_volume(args.input), **options))
+        write_tiff(args.out, result, overwrite=args.overwrite, pixel_size=size)
+    print(f"wrote {args.out} ({result.shape}, device {model.device})", file=sys.stderr)
     return 0
 
 
-def _predict_volume(args: argparse.Namespace) -> int:
-    """``predict`` into a zarr store, block by block: memory does not grow with the volume."""
-    from dask.diagnostics import ProgressBar
-
-    from napari_domain_adapt.core import predict_volume
-
+def _check_store_output(args: argparse.Namespace) -> None:
     if args.out.suffix.lower() != ".zarr":
         raise InputError(
             f"--input {args.input} is a zarr store: it is predicted out of core into a zarr "
             f"store; give --out NAME.zarr (got {args.out})"
         )
     check_not_an_input(args.out, [args.input, args.model])
-    size = _pixel_size(args, args.input)
-    model = load_model(args.model, _device(args.device))
-    with ProgressBar(minimum=2.0, out=sys.stderr):
-        out = predict_volume(
-            model,
-            args.input,
-            args.out,
-            chunk=args.chunk,
-            overlap=args.chunk_overlap,
-            threshold=args.threshold,
-            tile_size=args.tile_size,
-            tile_overlap=args.overlap,
-            batch_size=args.batch_size,
-            amp=args.amp,
-            overwrite=args.overwrite,
-            pixel_size=size,
+
+
+def _refuse_dataset(path: Path) -> None:
+    if is_dataset(path):
+        raise InputError(
+            f"--input {path} is a dataset directory, whose splits may hold images of "
+            f"several sizes; expected images: give --input {Path(path) / 'test' / 'images'} "
+            f"(one stack), or score the dataset with evaluate --data {path}"
         )
-    print(f"wrote {args.out} ({out.shape}, device {model.device})", file=sys.stderr)
-    return 0
+
+
+def _predicted(events: Iterator[Any]) -> Any:
+    """Show prediction's progress (slices) on a bar; returns the result."""
+    done, bar = None, None
+    try:
+        for event in events:
+            if isinstance(event, PredictionStarted):
+                bar = _progress(event.total, "slice")
+            elif isinstance(event, SlicePredicted):
+                bar.update(event.done - bar.n)
+            else:
+                done = event
+    finally:
+        if bar is not None:
+            bar.close()
+    return done.probabilities
 
 
 def run_export(args: argparse.Namespace) -> int:

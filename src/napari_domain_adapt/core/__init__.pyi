@@ -39,12 +39,23 @@ from .io import (
 from .labels import instances_to_membranes
 from .metrics import best_threshold, check_threshold, segmentation_scores
 from .options import ADAPTIVE, PRESETS, SETTINGS, Setting, get_value, preset, with_values
+from .pipeline import (
+    PredictionDone,
+    PredictionEvent,
+    PredictionStarted,
+    SlicePredicted,
+    TargetPrediction,
+    open_source,
+    open_target,
+    predict,
+    train_and_predict,
+)
 from .pixel_metadata import layer_options, layer_pixel_size
 from .pixel_size import PixelSize, normalise_unit, parse_pixel_size
 from .resume import StateFile
 from .sample_data import SamplePair, make_sample_pair
 from .training import TrainControl, TrainEvent, TrainFinished, fit, train, warm_up
-from .volume_prediction import predict_volume
+from .volume_prediction import predict_volume, predicting_volume
 from .volumes import is_zarr, open_volume
 
 __all__ = [
@@ -65,11 +76,16 @@ __all__ = [
     "InputError",
     "ModelSpec",
     "PixelSize",
+    "PredictionDone",
+    "PredictionEvent",
+    "PredictionStarted",
     "Preprocessing",
     "SamplePair",
     "SegmentationModel",
     "Setting",
+    "SlicePredicted",
     "StateFile",
+    "TargetPrediction",
     "TrainConfig",
     "TrainControl",
     "TrainEvent",
@@ -99,10 +115,14 @@ __all__ = [
     "load_model",
     "make_sample_pair",
     "normalise_unit",
+    "open_source",
+    "open_target",
     "open_volume",
     "parse_pixel_size",
+    "predict",
     "predict_tiled",
     "predict_volume",
+    "predicting_volume",
     "preset",
     "read_pixel_size",
     "read_volume",
@@ -113,6 +133,7 @@ __all__ = [
     "segmentation_scores",
     "split_hdf5_path",
     "train",
+    "train_and_predict",
     "warm_up",
     "with_values",
     "write_tiff",

@@ -209,7 +209,8 @@ def train(
 
     ``source`` needs labels. ``target`` is needed by every mode but ``source-only`` (which
     uses it for previews); its labels are used only in the ``semi-supervised`` and
-    mean-teacher modes, and only on slices that carry any annotation. ``initial`` starts
+    mean-teacher modes, and only on slices that carry any annotation: the other modes refuse
+    a target with labelled slices (the one home of this rule). ``initial`` starts
     from a trained segmentor (copied, never changed) and its preprocessing.
 
     With ``state``, the run's state is written to ``state.path`` every ``state.every``
@@ -270,10 +271,12 @@ def _prepare(
         config = dataclasses.replace(
             config, model=initial.spec, preprocessing=initial.preprocessing
         )
-    labelled = np.array([], dtype=int)
-    uses_labels = config.mode in LABEL_MODES
-    if uses_labels and target is not None:
-        labelled = target.labelled_slices()
+    labelled = np.array([], dtype=int) if target is None else target.labelled_slices()
+    if labelled.size and config.mode not in LABEL_MODES:
+        raise InputError(
+            f"labelled target slices were given, but mode {config.mode} does not use them; "
+            "choose the semi-supervised or a mean-teacher mode, or drop the target labels"
+        )
     if config.mode == "semi-supervised":
         if target is None or target.labels is None:
             raise InputError("semi-supervised mode needs target labels on at least one slice")

@@ -10,7 +10,8 @@ a ``dask.distributed`` cluster (whichever client is active).
 
 Normalisation is the model's own, per slice: the percentiles of each whole slice (or of a
 strided sample of it when the slice has more than ``sample_pixels`` pixels) are computed in
-a first pass, and every block of the slice is scaled with them, never with its own.
+a first pass over each batch of slices, and every block of the slice is scaled with them,
+never with its own.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -148,6 +149,21 @@ def _compute_options(num_workers: int | None) -> dict[str, Any]:
 
 
 def predict_volume(
+    model: SegmentationModel, source: object, out: str | Path | Any | None = None, **options: Any
+) -> Any:
+    """Predict a (Z, Y, X) volume block by block; peak memory does not grow with its size.
+
+    What :func:`predicting_volume` does with the same arguments, run to the end.
+    """
+    steps = predicting_volume(model, source, out, **options)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def predicting_volume(
     model: SegmentationModel,
     source: object,
     out: str | Path | Any | None = None,
@@ -163,8 +179,11 @@ def predict_volume(
     num_workers: int | None = 1,
     overwrite: bool = False,
     pixel_size: PixelSize | None = None,
-) -> Any:
-    """Predict a (Z, Y, X) volume block by block; peak memory does not grow with its size.
+    z_batch: int = Z_BATCH,
+) -> Generator[tuple[int, int], None, Any]:
+    """Predict a (Z, Y, X) volume block by block, yielding ``(slices done, slices)`` after
+    every ``z_batch`` slices (and ``(0, slices)`` once the output is ready to be written);
+    returns the result.
 
     ``source``: a zarr store or TIFF path, or a zarr, dask or numpy array (see
     :func:`open_volume`). ``out``: a ``.zarr`` path, written as an OME-Zarr image (NGFF
@@ -225,14 +244,7 @@ def predict_volume(
     compute = _compute_options(num_workers)
     # Slabs of Z_BATCH slices: each computation's task graph stays small however deep the
     # volume is (a graph for every block at once costs about 5 kB per block).
-    slabs = [(z, min(z + Z_BATCH, depth)) for z in range(0, depth, Z_BATCH)]
-    lows = scales = None
-    if not clahe:
-        parts = [
-            slice_statistics(_slab(data, a, b, plane), model, sample_pixels, **compute)
-            for a, b in slabs
-        ]
-        lows, scales = (np.concatenate(values) for values in zip(*parts, strict=True))
+    slabs = [(z, min(z + z_batch, depth)) for z in range(0, depth, z_batch)]
     # A private eval copy (channels-last where that helps), converted once, shared by every
     # block: the caller's network is never switched to eval under a running computation.
     runner = inference_network(model.network)
@@ -242,7 +254,12 @@ def predict_volume(
     dtype = np.float32 if threshold is None else np.uint8
 
     def predicted(first: int, last: int) -> Any:
-        result = _slab(data, first, last, plane).map_overlap(
+        slab = _slab(data, first, last, plane)
+        # The slices' statistics, computed now (a first pass over the slab's slices).
+        lows, scales = (
+            (None, None) if clahe else slice_statistics(slab, model, sample_pixels, **compute)
+        )
+        result = slab.map_overlap(
             _predict_block,
             depth={0: 0, 1: overlap, 2: overlap},
             boundary="none",
@@ -251,8 +268,8 @@ def predict_volume(
             meta=np.empty((0, 0, 0), dtype),
             network=network,
             spec=model.preprocessing,
-            lows=None if lows is None else lows[first:last],
-            scales=None if scales is None else scales[first:last],
+            lows=lows,
+            scales=scales,
             threshold=threshold,
             tile_size=tile_size,
             overlap=tile_overlap,
@@ -264,15 +281,17 @@ def predict_volume(
     if out is None:
         return predicted(0, depth)
 
-    def store_into(array: Any) -> None:
+    def store_into(array: Any) -> Iterator[tuple[int, int]]:
         # Blocks align with the store's chunks (a merged last block spans two chunks that
         # no other block touches), so blocks write in parallel without a lock.
+        yield 0, depth  # the output is ready to be written
         for first, last in slabs:
             region = None if flat else (slice(first, last), slice(None), slice(None))
             da.store(predicted(first, last), array, regions=region, lock=False, **compute)
+            yield last, depth
 
     if target is None:  # a zarr array given by the caller
-        store_into(out)
+        yield from store_into(out)
         return out
     attributes = {
         "content": "probabilities" if threshold is None else "mask (0 or 255)",
@@ -291,7 +310,7 @@ def predict_volume(
         store.attrs["napari-domain-adapt"] = attributes
         writes = _ClosableWrites(store)
         try:
-            store_into(writes)
+            yield from store_into(writes)
         finally:  # after an error or Ctrl-C, blocks still computing must not write
             writes.close()
     import zarr

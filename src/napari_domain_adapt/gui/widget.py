@@ -43,12 +43,7 @@ from .form import InputsForm, LayerCombo, layer_kind
 from .jobs import (
     InputRefused,
     ModelExported,
-    PredictionDone,
-    PredictionStarted,
-    SlicePredicted,
     export_job,
-    predict_job,
-    predict_volume_job,
     refusing,
     train_job,
 )
@@ -335,8 +330,9 @@ class AdaptWidget(QWidget):
         if core.is_lazy(data) and not layer.rgb and data.ndim in (2, 3) and not layer.multiscale:
             # Out of core: the result goes to a zarr store on disk, shown lazily.
             store = self._scratch_store()
-            return self._start(predict_volume_job, self.model, data, name, store, amp)
-        return self._start(predict_job, self.model, np.asarray(data), layer.rgb, name, amp)
+            return self._start(core.predict, self.model, data, name=name, store=store, amp=amp)
+        image = np.asarray(data)
+        return self._start(core.predict, self.model, image, rgb=layer.rgb, name=name, amp=amp)
 
     def _device_name(self, name: str) -> str:
         """Where a run on device ``name`` trains, e.g. ``cpu (2 threads)``; the run itself
@@ -376,7 +372,7 @@ class AdaptWidget(QWidget):
         self._scratch_count += 1
         return self._scratch / f"prediction-{self._scratch_count}.zarr"
 
-    def _start(self, function: Any, *args: Any) -> Any:
+    def _start(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         # superqt's create_worker, not napari's: napari's lists every worker in the viewer's
         # task status for good, and with it a cancelled job's generator and its arrays.
         from napari.qt.threading import GeneratorWorker
@@ -386,6 +382,7 @@ class AdaptWidget(QWidget):
             refusing,
             function,
             *args,
+            **kwargs,
             _worker_class=GeneratorWorker,
             _start_thread=True,
             _connect={
@@ -428,14 +425,14 @@ class AdaptWidget(QWidget):
             self._on_step(item)
         elif isinstance(item, core.TrainFinished):
             self._on_trained(item)
-        elif isinstance(item, PredictionStarted):
+        elif isinstance(item, core.PredictionStarted):
             self.job.training = False
             self.progress.setRange(0, item.total)
             self.progress.setValue(0)
             self.status.setText(f"Predicting {item.total} slice(s)…")
-        elif isinstance(item, SlicePredicted):
+        elif isinstance(item, core.SlicePredicted):
             _set_progress(self.progress, item.done)
-        elif isinstance(item, PredictionDone):
+        elif isinstance(item, core.PredictionDone):
             self._show_result(item)
         elif isinstance(item, ModelExported):
             self.status.setText(f"Exported {item.path.name}")
@@ -512,7 +509,7 @@ class AdaptWidget(QWidget):
     def _show_preview(self, preview: np.ndarray, index: int) -> None:
         show_preview(self.viewer, self._run_target, preview, index)
 
-    def _show_result(self, done: PredictionDone) -> None:
+    def _show_result(self, done: core.PredictionDone) -> None:
         like = self._run_target
         if like is None:
             return

@@ -1,0 +1,265 @@
+"""The one pipeline of a run, which the CLI and the widget both call.
+
+:func:`train_and_predict` trains (yielding the training's events) and then, where asked,
+predicts the target with the model trained. :func:`predict` predicts any image slice by
+slice, in memory or out of core into an OME-Zarr store, yielding its progress so that a
+caller can show it and stop between slices. :func:`open_source` and :func:`open_target`
+make the domains from the paths a user gives (a dataset directory, an image stack, a zarr
+or HDF5 volume). Each caller only turns its input (arguments, layers) into these calls,
+and their events into its output (a progress bar and files, layers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .data import Domain, as_image_stack, is_lazy
+from .errors import InputError
+from .hdf5 import split_hdf5_path
+from .io import is_dataset, load_dataset, read_volume
+from .metrics import check_threshold
+from .pixel_size import PixelSize
+from .training import TrainFinished, train
+from .volume_prediction import predicting_volume
+from .volumes import is_zarr
+
+if TYPE_CHECKING:
+    from .checkpoints import SegmentationModel
+    from .config import TrainConfig
+    from .resume import StateFile
+    from .training import TrainControl, TrainEvent
+
+
+@dataclass
+class PredictionStarted:
+    """Prediction begins: ``total`` slices to go."""
+
+    total: int
+
+
+@dataclass
+class SlicePredicted:
+    """``done`` of ``total`` slices are predicted."""
+
+    done: int
+    total: int
+
+
+@dataclass
+class PredictionDone:
+    """The result, shaped like the image without colour: float32 probabilities, or with a
+    threshold a 0/255 uint8 mask; a dask array over the store when written to one."""
+
+    probabilities: Any
+    target: str
+
+
+PredictionEvent = PredictionStarted | SlicePredicted | PredictionDone
+
+
+@dataclass(frozen=True)
+class TargetPrediction:
+    """What :func:`train_and_predict` predicts with the model it trained: the target as
+    the user has it."""
+
+    image: Any
+    """numpy ``(H, W[, C])`` or ``(N, H, W[, C])``, or a lazy grey volume."""
+    rgb: bool | None = None
+    """Whether the last axis is colour (None: a last axis of 3 or 4 is)."""
+    name: str = "target"
+    store: Path | None = None
+    """The new ``.zarr`` store a lazy image is predicted into (out of core)."""
+
+
+def train_and_predict(
+    config: TrainConfig,
+    source: Domain,
+    target: Domain | None = None,
+    *,
+    control: TrainControl | None = None,
+    state: StateFile | None = None,
+    initial: SegmentationModel | None = None,
+    prediction: TargetPrediction | None = None,
+) -> Iterator[TrainEvent | TrainFinished | PredictionEvent]:
+    """Train on ``source`` and ``target`` (see :func:`~.training.train`), then predict
+    ``prediction`` with the model trained.
+
+    Yields the training's events, one :class:`~.training.TrainFinished`, then
+    :func:`predict`'s events. The inputs are validated before the first event: the
+    generator is returned only once they are known to be good.
+    """
+    events = train(config, source, target, control, initial, state)
+    return _then_predict(events, prediction, config.amp)
+
+
+def _then_predict(
+    events: Iterator[Any], prediction: TargetPrediction | None, amp: bool
+) -> Iterator[Any]:
+    finished = None
+    for event in events:
+        yield event
+        if isinstance(event, TrainFinished):
+            finished = event
+    if finished is None or prediction is None:
+        return
+    yield from predict(
+        finished.model,
+        prediction.image,
+        rgb=prediction.rgb,
+        name=prediction.name,
+        store=prediction.store,
+        amp=amp,
+    )
+
+
+def predict(
+    model: SegmentationModel,
+    image: Any,
+    *,
+    rgb: bool | None = None,
+    name: str = "image",
+    store: str | Path | None = None,
+    threshold: float | None = None,
+    amp: bool = False,
+    tile_size: int | None = None,
+    tile_overlap: int = 32,
+    batch_size: int = 4,
+    pixel_size: PixelSize | None = None,
+    overwrite: bool = False,
+    **blocks: Any,
+) -> Iterator[PredictionEvent]:
+    """Predict ``image`` slice by slice, yielding progress after each slice.
+
+    In memory (``store`` None): the whole stack is validated first, then every slice is
+    predicted (a blank slice of a stack with contrast too), in tiles (see
+    :func:`~.inference.predict_tiled`). Into ``store`` (a new ``.zarr`` path): out of
+    core, block by block, as an OME-Zarr image at ``pixel_size``, written atomically;
+    ``image`` may then be a path, or a lazy or numpy grey volume, and ``blocks`` are
+    :func:`~.volume_prediction.predicting_volume`'s ``chunk``, ``overlap`` and
+    ``num_workers``.
+    """
+    if threshold is not None:
+        check_threshold(threshold, "threshold")
+    tiling = {"tile_size": tile_size, "batch_size": batch_size, "amp": amp}
+    if store is not None:
+        return _steps(
+            predicting_volume(
+                model,
+                image,
+                Path(store),
+                threshold=threshold,
+                tile_overlap=tile_overlap,
+                pixel_size=pixel_size,
+                overwrite=overwrite,
+                z_batch=1,  # a caller can stop after any slice
+                **tiling,
+                **blocks,
+            ),
+            name,
+        )
+    if is_lazy(image):
+        raise InputError(
+            f"{name} is read on demand; it is predicted out of core into a zarr store: "
+            "give a store to write it to"
+        )
+    return _predict_in_memory(model, image, rgb, name, threshold, overlap=tile_overlap, **tiling)
+
+
+def _predict_in_memory(
+    model: SegmentationModel,
+    image: Any,
+    rgb: bool | None,
+    name: str,
+    threshold: float | None,
+    **tiling: Any,
+) -> Iterator[PredictionEvent]:
+    stack = as_image_stack(image, name=name, rgb=rgb)
+    single = np.ndim(image) == stack.ndim - 1
+    yield PredictionStarted(len(stack))
+    result = np.zeros(stack.shape[:3], np.float32 if threshold is None else np.uint8)
+    for index in range(len(stack)):
+        probabilities = model.predict(stack[index], allow_constant=True, **tiling)
+        result[index] = probabilities if threshold is None else _mask(probabilities, threshold)
+        yield SlicePredicted(index + 1, len(stack))
+    yield PredictionDone(result[0] if single else result, name)
+
+
+def _mask(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    return (probabilities >= threshold).astype(np.uint8) * np.uint8(255)
+
+
+def _steps(steps: Generator[tuple[int, int], None, Any], name: str) -> Iterator[PredictionEvent]:
+    """:func:`predicting_volume`'s progress and result as prediction events."""
+    import dask.array as da
+
+    while True:
+        try:
+            done, total = next(steps)
+        except StopIteration as finished:
+            yield PredictionDone(da.from_zarr(finished.value), name)
+            return
+        yield PredictionStarted(total) if done == 0 else SlicePredicted(done, total)
+
+
+def open_source(
+    path: str | Path, labels: str | Path | None = None, pixel_size: PixelSize | None = None
+) -> Domain:
+    """The labelled source: a dataset directory's train split, or images and ``labels``."""
+    if not split_hdf5_path(path)[0].exists():
+        raise InputError(f"source {path} does not exist; expected a dataset directory or images")
+    if is_dataset(path):
+        source = load_dataset(path, "train", labels=True, name="source")
+        source.pixel_size = pixel_size
+        return source
+    if not labels:
+        raise InputError(f"source {path} is an image, not a dataset directory; give its labels")
+    return Domain(read_volume(path), read_volume(labels), name="source", pixel_size=pixel_size)
+
+
+def open_target(
+    path: str | Path,
+    labels: str | Path | None = None,
+    *,
+    label_kind: str = "dense",
+    label_slices: list[int] | None = None,
+    pixel_size: PixelSize | None = None,
+) -> tuple[Domain, Domain | None]:
+    """The target to adapt to, and a labelled test split to score on (a dataset's, if any).
+
+    A zarr volume is read patch by patch, on demand. A dataset directory gives its train
+    images, with the labels of ``label_slices`` only (none without them).
+    """
+    if is_zarr(path):
+        if labels:
+            raise InputError(
+                f"target {path} is a zarr volume, read patch by patch, which takes no labels; "
+                "expected labels with a TIFF, image or dataset target"
+            )
+        return Domain(path, name="target", pixel_size=pixel_size), None
+    if not is_dataset(path):
+        given = read_volume(labels) if labels else None
+        images = read_volume(path)
+        target = Domain(images, given, name="target", label_kind=label_kind, pixel_size=pixel_size)
+        return target, None
+    root = Path(path)
+    target = load_dataset(root, "train", labels=False, name="target")
+    target.pixel_size = pixel_size
+    if label_slices:
+        if not all(0 <= i < len(target) for i in label_slices):
+            raise InputError(
+                f"label slices {','.join(map(str, label_slices))} are out of range; the "
+                f"target train split has slices 0-{len(target) - 1}"
+            )
+        full = load_dataset(root, "train", labels=True).labels
+        chosen = np.zeros_like(full)
+        chosen[label_slices] = full[label_slices]
+        target = Domain(target.images, chosen, target.masks, name="target", pixel_size=pixel_size)
+    test = None
+    if (root / "test" / "labels").is_dir():
+        test = load_dataset(root, "test", labels=True, name="target test")
+    return target, test
