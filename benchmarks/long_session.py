@@ -69,7 +69,7 @@ def dock(viewer, steps: int):
     widget.form.field("model.depth").value, widget.form.field("model.width").value = 2, 4
     widget.form.field("steps").value = steps
     widget.form.field("device").value = "cpu"
-    widget.config_overrides = {"patch_size": 32, "batch_size": 4, "domain_width": 4}
+    widget.config_overrides = {"patch_size": 32, "batch_size": 4, "domain.width": 4}
     return widget
 
 

@@ -7,7 +7,7 @@ and, for comparison only, by the target test labels (the "oracle"):
 - ``source_f1``: F1 on the *source* test split (source labels are known; a held-out check
   of what the model learned, blind to the target);
 - ``consistency`` and ``entropy`` of :mod:`napari_domain_adapt.core.selection` (what
-  training checks on target patches with ``select_every``), on the whole target *train*
+  training checks on target patches with ``selection.every``), on the whole target *train*
   images;
 - ``prior_gap``: how far the share of target train pixels predicted as foreground (at 0.5,
   inside the field of view) lies from the share of foreground in the *source* train

@@ -9,7 +9,12 @@ import pytest
 import torch
 from hypothesis import settings
 
-from napari_domain_adapt.core import ModelSpec, TrainConfig, make_sample_pair
+from napari_domain_adapt.core import (
+    DomainClassifierSpec,
+    ModelSpec,
+    TrainConfig,
+    make_sample_pair,
+)
 
 # One thread: tiny test models gain nothing from more, and parallel pytest runs on a
 # two-core machine stall each other when every process spins several OpenMP threads.
@@ -58,7 +63,7 @@ def tiny_config() -> TrainConfig:
         batch_size=2,
         patch_size=32,
         model=ModelSpec(depth=2, width=8),
-        domain_width=4,
+        domain=DomainClassifierSpec(width=4),
         preview_interval=0.0,
         device="cpu",
     )

@@ -30,6 +30,7 @@ import tifffile
 from napari_domain_adapt.cli import EXIT_BAD_INPUT, main
 from napari_domain_adapt.core import (
     Domain,
+    DomainClassifierSpec,
     InputError,
     ModelSpec,
     SegmentationModel,
@@ -418,7 +419,7 @@ def test_stop_at_random_instants_keeps_a_consistent_model(sample_pair) -> None:
             batch_size=2,
             patch_size=32,
             model=ModelSpec(depth=2, width=4),
-            domain_width=4,
+            domain=DomainClassifierSpec(width=4),
             preview_interval=0.0,  # a preview at every step: stops land in them too
             device="cpu",
             seed=index,
@@ -470,7 +471,7 @@ def test_stop_at_random_instants_keeps_the_widget_consistent(make_napari_viewer,
         widget.form.field("model.depth").value, widget.form.field("model.width").value = 2, 4
         widget.form.field("device").value = "cpu"
         widget.form.field("steps").value = 6
-        widget.config_overrides = {"patch_size": 32, "batch_size": 2, "domain_width": 4}
+        widget.config_overrides = {"patch_size": 32, "batch_size": 2, "domain.width": 4}
         widget.config_overrides["preview_interval"] = 0.0
         shape = viewer.layers["target image"].data.shape
 

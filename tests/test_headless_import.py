@@ -63,7 +63,8 @@ SCRIPT = textwrap.dedent(
     pair = core.make_sample_pair(n_source=1, n_target=1, size=64)
     config = core.TrainConfig(
         mode="adversarial", steps=1, batch_size=1, patch_size=32,
-        model=core.ModelSpec(depth=2, width=2), domain_width=2, device="cpu",
+        model=core.ModelSpec(depth=2, width=2), device="cpu",
+        domain=core.DomainClassifierSpec(width=2),
     )
     finished = core.fit(
         config,

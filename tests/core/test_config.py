@@ -10,8 +10,11 @@ import pytest
 from napari_domain_adapt.core.config import (
     CONFIG_VERSION,
     MODES,
+    DomainClassifierSpec,
     ModelSpec,
     Preprocessing,
+    SelectionSpec,
+    TeacherSpec,
     TrainConfig,
 )
 from napari_domain_adapt.core.errors import InputError
@@ -37,23 +40,56 @@ def test_defaults_are_valid_and_mean_teacher() -> None:
         ({"batch_size": 0}, "batch_size must be at least 1"),
         ({"patch_size": 100}, r"patch_size must be a multiple of 16 \(2\*\*depth\); got 100"),
         (
-            {"mode": "adversarial", "patch_size": 8, "model": ModelSpec(depth=3)},
+            {"mode": "adversarial", "patch_size": 8, "model": {"depth": 3}},
             "needs patch_size >= 16",
         ),
         ({"learning_rate": 0.0}, "learning_rate must be in"),
-        ({"domain_learning_rate": 1.5}, "domain_learning_rate must be in"),
-        ({"beta": -0.1}, "beta must be >= 0"),
+        ({"domain": {"learning_rate": 1.5}}, "domain learning_rate must be in"),
+        ({"domain": {"beta": -0.1}}, "beta must be >= 0"),
+        ({"domain": {"gradient": "source"}}, "domain gradient must be one of"),
+        ({"teacher": {"confidence": 0.3}}, r"confidence must be in \[0.5, 1\)"),
+        ({"teacher": {"decay": 1.0}}, "teacher decay must be in"),
+        ({"selection": {"every": 0}}, "select_every must be None or an integer"),
+        ({"selection": {"by": "entropy"}}, "needs select_every"),
         ({"preview_interval": -1.0}, "preview_interval must be >= 0"),
         ({"warmup_fraction": 1.0}, r"warmup_fraction must be in \[0, 1\)"),
         ({"target_label_fraction": 0.0}, "target_label_fraction must be in"),
-        ({"domain_width": 0}, "domain_width must be >= 1"),
+        ({"domain": {"width": 0}}, "domain width must be >= 1"),
         ({"amp": "bf16"}, "amp must be True or False; got 'bf16'"),
         ({"version": CONFIG_VERSION + 1}, "not supported"),
     ],
 )
 def test_invalid_train_config(changes: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        TrainConfig(**changes)
+        TrainConfig.from_dict({"version": CONFIG_VERSION, **changes})
+
+
+def test_groups_must_be_their_specs() -> None:
+    with pytest.raises(ValueError, match=r"teacher must be a TeacherSpec; got 0\.8"):
+        TrainConfig(teacher=0.8)
+    with pytest.raises(ValueError, match="teacher configuration must be a mapping"):
+        TrainConfig.from_dict({"version": CONFIG_VERSION, "teacher": [0.8]})
+
+
+def test_a_version_1_configuration_is_read_into_the_groups() -> None:
+    """Checkpoints and results written before the fields were grouped still load."""
+    flat = {
+        "version": 1,
+        "mode": "adversarial",
+        "beta": 0.3,
+        "domain_width": 8,
+        "domain_gradient": "target",
+        "confidence": 0.9,
+        "teacher_decay": 0.95,
+        "select_every": 10,
+        "select_by": "entropy",
+    }
+    config = TrainConfig.from_dict(flat)
+    assert config.domain == DomainClassifierSpec(beta=0.3, width=8, gradient="target")
+    assert config.teacher == TeacherSpec(decay=0.95, confidence=0.9)
+    assert config.selection == SelectionSpec(every=10, by="entropy")
+    assert config.version == CONFIG_VERSION
+    assert TrainConfig.from_dict(config.to_dict()) == config
 
 
 def test_patch_size_follows_depth() -> None:
@@ -112,7 +148,9 @@ def test_round_trip_through_json() -> None:
         mode="semi-supervised",
         steps=17,
         patch_size=48,
-        beta=0.25,
+        domain=DomainClassifierSpec(beta=0.25),
+        teacher=TeacherSpec(confidence=0.9),
+        selection=SelectionSpec(every=5, by="entropy"),
         seed=9,
         model=ModelSpec(depth=3, width=6, norm="instance"),
         preprocessing=Preprocessing(channel="green", percentiles=(0.5, 99.5), clahe=True),

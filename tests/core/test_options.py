@@ -41,7 +41,9 @@ def test_with_values_changes_plain_and_nested_fields_and_validates() -> None:
     with pytest.raises(InputError, match="depth must be between 1 and 6"):
         with_values(TrainConfig(), {"model.depth": 9})
     with pytest.raises(InputError, match="unknown configuration group"):
-        with_values(TrainConfig(), {"teacher.decay": 0.5})
+        with_values(TrainConfig(), {"student.decay": 0.5})
+    teacher = with_values(TrainConfig(), {"teacher.decay": 0.5}).teacher
+    assert (teacher.decay, teacher.confidence) == (0.5, 0.8)  # the groups too
 
 
 def test_the_laptop_preset_is_the_widgets_starting_point() -> None:
@@ -49,7 +51,7 @@ def test_the_laptop_preset_is_the_widgets_starting_point() -> None:
     depth 3, width 16, checks every 50 steps; the rest the defaults."""
     config = preset("laptop")
     assert (config.steps, config.patch_size, config.batch_size) == (600, 64, 8)
-    assert (config.model.depth, config.model.width, config.select_every) == (3, 16, 50)
+    assert (config.model.depth, config.model.width, config.selection.every) == (3, 16, 50)
     assert config.mode == TrainConfig().mode
     assert preset("laptop", mode="adversarial").mode == "adversarial"
     assert preset() == TrainConfig()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_domain_adapt.core.config import ModelSpec
+from napari_domain_adapt.core.config import ModelSpec, SelectionSpec
 from napari_domain_adapt.core.data import Domain
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.resume import (
@@ -20,11 +20,16 @@ from napari_domain_adapt.core.resume import (
 from napari_domain_adapt.core.training import TrainControl, TrainFinished, fit, train
 
 
-def _run_until(config, source, target, state: StateFile, stop_after: int) -> TrainFinished:
+def _run_until(
+    config, source, target, state: StateFile, stop_after: int, steps: list | None = None
+) -> TrainFinished:
+    """Train until ``stop_after`` steps, then stop; the step events go to ``steps``."""
     control = TrainControl()
     for event in train(config, source, target, control, state=state):
         if isinstance(event, TrainFinished):
             return event
+        if steps is not None:
+            steps.append(event)
         if event.step == stop_after:
             control.stop()
     raise AssertionError("no TrainFinished")
@@ -46,12 +51,15 @@ def test_a_stopped_run_continues_to_the_same_weights(
     )
     whole = fit(config, source, target)
     state = StateFile(tmp_path / "run.state", every=4)
-    stopped = _run_until(config, source, target, state, stop_after=6)
+    steps: list = []
+    stopped = _run_until(config, source, target, state, stop_after=6, steps=steps)
     assert stopped.stopped
     assert stopped.steps == 6
     assert state.path.exists()  # written at the stop, between the every-4 saves
     resumed = fit(config, source, target, state=state)
-    assert resumed.elapsed >= stopped.elapsed  # the time before the stop counts
+    # The time before the stop counts (not what the stopped run did after it: under load its
+    # end took longer than the resumed run's last steps).
+    assert resumed.elapsed >= steps[-1].elapsed
     assert resumed.steps == 9
     assert not resumed.stopped
     assert [h["step"] for h in resumed.history] == list(range(1, 10))
@@ -150,8 +158,7 @@ def test_a_resumed_run_keeps_the_model_its_criterion_chose(
         mode="adversarial",
         steps=8,
         patch_size=64,
-        select_every=2,
-        select_by="consistency",
+        selection=SelectionSpec(every=2, by="consistency"),
         preview_interval=None,
     )
     whole = fit(config, source, target)

@@ -10,6 +10,7 @@ import torch
 
 from napari_domain_adapt.core.config import TrainConfig
 from napari_domain_adapt.core.errors import InputError
+from napari_domain_adapt.core.options import with_values
 from napari_domain_adapt.core.selection import (
     binary_entropy,
     label_free_criteria,
@@ -57,15 +58,17 @@ def test_criteria_reward_predictions_that_follow_the_image() -> None:
     assert label_free_criteria(lambda x: np.full_like(x, 0.5), images)["entropy"] == 1.0
 
 
-def _config(tiny_config, **changes) -> TrainConfig:
-    return dataclasses.replace(
-        tiny_config, mode="adversarial", steps=6, patch_size=64, preview_interval=None, **changes
+def _config(tiny_config, **selection) -> TrainConfig:
+    """An adversarial run of 6 steps with ``selection``'s ``every`` and ``by``."""
+    config = dataclasses.replace(
+        tiny_config, mode="adversarial", steps=6, patch_size=64, preview_interval=None
     )
+    return with_values(config, {f"selection.{name}": value for name, value in selection.items()})
 
 
 def test_checks_are_recorded_and_leave_training_unchanged(tiny_config, source, target) -> None:
     plain = fit(_config(tiny_config), source, target)
-    checked = fit(_config(tiny_config, select_every=2), source, target)
+    checked = fit(_config(tiny_config, every=2), source, target)
     steps = [h["step"] for h in checked.history if h["consistency"] is not None]
     assert steps == [2, 4, 6]
     for row in checked.history:
@@ -80,7 +83,7 @@ def test_checks_are_recorded_and_leave_training_unchanged(tiny_config, source, t
 
 def test_select_by_keeps_the_best_checked_model(tiny_config, source, target) -> None:
     events = []
-    config = _config(tiny_config, select_every=2, select_by="entropy")
+    config = _config(tiny_config, every=2, by="entropy")
     for event in train(config, source, target):
         if isinstance(event, TrainEvent):
             events.append(event)
@@ -94,11 +97,11 @@ def test_select_by_keeps_the_best_checked_model(tiny_config, source, target) -> 
 
 def test_select_by_needs_checks_and_a_target(tiny_config, source) -> None:
     with pytest.raises(ValueError, match="needs select_every"):
-        _config(tiny_config, select_by="consistency")
+        _config(tiny_config, by="consistency")
     with pytest.raises(ValueError, match="select_every must be"):
-        _config(tiny_config, select_every=0)
-    config = dataclasses.replace(
-        tiny_config, mode="source-only", select_every=2, select_by="consistency"
+        _config(tiny_config, every=0)
+    config = with_values(
+        tiny_config, {"mode": "source-only", "selection.every": 2, "selection.by": "consistency"}
     )
     with pytest.raises(InputError, match="needs a target image"):
         train(config, source)

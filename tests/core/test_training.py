@@ -18,6 +18,7 @@ from napari_domain_adapt.core.data import Domain
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.inference import predict_tiled
 from napari_domain_adapt.core.models import grad_reverse
+from napari_domain_adapt.core.options import with_values
 from napari_domain_adapt.core.pixel_size import PixelSize
 from napari_domain_adapt.core.training import (
     TrainControl,
@@ -30,6 +31,9 @@ from napari_domain_adapt.core.training import (
     supervised_loss,
     train,
 )
+
+#: A domain loss half as heavy as the supervised one.
+BETA = {"domain.beta": 0.5}
 
 
 def _adversarial(config: TrainConfig, **changes) -> TrainConfig:
@@ -48,7 +52,8 @@ def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 
 def test_grl_lambda_schedule(tiny_config) -> None:
-    config = _adversarial(tiny_config, steps=100, warmup_fraction=0.2, lambda_max=0.8)
+    config = _adversarial(tiny_config, steps=100, warmup_fraction=0.2)
+    config = with_values(config, {"domain.lambda_max": 0.8})
     assert [grl_lambda(step, config) for step in (1, 10, 20)] == [0.0, 0.0, 0.0]
     ramp = [grl_lambda(step, config) for step in range(21, 101)]
     assert all(0 < a < b for a, b in itertools.pairwise(ramp))
@@ -138,7 +143,7 @@ def test_adversarial_step_reverses_the_domain_gradient(
     tiny_config, source, target, monkeypatch
 ) -> None:
     seen = _gradient_spy(monkeypatch)
-    config = _adversarial(tiny_config, steps=10, warmup_fraction=0.0, beta=0.5)
+    config = with_values(_adversarial(tiny_config, steps=10, warmup_fraction=0.0), BETA)
     run = training._prepare(config, source, target, None)
     classifier_before = copy.deepcopy(run.classifier)
     classifier_state, segmentor_state = _state(run.classifier), _state(run.segmentor)
@@ -158,7 +163,7 @@ def test_adversarial_step_reverses_the_domain_gradient(
     domain_loss = F.binary_cross_entropy_with_logits(classifier_before(probabilities), is_source)
     assert float(domain_loss) == pytest.approx(result["domain_loss"], rel=1e-5)
     (expected,) = torch.autograd.grad(domain_loss, probabilities)
-    torch.testing.assert_close(from_domain, config.beta * expected)
+    torch.testing.assert_close(from_domain, config.domain.beta * expected)
     # both networks were updated
     assert not _same_state(classifier_state, _state(run.classifier))
     assert not _same_state(segmentor_state, _state(run.segmentor))
@@ -173,9 +178,9 @@ def _unet_gradients(config: TrainConfig, source: Domain, target: Domain, step: i
 
 
 def test_domain_loss_reaches_the_unet_only_through_lambda(tiny_config, source, target) -> None:
-    config = _adversarial(tiny_config, steps=10, warmup_fraction=0.5, beta=0.5)
+    config = with_values(_adversarial(tiny_config, steps=10, warmup_fraction=0.5), BETA)
     without, classifier_moved = _unet_gradients(
-        dataclasses.replace(config, beta=0.0), source, target, 8
+        with_values(config, {"domain.beta": 0.0}), source, target, 8
     )
     assert not classifier_moved  # beta = 0: the domain loss has no weight at all
     adapting, classifier_moved = _unet_gradients(config, source, target, 8)

@@ -37,7 +37,7 @@ from napari_domain_adapt.gui.jobs import TrainInputs
 # --- the widget ----------------------------------------------------------------------------
 
 WAIT_MS = 30_000
-TINY_RUN = {"patch_size": 32, "batch_size": 2, "domain_width": 4, "preview_interval": 0.0}
+TINY_RUN = {"patch_size": 32, "batch_size": 2, "domain.width": 4, "preview_interval": 0.0}
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.gui
 PLUGIN, WIDGET = "napari-domain-adapt", "Domain adaptation"
 WAIT_MS = 30_000
 #: Settings that train a tiny model in a fraction of a second.
-TINY = {"patch_size": 32, "batch_size": 2, "domain_width": 4, "preview_interval": 0.0}
+TINY = {"patch_size": 32, "batch_size": 2, "domain.width": 4, "preview_interval": 0.0}
 
 
 @pytest.fixture(autouse=True)
@@ -143,9 +143,10 @@ def test_sample_data_fills_the_pickers(make_napari_viewer):
     assert (config.model.depth, config.model.width) == (3, 16)
     assert config.preprocessing == Preprocessing()  # the sample pair is EM
     assert not config.amp
-    assert not widget.form.field("beta").enabled  # the default mean teacher has no domain loss
+    # the default mean teacher has no domain loss
+    assert not widget.form.field("domain.beta").enabled
     widget.form.mode.value = "adversarial"
-    assert widget.form.field("beta").enabled
+    assert widget.form.field("domain.beta").enabled
     widget.form.mode.value = TrainConfig().mode
     widget.form.field("amp").value = True
     assert widget.form.config().amp

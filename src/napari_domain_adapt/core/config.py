@@ -14,7 +14,7 @@ from typing import Any
 from .errors import InputError
 from .selection import CRITERIA
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
 
 #: Training modes: the source-only baseline, the paper's unsupervised adversarial adaptation,
 #: adversarial adaptation with labelled target slices in the supervised loss, mean-teacher
@@ -126,6 +126,96 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class DomainClassifierSpec:
+    """The adversarial modes' domain classifier and its gradient reversal (the paper's)."""
+
+    learning_rate: float = 1e-3
+    """Adam learning rate of the domain classifier."""
+    beta: float = 0.1
+    """Weight of the domain loss against the supervised loss."""
+    lambda_max: float = 1.0
+    """Final gradient-reversal coefficient."""
+    lambda_gamma: float = 10.0
+    """Steepness of the DANN ramp lambda = lambda_max * (2 / (1 + exp(-gamma p)) - 1)."""
+    width: int = 16
+    """Channels of the domain classifier's first convolution."""
+    gradient: str = "both"
+    """Which probability maps pass the reversed gradient to the segmentor: ``both``
+    domains (the paper, DANN) or only the ``target`` (source maps are detached, so the
+    domain loss never pulls source predictions away from their labels)."""
+    local: bool = False
+    """The domain classifier decides per 16x16 cell of the map (PatchGAN-like) instead of
+    once per patch (the paper), so its reversed gradient points at the regions that look
+    foreign rather than at global statistics of the map."""
+    spectral_norm: bool = False
+    """Spectral normalisation of the domain classifier's layers (limits its strength)."""
+
+    def __post_init__(self) -> None:
+        _check_integers(self, ("width",))
+        _check(
+            0 < self.learning_rate < 1,
+            f"domain learning_rate must be in (0, 1); got {self.learning_rate}",
+        )
+        for name in ("beta", "lambda_max", "lambda_gamma"):
+            value = getattr(self, name)
+            _check(value >= 0, f"{name} must be >= 0; got {value}")
+        _check(self.width >= 1, f"domain width must be >= 1; got {self.width}")
+        _check_choice("domain gradient", self.gradient, ("both", "target"))
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """The mean-teacher modes' teacher and the pseudo-labels it gives the student."""
+
+    decay: float = 0.99
+    """Weight of the old average in the moving average of the weights (the teacher)."""
+    consistency_weight: float = 1.0
+    """Weight of the loss between student and teacher pseudo-labels."""
+    confidence: float = 0.8
+    """Pixels count only where the teacher is at least this sure."""
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.decay < 1, f"teacher decay must be in [0, 1); got {self.decay}")
+        _check(
+            0.5 <= self.confidence < 1, f"confidence must be in [0.5, 1); got {self.confidence}"
+        )
+        _check(
+            self.consistency_weight >= 0,
+            f"consistency_weight must be >= 0; got {self.consistency_weight}",
+        )
+
+
+@dataclass(frozen=True)
+class SelectionSpec:
+    """Label-free checks during a run, and which model the run returns."""
+
+    every: int | None = None
+    """Steps between label-free checks of the model the run would return (None: none).
+    Each check re-estimates BatchNorm statistics of a copy of it on fixed target patches
+    and computes the criteria of :mod:`~napari_domain_adapt.core.selection`
+    (``consistency``, ``entropy``), which the widget plots."""
+    by: str = "last"
+    """Which model to return: the ``last``, or the checked one with the best
+    ``consistency`` or ``entropy`` (needs ``every`` and a target)."""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.every is None
+            or (
+                isinstance(self.every, int)
+                and not isinstance(self.every, bool)
+                and self.every >= 1
+            ),
+            f"select_every must be None or an integer >= 1; got {self.every!r}",
+        )
+        _check_choice("select_by", self.by, SELECT_BY)
+        _check(
+            self.by == "last" or self.every is not None,
+            f"select_by {self.by!r} needs select_every (steps between checks)",
+        )
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a training run; saved inside each checkpoint."""
 
@@ -144,50 +234,16 @@ class TrainConfig:
     """Side of the square training patches, in pixels."""
     learning_rate: float = 1e-3
     """Adam learning rate of the segmentor."""
-    domain_learning_rate: float = 1e-3
-    """Adam learning rate of the domain classifier."""
-    beta: float = 0.1
-    """Weight of the domain loss against the supervised loss."""
-    lambda_max: float = 1.0
-    """Final gradient-reversal coefficient."""
-    lambda_gamma: float = 10.0
-    """Steepness of the DANN ramp lambda = lambda_max * (2 / (1 + exp(-gamma p)) - 1)."""
     warmup_fraction: float = 0.2
     """Share of the steps trained on source only (lambda = 0) before adaptation starts."""
-    domain_width: int = 16
-    """Channels of the domain classifier's first convolution."""
-    domain_gradient: str = "both"
-    """Which probability maps pass the reversed gradient to the segmentor: ``both``
-    domains (the paper, DANN) or only the ``target`` (source maps are detached, so the
-    domain loss never pulls source predictions away from their labels)."""
-    domain_local: bool = False
-    """The domain classifier decides per 16x16 cell of the map (PatchGAN-like) instead of
-    once per patch (the paper), so its reversed gradient points at the regions that look
-    foreign rather than at global statistics of the map."""
-    spectral_norm: bool = False
-    """Spectral normalisation of the domain classifier's layers (limits its strength)."""
     average_weights: bool = True
     """Keep an exponential moving average of the segmentor's weights and return it as the
     model (Polyak averaging): it smooths out the swings of adversarial training. The
     mean-teacher modes always keep it: it is their teacher."""
-    select_every: int | None = None
-    """Steps between label-free checks of the model the run would return (None: none).
-    Each check re-estimates BatchNorm statistics of a copy of it on fixed target patches
-    and computes the criteria of :mod:`~napari_domain_adapt.core.selection`
-    (``consistency``, ``entropy``), which the widget plots."""
-    select_by: str = "last"
-    """Which model to return: the ``last``, or the checked one with the best
-    ``consistency`` or ``entropy`` (needs ``select_every`` and a target)."""
     target_statistics: bool = True
     """With BatchNorm, re-estimate its running statistics on target patches at the end of
     an adaptive run (AdaBN, Li et al., 2016), so the model normalises target features with
     the target's own statistics rather than a mix of both domains'."""
-    teacher_decay: float = 0.99
-    """Weight of the old average in the moving average of the weights (the teacher)."""
-    consistency_weight: float = 1.0
-    """Mean teacher: weight of the loss between student and teacher pseudo-labels."""
-    confidence: float = 0.8
-    """Mean teacher: pixels count only where the teacher is at least this sure."""
     target_label_fraction: float = 0.5
     """Semi-supervised: share of the supervised batch taken from labelled target slices."""
     dice_weight: float = 1.0
@@ -206,10 +262,13 @@ class TrainConfig:
     """Seconds between live previews of the target (0: every step; None: no previews)."""
     model: ModelSpec = field(default_factory=ModelSpec)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    domain: DomainClassifierSpec = field(default_factory=DomainClassifierSpec)
+    teacher: TeacherSpec = field(default_factory=TeacherSpec)
+    selection: SelectionSpec = field(default_factory=SelectionSpec)
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
-        _check_integers(self, ("steps", "batch_size", "patch_size", "domain_width", "seed"))
+        _check_integers(self, ("steps", "batch_size", "patch_size", "seed"))
         _check_choice("mode", self.mode, MODES)
         _check(isinstance(self.amp, bool), f"amp must be True or False; got {self.amp!r}")
         _check(self.steps >= 1, f"steps must be at least 1; got {self.steps}")
@@ -228,16 +287,15 @@ class TrainConfig:
             f"mode {self.mode!r} needs patch_size >= {MIN_DOMAIN_PATCH} (the domain "
             f"classifier's input); got {self.patch_size}",
         )
-        for name in ("learning_rate", "domain_learning_rate"):
-            value = getattr(self, name)
-            _check(0 < value < 1, f"{name} must be in (0, 1); got {value}")
+        _check(
+            0 < self.learning_rate < 1,
+            f"learning_rate must be in (0, 1); got {self.learning_rate}",
+        )
         _check(
             self.preview_interval is None or self.preview_interval >= 0,
             f"preview_interval must be >= 0 or None; got {self.preview_interval}",
         )
-        for name in ("beta", "lambda_max", "lambda_gamma", "dice_weight"):
-            value = getattr(self, name)
-            _check(value >= 0, f"{name} must be >= 0; got {value}")
+        _check(self.dice_weight >= 0, f"dice_weight must be >= 0; got {self.dice_weight}")
         _check(
             0 <= self.warmup_fraction < 1,
             f"warmup_fraction must be in [0, 1); got {self.warmup_fraction}",
@@ -246,33 +304,11 @@ class TrainConfig:
             0 < self.target_label_fraction < 1,
             f"target_label_fraction must be in (0, 1); got {self.target_label_fraction}",
         )
-        _check_choice("domain_gradient", self.domain_gradient, ("both", "target"))
-        _check(
-            0 <= self.teacher_decay < 1,
-            f"teacher_decay must be in [0, 1); got {self.teacher_decay}",
-        )
-        _check(
-            0.5 <= self.confidence < 1, f"confidence must be in [0.5, 1); got {self.confidence}"
-        )
-        _check(
-            self.consistency_weight >= 0,
-            f"consistency_weight must be >= 0; got {self.consistency_weight}",
-        )
-        _check(self.domain_width >= 1, f"domain_width must be >= 1; got {self.domain_width}")
-        _check(
-            self.select_every is None
-            or (
-                isinstance(self.select_every, int)
-                and not isinstance(self.select_every, bool)
-                and self.select_every >= 1
-            ),
-            f"select_every must be None or an integer >= 1; got {self.select_every!r}",
-        )
-        _check_choice("select_by", self.select_by, SELECT_BY)
-        _check(
-            self.select_by == "last" or self.select_every is not None,
-            f"select_by {self.select_by!r} needs select_every (steps between checks)",
-        )
+        for name, kind in GROUPS.items():
+            _check(
+                isinstance(getattr(self, name), kind),
+                f"{name} must be a {kind.__name__}; got {getattr(self, name)!r}",
+            )
         _check(
             self.version == CONFIG_VERSION,
             f"configuration version {self.version} is not supported (expected {CONFIG_VERSION})",
@@ -299,23 +335,58 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Rebuild and validate a configuration saved by :meth:`to_dict`."""
-        data = dict(data)
+        """Rebuild and validate a configuration saved by :meth:`to_dict` (of this version,
+        or of version 1, whose fields were not grouped)."""
+        data = _grouped(dict(data)) if data.get("version", 1) == 1 else dict(data)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         _check(not unknown, f"unknown configuration fields: {', '.join(unknown)}")
-        if "model" in data:
-            data["model"] = ModelSpec(**_known(ModelSpec, data["model"], "model"))
-        if "preprocessing" in data:
-            pre = _known(Preprocessing, data["preprocessing"], "preprocessing")
-            if "percentiles" in pre:
-                pre["percentiles"] = tuple(pre["percentiles"])
-            data["preprocessing"] = Preprocessing(**pre)
+        for name, kind in {"model": ModelSpec, "preprocessing": Preprocessing, **GROUPS}.items():
+            if name in data:
+                values = _known(kind, data[name], name)
+                if "percentiles" in values:
+                    values["percentiles"] = tuple(values["percentiles"])
+                data[name] = kind(**values)
         return cls(**data)
+
+
+#: The groups of :class:`TrainConfig` beside its model and preprocessing.
+GROUPS: dict[str, type] = {
+    "domain": DomainClassifierSpec,
+    "teacher": TeacherSpec,
+    "selection": SelectionSpec,
+}
+
+#: Where version 1's flat fields went: ``name: (group, field)``.
+_VERSION_1_FIELDS = {
+    "domain_learning_rate": ("domain", "learning_rate"),
+    "beta": ("domain", "beta"),
+    "lambda_max": ("domain", "lambda_max"),
+    "lambda_gamma": ("domain", "lambda_gamma"),
+    "domain_width": ("domain", "width"),
+    "domain_gradient": ("domain", "gradient"),
+    "domain_local": ("domain", "local"),
+    "spectral_norm": ("domain", "spectral_norm"),
+    "teacher_decay": ("teacher", "decay"),
+    "consistency_weight": ("teacher", "consistency_weight"),
+    "confidence": ("teacher", "confidence"),
+    "select_every": ("selection", "every"),
+    "select_by": ("selection", "by"),
+}
+
+
+def _grouped(data: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 configuration (flat) in this version's groups."""
+    for old, (group, name) in _VERSION_1_FIELDS.items():
+        if old in data:
+            data.setdefault(group, {})[name] = data.pop(old)
+    data["version"] = CONFIG_VERSION
+    return data
 
 
 def _known(cls: type, data: dict[str, Any], name: str) -> dict[str, Any]:
     """A copy of ``data`` after checking that ``cls`` has every field it names."""
+    _check(isinstance(data, dict), f"{name} configuration must be a mapping; got {data!r}")
     unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
     _check(not unknown, f"unknown {name} configuration fields: {', '.join(unknown)}")
     return dict(data)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .config import ADVERSARIAL_MODES, MODES, SELECT_BY, TEACHER_MODES, TrainConfig
+from .config import ADVERSARIAL_MODES, GROUPS, MODES, SELECT_BY, TEACHER_MODES, TrainConfig
 from .errors import InputError
 
 
@@ -129,7 +129,7 @@ SETTINGS: tuple[Setting, ...] = (
         widget=False,
     ),
     Setting(
-        "beta",
+        "domain.beta",
         "adversarial",
         "Beta (domain loss)",
         "adversarial modes: weight of the domain classifier's loss",
@@ -139,7 +139,7 @@ SETTINGS: tuple[Setting, ...] = (
         modes=ADVERSARIAL_MODES,
     ),
     Setting(
-        "lambda_max",
+        "domain.lambda_max",
         "adversarial",
         "Lambda max",
         "adversarial modes: final strength of the gradient reversal (it ramps up from 0)",
@@ -150,7 +150,7 @@ SETTINGS: tuple[Setting, ...] = (
         widget=False,
     ),
     Setting(
-        "confidence",
+        "teacher.confidence",
         "mean teacher",
         "Confidence",
         "mean teacher: pixels count only where the teacher is at least this sure",
@@ -161,18 +161,20 @@ SETTINGS: tuple[Setting, ...] = (
         widget=False,
     ),
     Setting(
-        "select_every",
+        "selection.every",
         "selection",
         "Check every",
         "check label-free criteria (target consistency, entropy) every N steps",
+        flag="--select-every",
         minimum=1,
         widget=False,
     ),
     Setting(
-        "select_by",
+        "selection.by",
         "selection",
         "Keep",
         "keep the last model or the checked one with the best criterion",
+        flag="--select-by",
         choices=SELECT_BY,
         widget=False,
     ),
@@ -212,7 +214,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 8,
         "model.depth": 3,
         "model.width": 16,
-        "select_every": 50,
+        "selection.every": 50,
     },
 }
 
@@ -236,7 +238,7 @@ def with_values(config: TrainConfig, values: Mapping[str, Any]) -> TrainConfig:
         else:
             plain[path] = value
     for group, changes in nested.items():
-        if group not in ("model", "preprocessing"):
+        if group not in ("model", "preprocessing", *GROUPS):
             raise InputError(f"unknown configuration group {group!r}")
         plain[group] = dataclasses.replace(plain.get(group, getattr(config, group)), **changes)
     return dataclasses.replace(config, **plain)

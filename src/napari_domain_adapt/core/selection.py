@@ -5,9 +5,9 @@
   A model that has learned the target's structures keeps them under such changes.
 - ``entropy``: the mean binary entropy of the target predictions, in bits (0 = certain).
 
-Training computes them every ``TrainConfig.select_every`` steps on fixed target patches,
+Training computes them every ``TrainConfig.selection.every`` steps on fixed target patches,
 for the model it would return at that step, and shows them on the live plot;
-``TrainConfig.select_by`` keeps the model with the best value instead of the last one.
+``TrainConfig.selection.by`` keeps the model with the best value instead of the last one.
 ``benchmarks/selection.py`` measures how close each criterion's pick comes to the best
 model by the target test labels.
 """

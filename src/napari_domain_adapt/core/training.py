@@ -131,12 +131,12 @@ def adaptation_ramp(step: int, config: TrainConfig) -> float:
     if not config.needs_target or step <= warmup:
         return 0.0
     progress = (step - warmup) / max(config.steps - warmup, 1)
-    return 2.0 / (1.0 + math.exp(-config.lambda_gamma * progress)) - 1.0
+    return 2.0 / (1.0 + math.exp(-config.domain.lambda_gamma * progress)) - 1.0
 
 
 def grl_lambda(step: int, config: TrainConfig) -> float:
     """Gradient-reversal coefficient at ``step``: ``lambda_max`` times the ramp."""
-    return config.lambda_max * adaptation_ramp(step, config) if config.adversarial else 0.0
+    return config.domain.lambda_max * adaptation_ramp(step, config) if config.adversarial else 0.0
 
 
 def supervised_loss(
@@ -299,11 +299,13 @@ def _prepare(
     classifier = None
     if config.adversarial:
         classifier = DomainClassifier(
-            config.domain_width, spectral_norm=config.spectral_norm, local=config.domain_local
+            config.domain.width,
+            spectral_norm=config.domain.spectral_norm,
+            local=config.domain.local,
         )
     groups = [{"params": segmentor.parameters(), "lr": config.learning_rate}]
     if classifier is not None:
-        groups.append({"params": classifier.parameters(), "lr": config.domain_learning_rate})
+        groups.append({"params": classifier.parameters(), "lr": config.domain.learning_rate})
     optimizer = torch.optim.Adam(groups)
 
     pre = config.preprocessing
@@ -341,10 +343,10 @@ def _prepare(
                 augment=augment,
                 name="labelled target",
             )
-    if config.select_by != "last" and target_images is None:
-        raise InputError(f"select_by {config.select_by!r} needs a target image to check on")
+    if config.selection.by != "last" and target_images is None:
+        raise InputError(f"select_by {config.selection.by!r} needs a target image to check on")
     check_patches = None
-    if config.select_every is not None and target_images is not None:
+    if config.selection.every is not None and target_images is not None:
         # A generator of their own: the training's draws stay as they were without checks.
         checks = PatchSampler(
             target_images, size, np.random.default_rng(config.seed + CHECK_SEED), augment=False
@@ -493,15 +495,17 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
     if run.target is not None:
         result["target_entropy"] = mean_entropy(probabilities[count:])
     if teacher_probabilities is not None:
-        pseudo, confident = confident_pseudo_labels(teacher_probabilities, config.confidence)
+        pseudo, confident = confident_pseudo_labels(
+            teacher_probabilities, config.teacher.confidence
+        )
         consistency = supervised_loss(logits[count:], pseudo, confident, config.dice_weight)
-        loss = loss + config.consistency_weight * ramp * consistency
+        loss = loss + config.teacher.consistency_weight * ramp * consistency
         result["consistency_loss"] = float(consistency.detach())
         result["confident_fraction"] = float(confident.mean())
     if run.classifier is not None:
         is_source = torch.zeros(len(logits), device=device)
         is_source[:from_source] = 1.0
-        if config.domain_gradient == "target":
+        if config.domain.gradient == "target":
             probabilities = torch.cat(
                 [probabilities[:from_source].detach(), probabilities[from_source:]]
             )
@@ -509,7 +513,7 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
         domain_logits = _forward(run, run.classifier, reversed_maps)
         is_source = is_source.view(-1, *[1] * (domain_logits.ndim - 1)).expand_as(domain_logits)
         domain_loss = F.binary_cross_entropy_with_logits(domain_logits, is_source)
-        loss = loss + config.beta * domain_loss
+        loss = loss + config.domain.beta * domain_loss
         correct = ((domain_logits.detach() > 0).float() == is_source).float().mean()
         result["domain_loss"] = float(domain_loss.detach())
         result["domain_accuracy"] = float(correct)
@@ -517,7 +521,7 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
     loss.backward()
     run.optimizer.step()
     if run.teacher is not None:
-        update_teacher(run.teacher, run.segmentor, config.teacher_decay)
+        update_teacher(run.teacher, run.segmentor, config.teacher.decay)
     return result
 
 
@@ -538,7 +542,7 @@ def _check(run: _Run, step: int) -> dict[str, float]:
     if run.config.target_statistics:
         estimate_batch_statistics(network, batches)
     values = label_free_criteria(lambda images: predict_tiled(network, images), patches)
-    chosen = run.config.select_by
+    chosen = run.config.selection.by
     if chosen != "last" and better(chosen, values[chosen], run.best and run.best["value"]):
         weights = {k: v.detach().cpu().clone() for k, v in _kept(run).state_dict().items()}
         run.best = {"value": values[chosen], "step": step, "weights": weights}
@@ -570,7 +574,7 @@ def _loop(
             break
         values = _step(run, step)
         checked = run.check_patches is not None and (
-            step % config.select_every == 0 or step == config.steps
+            step % config.selection.every == 0 or step == config.steps
         )
         values.update(_check(run, step) if checked else dict.fromkeys(CRITERIA))
         history.append({"step": step, **values})
@@ -613,7 +617,7 @@ def _loop(
             "mode": config.mode,
             "stopped": control.stopped,
             "selected_step": selected,
-            "select_by": config.select_by,
+            "select_by": config.selection.by,
             **run.pixel_sizes,
         },
     )
