@@ -31,7 +31,8 @@ Estimators, per model:
   adapted model that forgot the source has probably not learned the task better.
 - **prior_gap** (as in ``benchmarks/selection.py``): how far the share of target pixels
   predicted foreground (at 0.5) lies from the foreground share of the source labels. A
-  collapse (masks that vanish or flood) shows up here first.
+  collapse (masks that vanish or flood) shows up here first, and ATC misses it: a model
+  confidently wrong everywhere looks sure, hence right.
 
 Between the models, :func:`target_agreement` on the target: the share of pixels whose masks
 agree bounds the difference of their target pixel accuracies (``|acc_a - acc_b| <=
