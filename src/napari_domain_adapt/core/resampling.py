@@ -113,15 +113,16 @@ def resample_stack(
 def restore_plane(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Probabilities on the working grid, back on the target's (Y, X) ``shape``.
 
-    Linear, smoothed when shrinking; float32 and clipped to [0, 1].
+    Linear, smoothed when shrinking, float32: both average neighbours, so the values stay
+    within those given (within [0, 1]).
     """
     if probabilities.ndim != 2:
         raise ValueError(f"expected (Y, X) probabilities; got shape {probabilities.shape}")
     shape = (int(shape[0]), int(shape[1]))
     if probabilities.shape == shape:
         return probabilities
-    restored = _resize(probabilities.astype(np.float32, copy=False), shape, order=1)
-    return np.clip(restored, 0.0, 1.0).astype(np.float32, copy=False)
+    restored = _resize(probabilities, shape, order=1)
+    return restored.astype(np.float32, copy=False)
 
 
 def resample_patch_window(size: int, factor: float) -> int:
