@@ -199,3 +199,30 @@ def test_augmentation_stays_near_the_input_at_low_strength() -> None:
 def test_augmentation_refuses_negative_strength() -> None:
     with pytest.raises(ValueError, match="strength"):
         _augment(_patches(0), 0, -1.0)
+
+
+def test_blur_gives_each_patch_its_own_gaussian() -> None:
+    from napari_domain_adapt.core.alignment import _gaussian_blur
+
+    impulses = torch.zeros((3, 1, 31, 31), dtype=torch.float64)
+    impulses[:, :, 15, 15] = 1.0
+    blurred = _gaussian_blur(impulses, torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64))
+    torch.testing.assert_close(blurred[0], impulses[0])  # sigma 0: unchanged
+    offsets = torch.arange(31, dtype=torch.float64) - 15
+    for index, sigma in ((1, 1.0), (2, 2.0)):
+        assert float(blurred[index].sum()) == pytest.approx(1.0)
+        profile = blurred[index, 0, 15] / blurred[index, 0, 15].sum()
+        assert float((profile * offsets**2).sum()) == pytest.approx(sigma**2, rel=0.05)
+
+
+def test_gamma_keeps_each_patch_range_and_order() -> None:
+    from napari_domain_adapt.core.alignment import _gamma
+
+    batch = torch.linspace(-0.5, 1.5, 64).view(1, 1, 8, 8).repeat(2, 1, 1, 1)
+    gammas = torch.tensor([0.5, 2.0]).view(2, 1, 1, 1)
+    out = _gamma(batch, gammas)
+    torch.testing.assert_close(out.amin(dim=(1, 2, 3)), batch.amin(dim=(1, 2, 3)))
+    torch.testing.assert_close(out.amax(dim=(1, 2, 3)), batch.amax(dim=(1, 2, 3)))
+    assert (out.flatten(1).diff(dim=1) >= 0).all()
+    middle = batch.mean()
+    assert out[0].mean() > middle > out[1].mean()  # gamma < 1 brightens, > 1 darkens
