@@ -226,3 +226,70 @@ def test_gamma_keeps_each_patch_range_and_order() -> None:
     assert (out.flatten(1).diff(dim=1) >= 0).all()
     middle = batch.mean()
     assert out[0].mean() > middle > out[1].mean()  # gamma < 1 brightens, > 1 darkens
+
+
+EFFECTS = ("GAMMA_LOG", "CONTRAST", "BRIGHTNESS", "BLUR_SIGMA", "NOISE_SIGMA")
+
+
+@pytest.fixture
+def only(monkeypatch):
+    """``only(name)``: every appearance change but ``name`` switched off."""
+    from napari_domain_adapt.core import alignment
+
+    def switch(name: str) -> None:
+        for other in EFFECTS:
+            if other != name:
+                monkeypatch.setattr(alignment, other, 0.0)
+
+    return switch
+
+
+def _flat(batch: torch.Tensor) -> torch.Tensor:
+    return batch.flatten(1).double()
+
+
+def test_gamma_alone_bends_values_within_each_patch_range(only) -> None:
+    only("GAMMA_LOG")
+    batch = _patches(0, count=6)
+    augmented = _augment(batch, 1)
+    torch.testing.assert_close(augmented.amin(dim=(1, 2, 3)), batch.amin(dim=(1, 2, 3)))
+    torch.testing.assert_close(augmented.amax(dim=(1, 2, 3)), batch.amax(dim=(1, 2, 3)))
+    assert (augmented.mean(dim=(1, 2, 3)) - batch.mean(dim=(1, 2, 3))).abs().min() > 1e-3
+
+
+def test_contrast_alone_scales_around_each_patch_mean(only) -> None:
+    only("CONTRAST")
+    batch = _patches(0, count=6)
+    augmented = _augment(batch, 1)
+    torch.testing.assert_close(augmented.mean(dim=(1, 2, 3)), batch.mean(dim=(1, 2, 3)))
+    ratio = _flat(augmented).std(dim=1) / _flat(batch).std(dim=1)
+    assert (ratio - 1).abs().min() > 1e-3
+    assert ((ratio > 0.55) & (ratio < 1.45)).all()
+
+
+def test_brightness_alone_shifts_each_patch(only) -> None:
+    only("BRIGHTNESS")
+    batch = _patches(0, count=6)
+    shift = _flat(_augment(batch, 1) - batch)
+    torch.testing.assert_close(shift.std(dim=1), torch.zeros(6, dtype=torch.float64))
+    assert (shift[:, 0].abs() <= 0.2 + 1e-6).all()
+    assert shift[:, 0].abs().min() > 1e-4
+
+
+def test_blur_alone_smooths_and_keeps_the_mean(only) -> None:
+    only("BLUR_SIGMA")
+    batch = _patches(0, count=6)
+    augmented = _augment(batch, 1)
+    torch.testing.assert_close(
+        augmented.mean(dim=(1, 2, 3)), batch.mean(dim=(1, 2, 3)), atol=0.01, rtol=0
+    )
+    assert (_flat(augmented).std(dim=1) < _flat(batch).std(dim=1)).all()
+
+
+def test_noise_alone_is_zero_mean_and_small(only) -> None:
+    only("NOISE_SIGMA")
+    batch = _patches(0, count=6, height=64, width=64)
+    noise = _flat(_augment(batch, 1) - batch)
+    assert noise.mean(dim=1).abs().max() < 0.01
+    assert (noise.std(dim=1) <= 0.08 * 1.1).all()
+    assert noise.std(dim=1).max() > 0.005
