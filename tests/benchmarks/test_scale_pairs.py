@@ -81,6 +81,8 @@ def test_binned_images_are_smoothed_not_sampled(scale_pairs) -> None:
     coarse = scale_pairs.binned(lines, 2)
     noise = lines.images[:, 60:80, :40].std()  # background only, away from the lines
     assert coarse.images[:, 30:40, :20].std() < 0.8 * noise  # averaged, not sampled
+    smoothed = resample_stack(lines.images, 0.5, order=1)  # anti-aliased, then rounded
+    assert np.abs(coarse.images - smoothed).max() <= 0.5 + 1e-4
     line = coarse.images[0, 10:12].astype(float)  # the 4-pixel line spans two coarse rows
     assert line.mean() < 130
 
@@ -99,7 +101,8 @@ def test_the_pair_has_the_known_pixel_sizes_and_zoom(pair) -> None:
 
 def test_the_binned_target_is_the_vnc_seen_coarser(pair, scale_pairs) -> None:
     original = scale_pairs.load_with_pixel_size(scale_pairs.DATA, "vnc", "test")
-    assert original.labels.mean() == pytest.approx(pair.target_test.labels.mean(), abs=0.03)
+    # 20.0 % of membrane before, 20.6 % after (thresholds of 0.3 or 0.7 give 21.6 or 18.6)
+    assert original.labels.mean() == pytest.approx(pair.target_test.labels.mean(), abs=0.01)
     images = resample_stack(pair.target_test.images, 2.0, order=1)
     correlation = np.corrcoef(images.ravel(), original.images.astype(np.float32).ravel())[0, 1]
     assert correlation > 0.9  # no shift, no flip: the same tissue on the same place
