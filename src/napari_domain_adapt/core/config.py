@@ -186,6 +186,34 @@ class TeacherSpec:
 
 
 @dataclass(frozen=True)
+class AlignmentSpec:
+    """How the target is brought closer to the source before the networks see it."""
+
+    pixel_size: bool = True
+    """Where the source's and the target's pixel sizes are both known and differ by more
+    than 5%, resample the target to the source's (the model's working pixel size) for
+    training and prediction, and the probabilities back to the target's grid. Without
+    pixel sizes nothing changes."""
+    histogram_matching: bool = False
+    """Match the target's intensity histogram to the source's (after preprocessing); the
+    model keeps the source's histogram and matches every image it predicts to it."""
+    fda_beta: float = 0.0
+    """Fourier domain adaptation (Yang & Soatto, CVPR 2020): source patches take the
+    low-frequency amplitude spectrum of target patches, in a centred square of half-side
+    ``fda_beta`` times the patch side (0: off; the paper used 0.01 to 0.09)."""
+    appearance: float = 0.0
+    """Strength of extra appearance augmentation of source patches (gamma, contrast,
+    brightness, blur, noise; 0: off, 1: the module's full ranges)."""
+
+    def __post_init__(self) -> None:
+        for name in ("pixel_size", "histogram_matching"):
+            value = getattr(self, name)
+            _check(isinstance(value, bool), f"{name} must be True or False; got {value!r}")
+        _check(0 <= self.fda_beta <= 0.5, f"fda_beta must be in [0, 0.5]; got {self.fda_beta}")
+        _check(0 <= self.appearance <= 1, f"appearance must be in [0, 1]; got {self.appearance}")
+
+
+@dataclass(frozen=True)
 class SelectionSpec:
     """Label-free checks during a run, and which model the run returns."""
 
@@ -265,6 +293,7 @@ class TrainConfig:
     domain: DomainClassifierSpec = field(default_factory=DomainClassifierSpec)
     teacher: TeacherSpec = field(default_factory=TeacherSpec)
     selection: SelectionSpec = field(default_factory=SelectionSpec)
+    alignment: AlignmentSpec = field(default_factory=AlignmentSpec)
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -355,6 +384,7 @@ GROUPS: dict[str, type] = {
     "domain": DomainClassifierSpec,
     "teacher": TeacherSpec,
     "selection": SelectionSpec,
+    "alignment": AlignmentSpec,
 }
 
 #: Where version 1's flat fields went: ``name: (group, field)``.
