@@ -174,9 +174,7 @@ def test_an_error_during_training_is_on_a_line_of_its_own(datasets, tmp_path, ca
     assert lines[-2:] == ["error: a chunk of the target is corrupt", ""]  # ... and ended
 
 
-def test_an_error_during_a_zarr_prediction_is_on_a_line_of_its_own(
-    checkpoint, tmp_path, capsys
-):
+def test_an_error_during_a_zarr_prediction_is_on_a_line_of_its_own(checkpoint, tmp_path, capsys):
     import zarr
 
     volume = tmp_path / "v.zarr"

@@ -18,7 +18,9 @@ from napari_domain_adapt.core.checkpoints import (
 )
 from napari_domain_adapt.core.config import ModelSpec, Preprocessing
 from napari_domain_adapt.core.errors import InputError
+from napari_domain_adapt.core.options import with_values
 from napari_domain_adapt.core.pixel_size import PixelSize
+from napari_domain_adapt.core.resampling import resample_stack, restore_plane
 
 
 class _Payload:
@@ -185,3 +187,46 @@ def test_the_pixel_size_survives_a_checkpoint(trained_model, tmp_path) -> None:
     model = dataclasses.replace(model, metadata={**model.metadata, "pixel_size": size})
     loaded = load_checkpoint(save_checkpoint(model, tmp_path / "model.pt"))
     assert PixelSize.from_dict(loaded.metadata["pixel_size"]) == PixelSize((50, 4, 4), "nm")
+
+
+def _at(model, size: PixelSize | None):
+    """A copy of ``model`` whose working pixel size is ``size``."""
+    metadata = {**model.metadata, "pixel_size": None if size is None else size.to_dict()}
+    return dataclasses.replace(model, metadata=metadata)
+
+
+def test_an_image_at_another_scale_is_predicted_at_the_models(trained_model, sample_pair):
+    """A model trained at 4 nm predicts an 8 nm image zoomed by 2, and the probabilities
+    come back on the image's grid."""
+    model = _at(trained_model(), PixelSize((4.0, 4.0), "nm"))
+    image = sample_pair.target_image[:2]
+    coarse = PixelSize((0.008, 0.008), "µm")
+    assert model.zoom_for(coarse) == pytest.approx(2.0)
+    result = model.predict(image, pixel_size=coarse)
+    assert result.shape == image.shape
+    zoomed = resample_stack(image, 2.0, order=1)
+    expected = np.stack([restore_plane(p, image.shape[1:]) for p in model.predict(zoomed)])
+    np.testing.assert_allclose(result, expected, atol=1e-6)
+    assert not np.allclose(result, model.predict(image), atol=1e-2)  # the zoom matters
+
+
+@pytest.mark.parametrize(
+    ("working", "given"),
+    [
+        (None, PixelSize((8.0, 8.0), "nm")),  # a model that knows no pixel size
+        (PixelSize((4.0, 4.0), "nm"), None),  # an image of unknown pixel size
+        (PixelSize((4.0, 4.0), "nm"), PixelSize((4.1, 4.1), "nm")),  # within 5 %
+    ],
+)
+def test_without_two_pixel_sizes_nothing_changes(trained_model, sample_pair, working, given):
+    model = _at(trained_model(), working)
+    image = sample_pair.target_image[:2]
+    assert model.zoom_for(given) is None
+    np.testing.assert_array_equal(model.predict(image, pixel_size=given), model.predict(image))
+
+
+def test_a_model_trained_without_matching_pixel_sizes_never_resamples(trained_model):
+    model = _at(trained_model(), PixelSize((4.0, 4.0), "nm"))
+    config = with_values(model.config, {"alignment.pixel_size": False})
+    model = dataclasses.replace(model, config=config)
+    assert model.zoom_for(PixelSize((8.0, 8.0), "nm")) is None

@@ -158,3 +158,18 @@ def test_open_target_reads_a_zarr_volume_lazily(sample_pair, tmp_path):
     assert test is None
     with pytest.raises(InputError, match="takes no labels"):
         open_target(path, labels=path)
+
+
+def test_predict_resamples_in_memory_and_refuses_out_of_core(trained_model, sample_pair, tmp_path):
+    """An image at another scale than the model's: resampled in memory; out of core it is
+    refused (not yet resampled there) rather than predicted at the wrong scale."""
+    model = trained_model()
+    model = dataclasses.replace(
+        model, metadata={**model.metadata, "pixel_size": PixelSize((4.0, 4.0), "nm").to_dict()}
+    )
+    image, coarse = sample_pair.target_image[:2], PixelSize((8.0, 8.0), "nm")
+    done = list(predict(model, image, pixel_size=coarse))[-1].probabilities
+    np.testing.assert_array_equal(done, model.predict(image, pixel_size=coarse))
+    with pytest.raises(InputError, match="does not resample yet"):
+        predict(model, zarr.array(image), store=tmp_path / "o.zarr", pixel_size=coarse)
+    assert not (tmp_path / "o.zarr").exists()

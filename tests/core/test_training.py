@@ -539,3 +539,47 @@ def test_source_labels_of_one_class_give_a_warning(tiny_config, sample_pair, val
     with pytest.warns(UserWarning, match=f"every labelled pixel of the source is {kind}"):
         finished = fit(dataclasses.replace(tiny_config, steps=1), source)
     assert isinstance(finished, TrainFinished)
+
+
+def test_a_target_at_another_scale_is_trained_on_at_the_sources(tiny_config, source, sample_pair):
+    """Source at 4 nm, target at 8 nm: the target's patches come from it zoomed by 2, the
+    previews lie on its own grid, and the model keeps both pixel sizes."""
+    source.pixel_size = PixelSize((4.0, 4.0), "nm")
+    target = Domain(
+        sample_pair.target_image, name="target", pixel_size=PixelSize((8.0, 8.0), "nm")
+    )
+    config = dataclasses.replace(tiny_config, mode="mean-teacher", preview_interval=0.0)
+    run = training._prepare(config, source, target, None)
+    height, width = sample_pair.target_image.shape[1:]
+    assert run.target_preview.shape[1:] == (2 * height, 2 * width)
+    assert run.target_grid == (height, width)
+    events = list(train(config, source, target))
+    previews = [e.preview for e in events if isinstance(e, TrainEvent) and e.preview is not None]
+    assert previews
+    assert all(preview.shape == (height, width) for preview in previews)
+    model = events[-1].model
+    assert model.pixel_size == PixelSize((4.0, 4.0), "nm")
+    assert model.metadata["target_pixel_size"] == PixelSize((8.0, 8.0), "nm").to_dict()
+    assert model.zoom_for(target.pixel_size) == pytest.approx(2.0)
+
+
+def test_matching_pixel_sizes_can_be_turned_off(tiny_config, source, sample_pair):
+    source.pixel_size = PixelSize((4.0, 4.0), "nm")
+    target = Domain(
+        sample_pair.target_image, name="target", pixel_size=PixelSize((8.0, 8.0), "nm")
+    )
+    config = with_values(tiny_config, {"mode": "mean-teacher", "alignment.pixel_size": False})
+    run = training._prepare(config, source, target, None)
+    assert run.target_preview.shape == sample_pair.target_image.shape
+    assert run.target_grid is None
+
+
+def test_a_lazy_target_at_another_scale_is_refused(tiny_config, source, sample_pair):
+    import zarr
+
+    source.pixel_size = PixelSize((4.0, 4.0), "nm")
+    lazy = zarr.array(sample_pair.target_image)
+    target = Domain(lazy, name="target", pixel_size=PixelSize((8.0, 8.0), "nm"))
+    config = dataclasses.replace(tiny_config, mode="mean-teacher")
+    with pytest.raises(InputError, match="cannot be resampled yet"):
+        training._prepare(config, source, target, None)

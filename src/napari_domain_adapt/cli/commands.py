@@ -33,6 +33,7 @@ from napari_domain_adapt.core import (
     check_not_an_input,
     check_output,
     check_threshold,
+    describe_scaling,
     export_bioimageio,
     is_dataset,
     is_zarr,
@@ -211,6 +212,10 @@ def _train_and_write(args: argparse.Namespace, mode: str | None) -> int:
     source = _load_source(args)
     target, test = _load_target(args)
     config = _config(args, mode or args.mode or TrainConfig().mode)
+    sizes = (source.pixel_size, None if target is None else target.pixel_size)
+    if target is not None and any(size is not None for size in sizes):
+        off = "" if config.alignment.pixel_size else " (resampling is off)"
+        print(f"pixel sizes: {describe_scaling(*sizes)}{off}", file=sys.stderr)
     state = StateFile(args.out.with_name(args.out.name + ".state"), args.state_every)
     if state.path.exists() and not args.resume:
         raise InputError(

@@ -23,6 +23,7 @@ from .config import (
 from .data import Domain, as_image_stack, is_lazy, labelled_slices
 from .device import describe_device, resolve_device
 from .errors import InputError
+from .guard import GuardVerdict, Predictions, guard, guard_verdict
 from .hdf5 import is_hdf5, list_hdf5, split_hdf5_path
 from .inference import predict_tiled
 from .io import (
@@ -56,6 +57,7 @@ from .pipeline import (
 )
 from .pixel_metadata import layer_options, layer_pixel_size
 from .pixel_size import PixelSize, normalise_unit, parse_pixel_size
+from .resampling import describe_scaling, resample_stack, restore_plane, scale_factor
 from .resume import StateFile
 from .sample_data import SamplePair, make_sample_pair
 from .training import TrainControl, TrainEvent, TrainFinished, fit, train, warm_up
@@ -79,12 +81,14 @@ __all__ = [
     "AlignmentSpec",
     "Domain",
     "DomainClassifierSpec",
+    "GuardVerdict",
     "InputError",
     "ModelSpec",
     "PixelSize",
     "PredictionDone",
     "PredictionEvent",
     "PredictionStarted",
+    "Predictions",
     "Preprocessing",
     "SamplePair",
     "SegmentationModel",
@@ -106,9 +110,12 @@ __all__ = [
     "check_output",
     "check_threshold",
     "describe_device",
+    "describe_scaling",
     "export_bioimageio",
     "fit",
     "get_value",
+    "guard",
+    "guard_verdict",
     "instances_to_membranes",
     "is_dataset",
     "is_hdf5",
@@ -135,9 +142,12 @@ __all__ = [
     "read_pixel_size",
     "read_volume",
     "read_volume_with_pixel_size",
+    "resample_stack",
     "resolve_device",
+    "restore_plane",
     "run_lock",
     "save_checkpoint",
+    "scale_factor",
     "segmentation_scores",
     "split_hdf5_path",
     "train",

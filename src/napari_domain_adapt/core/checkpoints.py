@@ -22,7 +22,9 @@ from .errors import InputError
 from .inference import network_device, predict_tiled
 from .io import atomic_write
 from .models import UNet
+from .pixel_size import PixelSize
 from .preprocessing import field_of_view_masks, preprocess
+from .resampling import resample_stack, restore_plane, scale_factor
 
 CHECKPOINT_FORMAT = "napari-domain-adapt/checkpoint"
 CHECKPOINT_VERSION = 1
@@ -69,8 +71,13 @@ class SegmentationModel:
         progress: Callable[[int, int], None] | None = None,
         allow_constant: bool = False,
         amp: bool | str = False,
+        pixel_size: PixelSize | None = None,
     ) -> np.ndarray:
         """Foreground probabilities (float32, ``(N, H, W)`` or ``(H, W)``) for raw images.
+
+        ``pixel_size``: the images', where known; images at another scale than the model's
+        working pixel size are predicted resampled to it, the probabilities returned on
+        the images' grid (see :meth:`zoom_for`).
 
         Tiling and ``amp`` as in :func:`~.inference.predict_tiled` (``tile_size=None``:
         automatic).
@@ -85,6 +92,11 @@ class SegmentationModel:
         """
         stack = as_image_stack(images, name="image", allow_constant=allow_constant)
         mask_stack = None if masks is None else as_mask_stack(masks, stack.shape[:3])
+        grid, factor = stack.shape[1:3], self.zoom_for(pixel_size)
+        if factor is not None:  # to the model's working pixel size; back at the end
+            stack = resample_stack(stack, factor, order=1, rgb=stack.ndim == 4)
+            if mask_stack is not None:
+                mask_stack = resample_stack(mask_stack, factor, order=0)
         mask_stack = field_of_view_masks(stack, self.preprocessing, mask_stack)
         prepared = preprocess(stack, self.preprocessing, mask_stack)
         result = predict_tiled(
@@ -97,8 +109,24 @@ class SegmentationModel:
                 "the model predicts NaN or infinite probabilities: its weights are not finite "
                 "(training diverged; train again, e.g. with a lower learning rate)"
             )
+        if factor is not None:
+            result = np.stack([restore_plane(plane, grid) for plane in result])
         single = np.ndim(images) == 2 or (np.ndim(images) == 3 and stack.ndim == 4)
         return result[0] if single else result
+
+    @property
+    def pixel_size(self) -> PixelSize | None:
+        """The working pixel size: the source's, which the model was trained at (if known)."""
+        saved = self.metadata.get("pixel_size")
+        return None if saved is None else PixelSize.from_dict(saved)
+
+    def zoom_for(self, pixel_size: PixelSize | None) -> float | None:
+        """The zoom that brings images of ``pixel_size`` to the working pixel size: None
+        where either is unknown, they agree within 5%, or the model was trained with
+        ``alignment.pixel_size`` off."""
+        if self.config is not None and not self.config.alignment.pixel_size:
+            return None
+        return scale_factor(self.pixel_size, pixel_size)
 
     def to_checkpoint(self) -> dict[str, Any]:
         """The checkpoint dictionary: tensors and plain Python values only."""

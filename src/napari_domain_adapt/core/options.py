@@ -117,6 +117,16 @@ SETTINGS: tuple[Setting, ...] = (
         "random flips, rotations and intensity changes of the patches",
     ),
     Setting(
+        "alignment.pixel_size",
+        "alignment",
+        "Match pixel sizes",
+        "where the source's and the target's pixel sizes are known and differ, resample the "
+        "target to the source's for training and prediction (probabilities come back on the "
+        "target's grid)",
+        flag="--match-pixel-size",
+        modes=ADAPTIVE,
+    ),
+    Setting(
         "warmup_fraction",
         "adaptation",
         "Warm-up",

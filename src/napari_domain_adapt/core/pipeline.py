@@ -94,11 +94,15 @@ def train_and_predict(
     generator is returned only once they are known to be good.
     """
     events = train(config, source, target, control, initial, state)
-    return _then_predict(events, prediction, config.amp)
+    pixel_size = None if target is None else target.pixel_size
+    return _then_predict(events, prediction, config.amp, pixel_size)
 
 
 def _then_predict(
-    events: Iterator[Any], prediction: TargetPrediction | None, amp: bool
+    events: Iterator[Any],
+    prediction: TargetPrediction | None,
+    amp: bool,
+    pixel_size: PixelSize | None,
 ) -> Iterator[Any]:
     finished = None
     for event in events:
@@ -114,6 +118,7 @@ def _then_predict(
         name=prediction.name,
         store=prediction.store,
         amp=amp,
+        pixel_size=pixel_size,
     )
 
 
@@ -135,6 +140,11 @@ def predict(
 ) -> Iterator[PredictionEvent]:
     """Predict ``image`` slice by slice, yielding progress after each slice.
 
+    ``pixel_size``: the image's, where known: an image at another scale than the model's
+    working pixel size is predicted resampled to it (see
+    :meth:`~.checkpoints.SegmentationModel.zoom_for`), and the result lies on the
+    image's grid.
+
     In memory (``store`` None): the whole stack is validated first, then every slice is
     predicted (a blank slice of a stack with contrast too), in tiles (see
     :func:`~.inference.predict_tiled`). Into ``store`` (a new ``.zarr`` path): out of
@@ -147,6 +157,7 @@ def predict(
         check_threshold(threshold, "threshold")
     tiling = {"tile_size": tile_size, "batch_size": batch_size, "amp": amp}
     if store is not None:
+        _check_no_zoom(model, pixel_size)
         return _steps(
             predicting_volume(
                 model,
@@ -167,7 +178,20 @@ def predict(
             f"{name} is read on demand; it is predicted out of core into a zarr store: "
             "give a store to write it to"
         )
-    return _predict_in_memory(model, image, rgb, name, threshold, overlap=tile_overlap, **tiling)
+    tiling.update(overlap=tile_overlap, pixel_size=pixel_size)
+    return _predict_in_memory(model, image, rgb, name, threshold, **tiling)
+
+
+def _check_no_zoom(model: SegmentationModel, pixel_size: PixelSize | None) -> None:
+    """Out-of-core prediction does not resample (yet): refuse a volume at another scale."""
+    factor = model.zoom_for(pixel_size)
+    if factor is not None:
+        raise InputError(
+            f"the volume's pixel size ({pixel_size}) differs from the model's working pixel "
+            f"size ({model.pixel_size}) by a factor {factor:.3g}, and out-of-core prediction "
+            "does not resample yet; predict it in memory (TIFF output), or state the model's "
+            "pixel size as the volume's to predict it as it is"
+        )
 
 
 def _predict_in_memory(

@@ -9,11 +9,13 @@ resample and its :func:`restore_plane` land on the same pixels.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 from skimage.transform import resize
 
+from .data import Domain
 from .errors import InputError
 from .pixel_size import PixelSize
 
@@ -138,3 +140,40 @@ def resample_patch_window(size: int, factor: float) -> int:
     while working_length(window, factor) < size:
         window += 1
     return window
+
+
+def resampled(domain: Domain, factor: float) -> Domain:
+    """A copy of an in-memory ``domain`` zoomed by ``factor``: images (linear), labels,
+    annotated pixels and masks (nearest); its pixel size becomes the working one."""
+    copy = dataclasses.replace(domain)  # validation is not repeated: already validated
+    copy.images = resample_stack(domain.images, factor, order=1, rgb=domain.images.ndim == 4)
+    for name in ("labels", "masks", "annotated"):
+        value = getattr(domain, name)
+        if value is not None:
+            setattr(copy, name, resample_stack(value, factor, order=0))
+    if domain.pixel_size is not None:
+        sizes = tuple(domain.pixel_size.sizes)
+        plane = tuple(size / factor for size in sizes[-2:])
+        copy.pixel_size = PixelSize((*sizes[:-2], *plane), domain.pixel_size.unit)
+    return copy
+
+
+def describe_scaling(source: PixelSize | None, target: PixelSize | None) -> str:
+    """One line on the pixel sizes of a run and what it does with them (CLI and widget)."""
+    own = "the target is used at its own scale"
+    if source is None or target is None:
+        sizes = (("source", source), ("target", target))
+        known = [f"the {name}'s" for name, size in sizes if size is not None]
+        return f"{'only ' + known[0] if known else 'no'} pixel size known: {own}"
+    if source.unit is None or target.unit is None:
+        return f"source {source}, target {target}: without units they cannot be compared; {own}"
+    try:
+        factor = scale_factor(source, target)
+    except InputError as error:
+        return f"source {source}, target {target}: {error}"
+    if factor is None:
+        return f"source {source}, target {target}: the same scale, no resampling"
+    return (
+        f"source {source}, target {target}: the target is resampled by {factor:.3g} to the "
+        "source's pixel size"
+    )

@@ -55,6 +55,7 @@ from .models import (
 )
 from .patches import PatchBatch, PatchSampler, jitter_intensity
 from .preprocessing import field_of_view_masks, preprocess
+from .resampling import resampled, restore_plane, scale_factor
 from .resume import (
     StateFile,
     fingerprint,
@@ -195,6 +196,7 @@ class _Run:
     best: dict | None = None  # the best check so far: value, step, weights
     elapsed_before: float = 0.0  # seconds trained before a resume
     pixel_sizes: dict[str, Any] = field(default_factory=dict)  # the model's metadata of them
+    target_grid: tuple[int, int] | None = None  # the target's (Y, X) where it was resampled
 
 
 def train(
@@ -310,6 +312,12 @@ def _prepare(
 
     pre = config.preprocessing
     size, augment = config.patch_size, config.augment
+    target_grid = None  # the target's (Y, X), where it is resampled to the working grid
+    pixel_sizes = _pixel_sizes(source, target)  # as given
+    factor = _working_factor(config, source, target)
+    if factor is not None:
+        target_grid = tuple(target.images.shape[1:3])
+        target = resampled(target, factor)
     source = _with_field_of_view(source, pre)
     target = None if target is None else _with_field_of_view(target, pre)
     source_images = preprocess(source.images, pre, source.masks)
@@ -380,8 +388,24 @@ def _prepare(
             None if initial is None else initial.network.head.weight.detach().cpu().numpy(),
         ),
         check_patches,
-        pixel_sizes=_pixel_sizes(source, target),
+        pixel_sizes=pixel_sizes,
+        target_grid=target_grid,
     )
+
+
+def _working_factor(config: TrainConfig, source: Domain, target: Domain | None) -> float | None:
+    """The zoom that brings the target to the source's pixel size, where the run resamples
+    (both sizes known and different, :attr:`~.config.AlignmentSpec.pixel_size` on)."""
+    if target is None or not config.alignment.pixel_size:
+        return None
+    factor = scale_factor(source.pixel_size, target.pixel_size)
+    if factor is not None and target.lazy:
+        raise InputError(
+            f"the target's pixel size ({target.pixel_size}) differs from the source's "
+            f"({source.pixel_size}), and a target read on demand cannot be resampled yet; "
+            "load it into memory, or train without resampling (alignment.pixel_size off)"
+        )
+    return factor
 
 
 def _with_field_of_view(domain: Domain, spec: Preprocessing) -> Domain:
@@ -554,6 +578,8 @@ def _preview(run: _Run, control: TrainControl) -> tuple[np.ndarray, int]:
     preview = predict_tiled(_kept(run), run.target_preview[index])
     if run.target_masks is not None:
         preview[~run.target_masks[index]] = 0.0  # as the final prediction does
+    if run.target_grid is not None:  # on the target's own grid, where it is shown
+        preview = restore_plane(preview, run.target_grid)
     return preview, index
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -263,12 +262,12 @@ class InputsForm(QWidget):
     # outputs -------------------------------------------------------------------------------
 
     def config(self, overrides: dict[str, Any] | None = None) -> TrainConfig:
-        """The run's configuration; ``overrides`` replace any field (raises ValueError)."""
+        """The run's configuration; ``overrides`` replace any field by its path
+        (``"steps"``, ``"domain.width"``; raises ValueError)."""
 
         values = {path: field.value for path, field in self.fields.items()}
         values.update(preprocessing=core.IMAGE_KINDS[self.images.value], mode=self.mode.value)
-        config = core.with_values(core.preset(PRESET), values)
-        return dataclasses.replace(config, **(overrides or {}))
+        return core.with_values(core.preset(PRESET), {**values, **(overrides or {})})
 
     def inputs(self, mode: str) -> TrainInputs:
         """The picked layers' data as numpy arrays (raises ValueError if one is missing)."""

@@ -39,7 +39,7 @@ from qtpy.QtWidgets import (
 from napari_domain_adapt import core
 
 from .dialogs import Dialogs
-from .form import InputsForm, LayerCombo, layer_kind
+from .form import InputsForm, LayerCombo, layer_kind, layer_pixel_size
 from .jobs import (
     InputRefused,
     ModelExported,
@@ -326,13 +326,16 @@ class AdaptWidget(QWidget):
         is_target = target is not None and layer.name == target.name
         name = "target" if is_target else layer.name
         self.status.setText(f"Predicting {layer.name}…")
-        data, amp = layer.data, self.form.field("amp").value
+        data = layer.data
+        options = {"name": name, "amp": self.form.field("amp").value}
+        options["pixel_size"] = layer_pixel_size(layer)  # resampled to the model's if need be
         if core.is_lazy(data) and not layer.rgb and data.ndim in (2, 3) and not layer.multiscale:
             # Out of core: the result goes to a zarr store on disk, shown lazily.
-            store = self._scratch_store()
-            return self._start(core.predict, self.model, data, name=name, store=store, amp=amp)
+            return self._start(
+                core.predict, self.model, data, store=self._scratch_store(), **options
+            )
         image = np.asarray(data)
-        return self._start(core.predict, self.model, image, rgb=layer.rgb, name=name, amp=amp)
+        return self._start(core.predict, self.model, image, rgb=layer.rgb, **options)
 
     def _device_name(self, name: str) -> str:
         """Where a run on device ``name`` trains, e.g. ``cpu (2 threads)``; the run itself
