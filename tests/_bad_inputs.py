@@ -98,7 +98,8 @@ class World:
         array = zarr.create_array(
             store=str(path), shape=(2, 64, 64), chunks=(1, 64, 64), dtype="u1"
         )
-        array[:] = self.image
+        # "zero": every pixel 0, so zarr writes no chunk; "seven": every chunk written, all 7
+        array[:] = {"zero": 0, "seven": 7}.get(damage, self.image)
         if damage == "metadata":
             (path / "zarr.json").write_text("{not json")
         elif damage == "chunk":

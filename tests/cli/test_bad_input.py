@@ -180,6 +180,18 @@ CLI_CASES = [
         "expected an image with contrast",
     ),
     CliCase(
+        "constant-zarr-target",  # no chunk written: the store holds only its fill value
+        _adapt(lambda w: w.zarr("zero-target.zarr", "zero")),
+        "target is constant (every pixel is 0)",
+        "expected an image with contrast",
+    ),
+    CliCase(
+        "constant-zarr-target-written",  # every chunk written and read
+        _adapt(lambda w: w.zarr("seven-target.zarr", "seven")),
+        "target is constant (every pixel is 7)",
+        "expected an image with contrast",
+    ),
+    CliCase(
         "label-shape-mismatch",
         _image_with_labels(
             lambda w: ("img.tif", w.image), lambda w: ("l60.tif", w.labels[:, :60])

@@ -347,3 +347,93 @@ def test_without_bioimageio_the_error_says_what_to_install(model, monkeypatch, t
 def test_load_model_reads_checkpoints_too(model, tmp_path) -> None:
     loaded = load_model(save_checkpoint(model, tmp_path / "m.pt"))
     assert loaded.spec == model.spec
+
+
+# --- the pixel size the model was trained at, on the y and x axes -------------------------
+
+
+@pytest.fixture(scope="module")
+def sized_package(model, sample_pair, tmp_path_factory) -> Path:
+    """The trained model, recorded as trained on 50 x 4 x 4 nm voxels, exported."""
+    sized = SegmentationModel(
+        model.network,
+        model.preprocessing,
+        model.config,
+        {**model.metadata, "pixel_size": {"sizes": [50.0, 4.0, 4.0], "unit": "nm"}},
+    )
+    path = tmp_path_factory.mktemp("sized") / "model.zip"
+    return export_bioimageio(sized, sample_pair.target_image[0], path)
+
+
+def _space_axes(tensor: dict) -> list[tuple]:
+    return [(a["id"], a.get("scale"), a.get("unit")) for a in tensor["axes"] if "id" in a]
+
+
+def test_the_trained_pixel_size_is_the_scale_and_unit_of_y_and_x(sized_package, package) -> None:
+    rdf = _rdf(sized_package)
+    expected = [("y", 4.0, "nanometer"), ("x", 4.0, "nanometer")]
+    assert [a for a in _space_axes(rdf["inputs"][0]) if a[0] in "yx"] == expected
+    assert [a for a in _space_axes(rdf["outputs"][0]) if a[0] in "yx"] == expected
+    with zipfile.ZipFile(sized_package) as archive:
+        assert "Trained on images of 4 x 4 nm pixels" in archive.read("README.md").decode()
+    # a model without a recorded pixel size keeps the spec's defaults (1, no unit: unknown)
+    unsized = _rdf(package)
+    assert all(a[1] in (None, 1.0) and a[2] is None for a in _space_axes(unsized["inputs"][0]))
+    with zipfile.ZipFile(package) as archive:
+        assert (
+            "pixel size of the training images is not recorded"
+            in archive.read("README.md").decode()
+        )
+
+
+def test_a_package_with_a_pixel_size_passes_bioimageio_validation(sized_package) -> None:
+    """bioimageio.spec reads the axes (the output's size follows the input's through the
+    scales), and bioimageio.core reproduces the test output."""
+    from bioimageio.spec import load_model_description
+    from bioimageio.spec.model import v0_5
+
+    descr = load_model_description(sized_package, perform_io_checks=False)
+    assert isinstance(descr, v0_5.ModelDescr)
+    axes = {str(a.id): a for a in descr.inputs[0].axes if a.type == "space"}
+    assert (axes["x"].scale, axes["x"].unit) == (4.0, "nanometer")
+    summary = bioimageio_core.test_model(sized_package)
+    failed = [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.errors]
+    assert summary.status == "passed", failed
+
+
+def test_import_keeps_the_pixel_size(sized_package, tmp_path) -> None:
+    assert load_bioimageio(sized_package).metadata["pixel_size"] == {
+        "sizes": [50.0, 4.0, 4.0],
+        "unit": "nm",
+    }
+
+    def foreign(rdf: dict) -> None:  # another tool's package: only the axes say it
+        del rdf["config"]["napari_domain_adapt"]
+
+    loaded = load_bioimageio(_rewrite(sized_package, tmp_path, foreign))
+    assert loaded.metadata["pixel_size"] == {"sizes": [4.0, 4.0], "unit": "nm"}
+
+
+@pytest.mark.parametrize(
+    ("recorded", "axes"),
+    [
+        ({"sizes": [0.004, 0.004], "unit": "µm"}, (0.004, "micrometer")),
+        ({"sizes": [40.0, 4.0, 4.0], "unit": None}, (4.0, None)),  # HDF5 resolution, no unit
+        ({"sizes": [0, 4.0]}, (None, None)),  # not a pixel size: nothing written
+        ("4 nm", (None, None)),
+    ],
+)
+def test_axis_sizes_of_recorded_pixel_sizes(recorded, axes) -> None:
+    from bioimageio.spec.model import v0_5
+
+    from napari_domain_adapt.core.bioimageio import _axis_sizes
+
+    torch.manual_seed(0)
+    model = SegmentationModel.create(ModelSpec(depth=2, width=4))
+    model.metadata["pixel_size"] = recorded
+    sizes = _axis_sizes(model, v0_5)
+    if axes == (None, None):
+        assert sizes == [{}, {}]
+    else:
+        assert sizes == [{"scale": axes[0], "unit": axes[1]}] * 2
+        v0_5.SpaceInputAxis(id=v0_5.AxisId("x"), size=16, **sizes[1])  # valid in the spec

@@ -66,6 +66,8 @@ def test_training_reads_only_the_slices_and_patches_it_samples(
     )
     finished = fit(config, source, target)
     assert finished.steps == 2
+    check = counting.reads.pop(0)  # the contrast check: the whole (small) volume at once
+    assert check == (slice(0, 20), slice(0, 96), slice(0, 96))
     patches = [key for key in counting.reads if key[-1].stop is not None]
     ranges = [key for key in counting.reads if key[-1] == slice(None, None, 1)]
     others = [key for key in counting.reads if key not in patches + ranges]
@@ -105,6 +107,25 @@ def test_a_zarr_store_path_is_a_lazy_target(tmp_path, tiny_config, sample_pair, 
 def test_bad_lazy_inputs_are_refused(volume, make, message) -> None:
     with pytest.raises(InputError, match=message):
         make(volume)
+
+
+@pytest.mark.parametrize("value", [0, 7])
+def test_a_constant_lazy_target_is_refused_as_in_memory(tmp_path, value) -> None:
+    path = tmp_path / "flat.zarr"
+    array = zarr.create_array(str(path), shape=(3, 64, 64), chunks=(1, 32, 32), dtype="u2")
+    array[:] = value
+    with pytest.raises(InputError) as lazy:
+        Domain(path, name="target")
+    with pytest.raises(InputError) as in_memory:
+        Domain(array[:], name="target")
+    assert str(lazy.value) == str(in_memory.value)
+    assert str(lazy.value) == (
+        f"target is constant (every pixel is {value}); expected an image with contrast"
+    )
+    with pytest.raises(InputError, match="constant"):
+        Domain(da.full((3, 64, 64), 0.25, chunks=(1, 32, 32)), name="target")
+    array[1, 5, 5] = value + 1
+    assert Domain(path, name="target").lazy
 
 
 @pytest.mark.parametrize("changes", [{"clahe": True}, {"field_of_view": True}])

@@ -1,13 +1,17 @@
-"""The npe2 HDF5 reader: datasets open as lazy layers at their voxel size."""
+"""The npe2 readers: HDF5 datasets open as lazy layers at their voxel size, ImageJ and
+OME-TIFF files at their pixel size."""
 
 from __future__ import annotations
 
 import h5py
 import numpy as np
 import pytest
+import tifffile
 
+from _pixel_files import em_stack, imagej_stack, ome_tiff
 from napari_domain_adapt.core.errors import InputError
-from napari_domain_adapt.gui.reader import get_reader
+from napari_domain_adapt.core.pixel_size import PixelSize
+from napari_domain_adapt.gui.reader import get_reader, get_tiff_reader
 
 
 def test_reader_opens_images_and_labels_at_their_scale(tmp_path):
@@ -58,3 +62,105 @@ def test_reader_is_found_through_npe2(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="napari-domain-adapt")
     assert [layer.name for layer in viewer.layers] == ["raw"]
+
+
+# --- TIFF: the pixel size that ImageJ and OME-TIFF files declare -----------------------
+
+
+def _open(viewer, path, **kwargs):
+    (layer,) = viewer.open(str(path), plugin="napari-domain-adapt", **kwargs)
+    return layer
+
+
+@pytest.mark.parametrize(
+    ("make", "scale", "unit"),
+    [
+        (imagej_stack, (0.05, 0.004, 0.004), "micrometer"),
+        (ome_tiff, (50.0, 4.0, 4.0), "nanometer"),
+    ],
+)
+def test_a_calibrated_tiff_opens_at_its_pixel_size(
+    make_napari_viewer, tmp_path, make, scale, unit
+):
+    path = make(tmp_path / "em.tif")
+    viewer = make_napari_viewer()
+    layer = _open(viewer, path)
+    assert layer.name == "em"
+    np.testing.assert_array_equal(layer.data, em_stack())
+    np.testing.assert_allclose(layer.scale, scale)
+    assert [str(u) for u in layer.units] == [unit] * 3
+    # napari's own reader gives the same pixels without their size
+    (plain,) = viewer.open(str(path), plugin="napari")
+    np.testing.assert_array_equal(plain.scale, (1, 1, 1))
+
+
+def test_the_layer_scale_is_what_the_core_reads(make_napari_viewer, tmp_path):
+    """The reader and the CLI read one pixel size: the layer's is the file's."""
+    from napari_domain_adapt.core import layer_pixel_size, read_pixel_size
+
+    path = imagej_stack(tmp_path / "em.tif", unit="nm")
+    layer = _open(make_napari_viewer(), path)
+    assert layer_pixel_size(layer.scale, layer.units) == read_pixel_size(path)
+    assert read_pixel_size(path) == PixelSize((0.05, 0.004, 0.004), "nm")
+
+
+def test_an_uncalibrated_tiff_has_no_scale(make_napari_viewer, tmp_path):
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(path, em_stack(), photometric="minisblack")
+    layer = _open(make_napari_viewer(), path)
+    np.testing.assert_array_equal(layer.scale, (1, 1, 1))
+    assert [str(u) for u in layer.units] == ["pixel"] * 3
+
+
+def test_colour_and_labels(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    rgb = np.random.default_rng(0).integers(0, 255, (3, 32, 40), np.uint8)  # planar RGB
+    path = tmp_path / "colour.tif"
+    tifffile.imwrite(
+        path,
+        rgb,
+        photometric="rgb",
+        planarconfig="separate",
+        resolution=(250, 250),
+        resolutionunit="CENTIMETER",
+    )
+    layer = _open(viewer, path)
+    assert layer.rgb
+    assert layer.data.shape == (32, 40, 3)
+    labels = tmp_path / "cell_labels.tif"
+    imagej_stack(labels, (em_stack() % 5).astype(np.uint16), unit="nm")
+    layer = _open(viewer, labels)
+    assert layer._type_string == "labels"
+    np.testing.assert_allclose(layer.scale, (0.05, 0.004, 0.004))
+
+
+def test_get_tiff_reader_takes_only_tiff_files(tmp_path):
+    tifffile.imwrite(tmp_path / "a.tif", np.ones((4, 4), np.uint8))
+    assert get_tiff_reader(str(tmp_path / "a.tif")) is not None
+    assert get_tiff_reader(str(tmp_path / "A.TIFF")) is None  # missing
+    assert get_tiff_reader([str(tmp_path / "a.tif")]) is None
+    assert get_tiff_reader(str(tmp_path / "a.png")) is None
+    assert get_reader(str(tmp_path / "a.tif")) is None  # the HDF5 reader
+
+
+def test_napari_asks_which_reader_unless_one_is_preferred(
+    make_napari_viewer, tmp_path, monkeypatch
+):
+    """napari's builtins read TIFF too. Opening from the GUI (``plugin=None``) with two
+    readers and no preference, napari asks (``MultipleReaderError``, which its Qt viewer
+    answers with the reader dialog); the preference picks ours. ``viewer.open(path)`` in a
+    script reads with napari's builtins, as before."""
+    from napari.errors import MultipleReaderError
+    from napari.settings import get_settings
+
+    path = imagej_stack(tmp_path / "em.tif")
+    viewer = make_napari_viewer()
+    with pytest.raises(MultipleReaderError, match="napari-domain-adapt"):
+        viewer.open(str(path), plugin=None)
+    (scripted,) = viewer.open(str(path))
+    np.testing.assert_array_equal(scripted.scale, (1, 1, 1))
+    settings = get_settings()
+    monkeypatch.setattr(settings, "_save_on_change", False)  # not into the user's settings
+    monkeypatch.setattr(settings.plugins, "extension2reader", {"*.tif": "napari-domain-adapt"})
+    (layer,) = viewer.open(str(path), plugin=None)
+    np.testing.assert_allclose(layer.scale, (0.05, 0.004, 0.004))

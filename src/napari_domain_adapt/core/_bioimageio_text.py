@@ -6,6 +6,7 @@ from typing import Any
 
 from .checkpoints import SegmentationModel
 from .config import ModelSpec, TrainConfig
+from .pixel_size import PixelSize
 
 CITATIONS = (
     (
@@ -89,7 +90,22 @@ def training_details(config: TrainConfig) -> dict[str, Any]:
     }
 
 
-def readme(model: SegmentationModel, name: str, sizes: tuple[int, int]) -> str:
+def pixel_size_sentence(pixel_size: PixelSize | None) -> str:
+    """What the README says of the pixel size the model was trained at."""
+    if pixel_size is None:
+        return "The pixel size of the training images is not recorded."
+    return (
+        f"Trained on images of {pixel_size} pixels (y x; the input and output axes' scale and "
+        "unit): give it images of about that pixel size."
+    )
+
+
+def readme(
+    model: SegmentationModel,
+    name: str,
+    sizes: tuple[int, int],
+    pixel_size: PixelSize | None = None,
+) -> str:
     """The package's documentation (markdown, with the '## Validation' section it asks for)."""
     pre = model.preprocessing
     low, high = pre.percentiles
@@ -111,7 +127,7 @@ def readme(model: SegmentationModel, name: str, sizes: tuple[int, int]) -> str:
 
 One 2D grey image, axes batch, channel (1), y, x. Height and width are {sizes[0]} + n x
 {sizes[1]} pixels (multiples of 2^{model.spec.depth}, so the U-Net needs no padding). For an
-RGB image use {_CHANNELS[pre.channel]}, as in training.
+RGB image use {_CHANNELS[pre.channel]}, as in training. {pixel_size_sentence(pixel_size)}
 
 The package declares no halo, so a tool that predicts the whole image at once gives
 napari-domain-adapt's prediction. A tool that predicts tile by tile should use tiles as

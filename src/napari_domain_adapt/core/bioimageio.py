@@ -6,8 +6,10 @@ state dict with its architecture (:func:`~napari_domain_adapt.core.models.build_
 tensors cut from the user's own image, a cover, a README and the training configuration.
 Our preprocessing is described with the spec's own operations (``scale_range`` per image
 over y and x, then ``clip``), the logits' sigmoid as postprocessing; CLAHE has no such
-description, so models that use it are refused. ``bioimageio.core`` is an optional
-dependency (the ``bioimageio`` extra), imported only here and only when called.
+description, so models that use it are refused. The y and x axes carry the pixel size the
+model was trained at (its source's), as the spec's ``scale`` and ``unit``, where known.
+``bioimageio.core`` is an optional dependency (the ``bioimageio`` extra), imported only here
+and only when called.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from .data import as_image_stack
 from .errors import InputError
 from .io import atomic_write
 from .models import UNet
+from .pixel_size import UNITS, PixelSize
 from .preprocessing import CLIP_RANGE, preprocess, to_grey
 
 #: ``from ARCHITECTURE[0] import ARCHITECTURE[1]`` rebuilds the network from ``kwargs``.
@@ -209,7 +212,9 @@ def _write_files(
     tifffile.imwrite(files["sample_input"], crop)
     tifffile.imwrite(files["sample_output"], expected.astype(np.float32))
     _write_cover(files["cover"], prepared[0, 0].numpy(), expected)
-    files["documentation"].write_text(text.readme(model, name, input_sizes(model.spec)))
+    files["documentation"].write_text(
+        text.readme(model, name, input_sizes(model.spec), trained_pixel_size(model))
+    )
     files["environment"].write_text(text.ENVIRONMENT)
     return files
 
@@ -247,6 +252,30 @@ def _plain(value: object) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def trained_pixel_size(model: SegmentationModel) -> PixelSize | None:
+    """The in-plane (y, x) pixel size the model was trained at (its source's), where its
+    metadata records one."""
+    recorded = (model.metadata or {}).get("pixel_size")
+    try:
+        return PixelSize.from_dict(recorded).fit(2) if isinstance(recorded, dict) else None
+    except (InputError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _axis_sizes(model: SegmentationModel, spec: Any) -> list[dict[str, Any]]:
+    """``scale`` and ``unit`` of the y and x space axes: the trained pixel size (spec 0.5:
+    ``scale`` is the physical size of a pixel, ``unit`` one of the spec's length units);
+    the defaults (1, no unit: unknown) where it is not recorded."""
+    import typing
+
+    size = trained_pixel_size(model)
+    if size is None:
+        return [{}, {}]
+    unit = UNITS[size.unit][0] if size.unit is not None else None
+    unit = unit if unit in typing.get_args(spec.SpaceUnit) else None
+    return [{"scale": value, "unit": unit} for value in size.sizes]
+
+
 def _describe(
     model: SegmentationModel,
     files: dict[str, Path],
@@ -275,6 +304,7 @@ def _describe(
     low, step = input_sizes(model.spec)
     lo, hi = model.preprocessing.percentiles
     yx = [spec.AxisId("y"), spec.AxisId("x")]
+    sizes = _axis_sizes(model, spec)  # the output's pixels are the input's
     float32 = spec.EnsureDtypeDescr(kwargs=spec.EnsureDtypeKwargs(dtype="float32"))
 
     def reference(axis: str) -> spec.SizeReference:
@@ -288,8 +318,10 @@ def _describe(
                 spec.BatchAxis(),
                 spec.ChannelAxis(channel_names=[spec.Identifier("grey")]),
                 *(
-                    spec.SpaceInputAxis(id=a, size=spec.ParameterizedSize(min=low, step=step))
-                    for a in yx
+                    spec.SpaceInputAxis(
+                        id=a, size=spec.ParameterizedSize(min=low, step=step), **size
+                    )
+                    for a, size in zip(yx, sizes, strict=True)
                 ),
             ],
             test_tensor=spec.FileDescr(source=files["test_input"]),
@@ -314,7 +346,10 @@ def _describe(
                 spec.ChannelAxis(channel_names=[spec.Identifier("foreground")]),
                 # No halo: bioimageio.core pads a whole image by the halo before predicting
                 # it, which would no longer be our prediction (see docs/sharing.md).
-                *(spec.SpaceOutputAxis(id=a, size=reference(str(a))) for a in yx),
+                *(
+                    spec.SpaceOutputAxis(id=a, size=reference(str(a)), **size)
+                    for a, size in zip(yx, sizes, strict=True)
+                ),
             ],
             test_tensor=spec.FileDescr(source=files["test_output"]),
             sample_tensor=spec.FileDescr(source=files["sample_output"]),
@@ -427,7 +462,28 @@ def load_bioimageio(source: str | Path, device: torch.device | str = "cpu") -> S
         raise InputError(f"{source}: the weights do not fit the architecture: {error}") from error
     metadata = dict(ours.get("metadata") or {})
     metadata["bioimageio"] = {"name": descr.name, "source": str(source)}
+    if "pixel_size" not in metadata:  # another tool's package: its input axes say it
+        size = _axes_pixel_size(descr.inputs[0].axes)
+        if size is not None:
+            metadata["pixel_size"] = size.to_dict()
     return SegmentationModel(network, preprocessing, config, metadata).to(device)
+
+
+def _axes_pixel_size(axes: Sequence[Any]) -> PixelSize | None:
+    """The pixel size of the y and x axes of a package's tensor; None where they keep the
+    defaults (scale 1, no unit) or differ in unit."""
+    space = {str(axis.id): axis for axis in axes if axis.type == "space"}
+    if not {"y", "x"} <= set(space):
+        return None
+    sizes = [float(space[a].scale) for a in ("y", "x")]
+    units = {space[a].unit for a in ("y", "x")}
+    if len(units) != 1 or (units == {None} and sizes == [1.0, 1.0]):
+        return None
+    unit = units.pop()
+    short = next((name for name, (long, _) in UNITS.items() if long == unit), None)
+    if unit is not None and short is None:  # a length we do not convert (e.g. parsec)
+        return None
+    return PixelSize(tuple(sizes), short)
 
 
 def _load_weights(weights: io.BytesIO, source: Path) -> Any:

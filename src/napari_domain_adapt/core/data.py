@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import InputError
 from .pixel_size import PixelSize
-from .volumes import open_volume
+from .volumes import constant_value, open_volume
 
 _COLOUR_CHANNELS = (3, 4)
 
@@ -246,6 +246,12 @@ class Domain:
             self.images = open_volume(self.images)
         except InputError as error:
             raise InputError(f"{self.name}: {error}") from error
+        value = constant_value(self.images)  # a block at a time, as in memory (as_image_stack)
+        if value is not None:
+            raise InputError(
+                f"{self.name} is constant (every pixel is {value}); expected an image with "
+                "contrast"
+            )
 
     def loss_weights(self) -> np.ndarray | None:
         """1 where a pixel's label counts in the loss (inside the field of view, annotated),

@@ -7,6 +7,9 @@ checks can open volumes without the model and its prediction.
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,8 @@ from .ome_zarr import first_level
 
 #: Slices up to this many pixels get exact percentiles; larger ones a strided sample.
 SAMPLE_PIXELS = 2**24
+#: Pixels read at once when a volume is checked for contrast (whole chunks, at least one).
+CHECK_PIXELS = 2**22
 
 
 class _TiffVolume:
@@ -114,6 +119,56 @@ def _zarr_array(path: Path) -> Any:
         return arrays["0"]
     names = ", ".join(sorted(arrays)) or "none"
     raise InputError(f"{path} is a zarr group with arrays {names}; expected one array, or '0'")
+
+
+def _check_blocks(shape: tuple[int, ...], data: Any, budget: int) -> Iterator[tuple[slice, ...]]:
+    """Windows that tile ``shape`` in storage order: whole chunks of ``data`` (one slice or
+    pixel row where it has none), joined along the last axes up to ``budget`` pixels."""
+    chunks = getattr(data, "chunksize", None) or getattr(data, "chunks", None)  # dask; zarr
+    if not (
+        isinstance(chunks, tuple)
+        and len(chunks) == len(shape)
+        and all(isinstance(c, int) and c > 0 for c in chunks)
+    ):
+        chunks = (1,) * len(shape)
+    block = [min(c, n) for c, n in zip(chunks, shape, strict=True)]
+    for axis in reversed(range(len(shape))):
+        room = budget // math.prod(block[:axis] + block[axis + 1 :])
+        block[axis] = min(shape[axis], max(block[axis], room // block[axis] * block[axis]))
+    starts = [range(0, n, b) for n, b in zip(shape, block, strict=True)]
+    for corner in itertools.product(*starts):
+        yield tuple(slice(s, min(s + b, n)) for s, b, n in zip(corner, block, shape, strict=True))
+
+
+def constant_value(data: Any, budget: int = CHECK_PIXELS) -> Any:
+    """The value of every pixel when the volume ``data`` is constant, else None.
+
+    Read a block at a time (whole chunks, about ``budget`` pixels), never the whole volume at
+    once, and only until a pixel differs from the first: a volume with contrast is usually
+    settled by its first block; a constant one is read to the end. A zarr array with no chunk
+    written holds only its fill value and is not read at all.
+    """
+    if getattr(data, "nchunks_initialized", None) == 0 and hasattr(data, "fill_value"):
+        return np.asarray(data.fill_value, dtype=data.dtype)[()]
+    shape = tuple(data.shape)
+    first = None
+    for window in _check_blocks(shape, data, budget):
+        try:
+            block = np.asarray(data[window])
+        except Exception as error:  # a corrupt or truncated chunk: any reader's exception
+            z = window[-3] if len(window) > 2 else slice(0, 1)
+            where = (
+                f"slice {z.start}" if z.stop - z.start == 1 else f"slices {z.start}-{z.stop - 1}"
+            )
+            raise InputError(
+                f"cannot read {where} of the volume {describe_source(data)} "
+                f"({type(error).__name__}: {error}); expected a readable zarr, TIFF or array"
+            ) from error
+        if first is None:
+            first = block.flat[0]
+        if block.min() != first or block.max() != first:  # NaN differs from everything
+            return None
+    return first
 
 
 def describe_source(data: Any) -> str:

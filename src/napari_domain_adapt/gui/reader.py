@@ -1,8 +1,16 @@
-"""The npe2 reader: HDF5 volumes open as layers, lazily, at their voxel size."""
+"""The npe2 readers: HDF5 volumes open as layers, lazily, at their voxel size; ImageJ and
+OME-TIFF files at the pixel size they declare (napari's own TIFF reader gives no scale).
+
+napari asks which reader to use when several accept a file (its builtins read TIFF too):
+File › Open with Plugin, the reader dialog's "Remember this choice", or the preference
+``settings.plugins.extension2reader``; from code, ``viewer.open(path,
+plugin="napari-domain-adapt")`` (plain ``viewer.open`` uses napari's builtins).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +28,44 @@ def get_reader(path: str | list[str]) -> Callable[[str], list[tuple]] | None:
     return read_hdf5_layers
 
 
+def get_tiff_reader(path: str | list[str]) -> Callable[[str], list[tuple]] | None:
+    """The reader for a TIFF file (``.tif``, ``.tiff``, OME-TIFF), or None for other paths."""
+    if isinstance(path, list) or Path(path).suffix.lower() not in (".tif", ".tiff"):
+        return None
+    return read_tiff_layer if Path(path).is_file() else None
+
+
+def _is_labels(name: str, dtype: Any) -> bool:
+    words = name.lower()
+    return np.issubdtype(dtype, np.integer) and any(word in words for word in _LABEL_WORDS)
+
+
+def _units_known(meta: dict[str, Any]) -> dict[str, Any]:
+    from napari.layers import Image
+
+    if not hasattr(Image, "units"):  # napari before 0.6
+        meta.pop("units", None)
+    return meta
+
+
+def read_tiff_layer(path: str) -> list[tuple[Any, dict[str, Any], str]]:
+    """The TIFF's first series as one layer at its pixel size: ImageJ resolution, unit and
+    slice spacing, or OME ``PhysicalSize*`` (scale and units; none where it declares none).
+
+    Colour samples (RGB, also stored planar) are the last axis of an Image layer; an integer
+    file whose name says labels, ids or mask opens as Labels.
+    """
+    data, pixel_size = core.read_volume_with_pixel_size(path)
+    rgb = data.ndim >= 3 and data.shape[-1] in (3, 4)
+    labels = not rgb and _is_labels(Path(path).stem, data.dtype)
+    spatial = data.ndim - 1 if rgb else data.ndim
+    meta: dict[str, Any] = {"name": Path(path).stem}
+    meta.update(core.layer_options(pixel_size, spatial))
+    if rgb:
+        meta["rgb"] = True
+    return [(data, _units_known(meta), "labels" if labels else "image")]
+
+
 def read_hdf5_layers(path: str) -> list[tuple[Any, dict[str, Any], str]]:
     """Every 2D/3D array of the file as a layer (``file.hdf:dataset`` opens one).
 
@@ -30,7 +76,6 @@ def read_hdf5_layers(path: str) -> list[tuple[Any, dict[str, Any], str]]:
     """
     import dask.array as da
     import h5py
-    from napari.layers import Image
 
     file_path, chosen = core.split_hdf5_path(path)
     found = core.list_hdf5(file_path)
@@ -47,13 +92,8 @@ def read_hdf5_layers(path: str) -> list[tuple[Any, dict[str, Any], str]]:
             continue
         source = handle[dataset.name]
         data = da.from_array(source, chunks=source.chunks or "auto")
-        words = dataset.name.lower()
-        is_labels = np.issubdtype(dataset.dtype, np.integer) and any(
-            word in words for word in _LABEL_WORDS
-        )
+        is_labels = _is_labels(dataset.name, dataset.dtype)
         meta: dict[str, Any] = {"name": dataset.name}
         meta.update(core.layer_options(dataset.pixel_size, len(dataset.shape)))
-        if not hasattr(Image, "units"):  # napari before 0.6
-            meta.pop("units", None)
-        layers.append((data, meta, "labels" if is_labels else "image"))
+        layers.append((data, _units_known(meta), "labels" if is_labels else "image"))
     return layers
