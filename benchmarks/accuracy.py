@@ -38,13 +38,21 @@ import torch
 
 # scribbles.py beside this file: the simulated annotations of the sparse-label units.
 sys.path.insert(0, str(Path(__file__).parent))
-from napari_domain_adapt.core import Domain, TrainConfig, segmentation_scores
+from napari_domain_adapt.core import (
+    Domain,
+    PixelSize,
+    SegmentationModel,
+    TrainConfig,
+    segmentation_scores,
+    with_values,
+)
 from napari_domain_adapt.core.checkpoints import save_checkpoint
 from napari_domain_adapt.core.config import IMAGE_KINDS, ModelSpec, Preprocessing
 from napari_domain_adapt.core.io import atomic_write, load_dataset
 from napari_domain_adapt.core.metrics import best_threshold
 from napari_domain_adapt.core.resume import StateFile
 from napari_domain_adapt.core.training import TrainFinished, train
+from scale_pairs import PIXEL_SIZES, binned, load_with_pixel_size
 from scribbles import simulate_scribbles
 
 #: Steps between saves of a unit's training state, and between snapshots of its kept model
@@ -67,6 +75,13 @@ KINDS = {
     "mean-teacher+slice": ("mean-teacher", "slice"),
     "mean-teacher+scribbles": ("mean-teacher", "scribbles"),
 }
+#: Variants of a kind, tried by the screening profile: ``KIND/VARIANT`` trains ``KIND``
+#: with these settings changed (paths of :func:`~napari_domain_adapt.core.with_values`).
+VARIANTS = {
+    "no-rescale": {"alignment.pixel_size": False},
+}
+#: Datasets made at run time from a shared one: name -> (dataset, binning in Y and X).
+SCALED = {"vnc@9.2nm": ("vnc", 2)}
 #: How much a few strokes buy, and in which mode: run on the EM pairs only.
 LABEL_KINDS = ("scribbles", "mean-teacher+scribbles")
 
@@ -96,6 +111,9 @@ class Profile:
     patch_size: int = 128
     batch_size: int = 8
     width: int = 16
+    #: Whether the EM datasets carry their pixel sizes (as calibrated files would), so
+    #: that runs resample a target at another scale (see core.resampling).
+    pixel_sizes: bool = False
 
 
 PROFILES = {
@@ -108,6 +126,14 @@ PROFILES = {
         label_pairs=tuple(p for p in PAIRS if p[0] in EM),
     ),
     "quick": Profile(steps=250, seeds=(0,), pairs=(("isbi2012", "vnc"),), patch_size=96),
+    # Candidates first: one seed, half the steps, on the pair with a known scale shift.
+    "screen": Profile(
+        steps=500,
+        seeds=(0,),
+        pairs=(("isbi2012", "vnc@9.2nm"),),
+        modes=("mean-teacher", "mean-teacher/no-rescale"),
+        pixel_sizes=True,
+    ),
     # Seconds, not minutes: for the tests of this script, not for numbers.
     "smoke": Profile(
         steps=3,
@@ -169,7 +195,7 @@ class Unit:
     def key(self) -> str:
         """File name of the unit's result."""
         pair = self.source if self.target is None else f"{self.source}-{self.target}"
-        return f"{self.kind}__{pair}__seed{self.seed}"
+        return f"{self.kind.replace('/', '_')}__{pair}__seed{self.seed}"
 
 
 def plan(profile: Profile) -> list[Unit]:
@@ -197,8 +223,30 @@ def plan(profile: Profile) -> list[Unit]:
     return units
 
 
-def _load(data: Path, name: str, split: str, labels: bool = True) -> Domain:
-    return load_dataset(data / name, split, labels=labels, name=f"{name} {split}")
+def _load(
+    data: Path, name: str, split: str, labels: bool = True, pixel_sizes: bool = False
+) -> Domain:
+    """A split of a shared dataset, or of one made from it (:data:`SCALED`), with its pixel
+    size where ``pixel_sizes`` (always for a made one: its scale is what it tests)."""
+    if name in SCALED:
+        base, binning = SCALED[name]
+        domain = binned(load_with_pixel_size(data, base, split), binning)
+        if not labels:
+            domain = Domain(
+                domain.images, None, domain.masks, domain.name, pixel_size=domain.pixel_size
+            )
+        return domain
+    domain = load_dataset(data / name, split, labels=labels, name=f"{name} {split}")
+    if pixel_sizes:
+        domain.pixel_size = PIXEL_SIZES.get(name)
+    return domain
+
+
+def _kind(kind: str) -> tuple[str, str | None, dict]:
+    """A unit kind's mode, target labels seen, and settings changed (``KIND/VARIANT``)."""
+    base, _, variant = kind.partition("/")
+    mode, seen = KINDS.get(base, (base, None))
+    return mode, seen, VARIANTS[variant] if variant else {}
 
 
 def run_unit(unit: Unit, profile: Profile, data: Path, state: StateFile | None = None) -> dict:
@@ -206,19 +254,27 @@ def run_unit(unit: Unit, profile: Profile, data: Path, state: StateFile | None =
 
     With ``state`` the training continues from where a killed run of the unit stopped.
     """
-    source = _load(data, unit.source, "train")
+    sizes = profile.pixel_sizes
+    source = _load(data, unit.source, "train", pixel_sizes=sizes)
     target = None
-    mode, seen = KINDS.get(unit.kind, (unit.kind, None))
+    mode, seen, changes = _kind(unit.kind)
     if unit.target is not None:
-        target = _load(data, unit.target, "train", labels=seen is not None)
+        target = _load(data, unit.target, "train", labels=seen is not None, pixel_sizes=sizes)
         if seen is not None:
             labels, kind = np.zeros_like(target.labels), "dense"
             labels[0] = target.labels[0]
             if seen == "scribbles":
                 labels[0] = simulate_scribbles(labels[0], np.random.default_rng(unit.seed))
                 kind = "sparse"
-            target = Domain(target.images, labels, target.masks, target.name, label_kind=kind)
-    config = base_config(profile, unit.source, mode, unit.seed)
+            target = Domain(
+                target.images,
+                labels,
+                target.masks,
+                target.name,
+                label_kind=kind,
+                pixel_size=target.pixel_size,
+            )
+    config = with_values(base_config(profile, unit.source, mode, unit.seed), changes)
     finished = None
     for event in train(config, source, target, state=state):
         if isinstance(event, TrainFinished):
@@ -227,15 +283,12 @@ def run_unit(unit: Unit, profile: Profile, data: Path, state: StateFile | None =
             _snapshot(state, event.step)
     seconds = finished.elapsed  # training time, before a kill and after the resume
     scores = {}
+    model = finished.model
     for name in unit.evaluate_on:
-        test = _load(data, name, "test")
-        # The source's preprocessing (channel, CLAHE) is applied to every domain it scores.
-        probabilities = finished.model.predict(test.images, test.masks)
-        result = segmentation_scores(probabilities, test.labels, test.masks)
-        result["oracle_threshold"], result["oracle_f1"] = best_threshold(
-            probabilities, test.labels, test.masks
-        )
-        scores[name] = result
+        test = _load(data, name, "test", pixel_sizes=sizes)
+        scores[name] = _score(model, test, test.pixel_size)
+        if model.zoom_for(test.pixel_size) is not None:  # and as if its scale were unknown
+            scores[f"{name} unscaled"] = _score(model, test, None)
     tail = finished.history[-50:]
     diagnostics = {
         name: statistics.fmean(values)
@@ -256,6 +309,17 @@ def run_unit(unit: Unit, profile: Profile, data: Path, state: StateFile | None =
         "python": platform.python_version(),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _score(model: SegmentationModel, test: Domain, pixel_size: PixelSize | None) -> dict:
+    """F1 and friends of ``model`` on ``test`` (predicted at ``pixel_size``). The source's
+    preprocessing (channel, CLAHE) is applied to every domain it scores."""
+    probabilities = model.predict(test.images, test.masks, pixel_size=pixel_size)
+    result = segmentation_scores(probabilities, test.labels, test.masks)
+    result["oracle_threshold"], result["oracle_f1"] = best_threshold(
+        probabilities, test.labels, test.masks
+    )
+    return result
 
 
 def _snapshot(state: StateFile, step: int) -> None:

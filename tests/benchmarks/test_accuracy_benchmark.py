@@ -160,3 +160,34 @@ def test_report_averages_each_mode_over_the_pairs(accuracy, tmp_path) -> None:
     last = accuracy.results_table(tmp_path, profile).splitlines()[4]
     # source-only: (0.6 + 0.5) / 2; mean teacher: one pair only; target-trained: (0.8 + 0.9) / 2
     assert last == "| mean of the 2 pairs | 55.00 | – | 85.00 | |"
+
+
+def test_a_variant_trains_its_kind_with_its_settings_on_the_scaled_pair(
+    accuracy, data, monkeypatch
+) -> None:
+    """``KIND/VARIANT`` on the made pair: the kind's mode, the variant's settings, the
+    source at 4 nm and the target binned by 2 from 4.6 to 9.2 nm; keys are file names."""
+    calls = []
+
+    class Trained(Exception):
+        """What the unit would train on: seen, so no need to train."""
+
+    def train(config, source, target, state=None):
+        calls.append((config, source, target))
+        raise Trained
+
+    monkeypatch.setattr(accuracy, "train", train)
+    unit = accuracy.Unit("mean-teacher/no-rescale", "isbi2012", "vnc@9.2nm", 0, ("vnc@9.2nm",))
+    assert "/" not in unit.key
+    profile = accuracy.dataclasses.replace(accuracy.PROFILES["smoke"], pixel_sizes=True)
+    with pytest.raises(Trained):
+        accuracy.run_unit(unit, profile, data)
+    ((config, source, target),) = calls
+    assert config.mode == "mean-teacher"
+    assert not config.alignment.pixel_size
+    assert str(source.pixel_size) == "4 x 4 nm"
+    assert str(target.pixel_size) == "9.2 x 9.2 nm"
+    assert target.labels is None
+    full = accuracy._load(data, "vnc", "train")
+    assert target.images.shape[1:] == tuple(side // 2 for side in full.images.shape[1:])
+    assert all("/" not in u.key for u in accuracy.plan(accuracy.PROFILES["screen"]))
