@@ -541,3 +541,22 @@ def test_predict_refuses_a_dataset_directory_and_says_what_to_give(
     assert "is a dataset directory" in err
     assert str(datasets / "target" / "test" / "images") in err
     assert not (tmp_path / "p.tif").exists()
+
+
+def test_adapt_at_another_scale_says_so_and_the_model_resamples(datasets, tmp_path, capsys):
+    """A source at 4 nm, a target at 8 nm (given): adapt prints both and the factor, the
+    model keeps 4 nm, and predicting the target returns it on its own grid."""
+    target = tmp_path / "target.tif"
+    tifffile.imwrite(target, em_stack((2, 64, 64), np.uint8))
+    model = tmp_path / "m.pt"
+    argv = ["adapt", "--source", str(datasets / "source"), "--target", str(target)]
+    argv += ["--source-pixel-size", "4nm", "--target-pixel-size", "8nm", "--out", str(model)]
+    assert main([*argv, *TINY]) == 0
+    err = capsys.readouterr().err
+    assert "pixel sizes: source 4 x 4 nm, target 8 x 8 nm: the target is resampled by 2" in err
+    saved = load_checkpoint(model)
+    assert saved.pixel_size == PixelSize((4.0, 4.0), "nm")
+    out = tmp_path / "p.tif"
+    predict = ["predict", "--model", str(model), "--input", str(target), "--out", str(out)]
+    assert main([*predict, "--pixel-size", "8nm"]) == 0
+    assert tifffile.imread(out).shape == (2, 64, 64)

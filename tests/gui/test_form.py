@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import pytest
 
 from napari_domain_adapt.cli.parser import add_settings, given_settings
@@ -57,3 +58,23 @@ def test_the_form_starts_from_the_laptop_preset(make_napari_viewer):
         50,
     )
     assert form.config({"steps": 5}).steps == 5  # overrides win
+
+
+def test_the_form_shows_both_pixel_sizes_and_the_factor(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image = np.zeros((2, 32, 32), np.uint8)
+    image[:, 8:24] = 200
+    viewer.add_image(image, name="source image", scale=(1, 4, 4), units="nm")
+    viewer.add_labels((image > 0).astype(np.uint8), name="source labels")
+    target = viewer.add_image(image, name="target image")
+    form = InputsForm(viewer)
+    assert form.scaling_label.text() == (
+        "only the source's pixel size known: the target is used at its own scale"
+    )
+    target.scale, target.units = (1, 0.0092, 0.0092), ("um", "um", "um")
+    form.refresh()
+    assert form.scaling_label.text().endswith(
+        "the target is resampled by 2.3 to the source's pixel size"
+    )
+    form.field("alignment.pixel_size").value = False
+    assert form.scaling_label.text().endswith("matching pixel sizes is off, no resampling")

@@ -214,8 +214,8 @@ def _train_and_write(args: argparse.Namespace, mode: str | None) -> int:
     config = _config(args, mode or args.mode or TrainConfig().mode)
     sizes = (source.pixel_size, None if target is None else target.pixel_size)
     if target is not None and any(size is not None for size in sizes):
-        off = "" if config.alignment.pixel_size else " (resampling is off)"
-        print(f"pixel sizes: {describe_scaling(*sizes)}{off}", file=sys.stderr)
+        scaling = describe_scaling(*sizes, resample=config.alignment.pixel_size)
+        print(f"pixel sizes: {scaling}", file=sys.stderr)
     state = StateFile(args.out.with_name(args.out.name + ".state"), args.state_every)
     if state.path.exists() and not args.resume:
         raise InputError(

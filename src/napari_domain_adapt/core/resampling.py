@@ -158,8 +158,11 @@ def resampled(domain: Domain, factor: float) -> Domain:
     return copy
 
 
-def describe_scaling(source: PixelSize | None, target: PixelSize | None) -> str:
-    """One line on the pixel sizes of a run and what it does with them (CLI and widget)."""
+def describe_scaling(
+    source: PixelSize | None, target: PixelSize | None, resample: bool = True
+) -> str:
+    """One line on the pixel sizes of a run and what it does with them (CLI and widget);
+    ``resample``: whether the run matches pixel sizes (``alignment.pixel_size``)."""
     own = "the target is used at its own scale"
     if source is None or target is None:
         sizes = (("source", source), ("target", target))
@@ -173,6 +176,8 @@ def describe_scaling(source: PixelSize | None, target: PixelSize | None) -> str:
         return f"source {source}, target {target}: {error}"
     if factor is None:
         return f"source {source}, target {target}: the same scale, no resampling"
+    if not resample:
+        return f"source {source}, target {target}: matching pixel sizes is off, no resampling"
     return (
         f"source {source}, target {target}: the target is resampled by {factor:.3g} to the "
         "source's pixel size"

@@ -104,6 +104,9 @@ class InputsForm(QWidget):
         self._auto_images, self._setting_images = True, False
         self.labelled_label = QLabel(labelled_text(0))
         self.labelled_label.setWordWrap(True)
+        #: The source's and the target's pixel sizes, and what Adapt does with them.
+        self.scaling_label = QLabel()
+        self.scaling_label.setWordWrap(True)
 
         self.label_kind = ComboBox(
             choices=[("whole slices (0/1)", "dense"), ("scribbles (1 bg, 2 fg)", "sparse")],
@@ -137,6 +140,9 @@ class InputsForm(QWidget):
         self._enable_mode_settings(self.mode.value)
         self.images.changed.connect(self._images_picked)
         self.label_kind.changed.connect(self.update_labelled)
+        self.changed.connect(self.update_scaling)
+        if "alignment.pixel_size" in self.fields:
+            self.field("alignment.pixel_size").changed.connect(self.update_scaling)
         events = viewer.layers.events
         for event in (events.inserted, events.removed, events.moved):
             event.connect(self.refresh)
@@ -150,6 +156,7 @@ class InputsForm(QWidget):
             form.addRow(_LABELS[role], picker.native)
         form.addRow("Labels are", self.label_kind.native)
         form.addRow("", self.labelled_label)
+        form.addRow("Pixel sizes", self.scaling_label)
         form.addRow("Images", self.images.native)
         form.addRow("Mode", self.mode.native)
         advanced = QFormLayout()
@@ -248,6 +255,14 @@ class InputsForm(QWidget):
         mode = self.mode.value
         then = f"used by {mode}" if mode in core.LABEL_MODES else f"not used by {mode}"
         self.labelled_label.setText(labelled_text(count, pixels, then))
+
+    def update_scaling(self, _value: Any = None) -> None:
+        """Say the source's and the target's pixel sizes and whether Adapt resamples."""
+        layers = (self.layer("source_image"), self.layer("target_image"))
+        sizes = [None if layer is None else layer_pixel_size(layer) for layer in layers]
+        matching = self.fields.get("alignment.pixel_size")
+        resample = matching is None or bool(matching.value)
+        self.scaling_label.setText(core.describe_scaling(*sizes, resample=resample))
 
     def field(self, path: str) -> Widget:
         """The field of the setting at ``path`` (``"steps"``, ``"model.depth"``)."""
