@@ -37,6 +37,7 @@ from napari_domain_adapt.core import (
     export_bioimageio,
     is_dataset,
     is_zarr,
+    judge,
     load_dataset,
     load_model,
     make_sample_pair,
@@ -203,6 +204,9 @@ def _progress(total: int, unit: str = "step"):
 
 def _run_training(args: argparse.Namespace, mode: str | None) -> int:
     inputs = [args.source, args.source_labels, args.target, args.target_labels]
+    inputs.append(getattr(args, "baseline", None))
+    if getattr(args, "keep_better", False) and args.baseline is None:
+        raise InputError("--keep-better keeps the better of two models: give --baseline too")
     _refuse_existing([args.out, args.metrics], args.overwrite, inputs)
     with run_lock(args.out):  # a second run on this --out is refused now, not after training
         return _train_and_write(args, mode)
@@ -223,7 +227,11 @@ def _train_and_write(args: argparse.Namespace, mode: str | None) -> int:
             "it, or delete it to start over"
         )
     finished = _follow(train_and_predict(config, source, target, state=state), config.steps)
-    save_checkpoint(finished.model, args.out, overwrite=args.overwrite)
+    verdict = _judge(args, finished.model, source, target)
+    kept = finished.model
+    if verdict is not None and args.keep_better and verdict.prefer == "source-only":
+        kept = load_model(args.baseline, "cpu")
+    save_checkpoint(kept, args.out, overwrite=args.overwrite)
     state.path.unlink(missing_ok=True)  # the model is safe: nothing left to resume
     result: dict[str, Any] = {
         "mode": config.mode,
@@ -239,12 +247,35 @@ def _train_and_write(args: argparse.Namespace, mode: str | None) -> int:
         "checkpoint": str(args.out),
         "config": config.to_dict(),
     }
+    if verdict is not None:
+        result["guard"] = {
+            "prefer": verdict.prefer,
+            "kept": "baseline" if kept is not finished.model else "adapted",
+            "reason": verdict.reason,
+            "decided_by": verdict.decided_by,
+            "estimates": verdict.estimates,
+        }
     if test is not None:
-        result["target_test"] = _scores(finished.model, test)
+        result["target_test"] = _scores(kept, test)
     print_json(result)
     if args.metrics is not None:
         _write_json(args.metrics, result, args.overwrite)
     return 0
+
+
+def _judge(args: argparse.Namespace, adapted, source: Domain, target: Domain | None):
+    """With ``--baseline``: the guard's verdict between it and the adapted model, printed.
+    The source slices it scores are the dataset's test split where it has one (held back
+    from training); else the training slices, which flatter both models alike."""
+    if getattr(args, "baseline", None) is None or target is None:
+        return None
+    held = source
+    if is_dataset(args.source) and (Path(args.source) / "test" / "labels").is_dir():
+        held = load_dataset(args.source, "test", labels=True, name="source test")
+        held.pixel_size = source.pixel_size
+    verdict = judge(load_model(args.baseline, adapted.device), adapted, held, target)
+    print(f"guard: {verdict.reason}", file=sys.stderr)
+    return verdict
 
 
 def _follow(events: Iterator[Any], steps: int) -> Any:

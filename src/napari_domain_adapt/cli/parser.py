@@ -93,6 +93,19 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
         {"--source-pixel-size": "--source", "--target-pixel-size": "--target"},
         kept=" (the model keeps both)",
     )
+    if adapt:
+        guard = parser.add_argument_group("guard")
+        guard.add_argument(
+            "--baseline",
+            type=Path,
+            help="a source-only model (e.g. from train) to compare the adapted one with, "
+            "without target labels: the guard's verdict is printed and kept in --metrics",
+        )
+        guard.add_argument(
+            "--keep-better",
+            action="store_true",
+            help="with --baseline: write whichever model the guard prefers to --out",
+        )
     out = parser.add_argument_group("output")
     out.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
     out.add_argument("--metrics", type=Path, help="also write the metrics JSON to this file")

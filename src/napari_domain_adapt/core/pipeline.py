@@ -3,8 +3,9 @@
 :func:`train_and_predict` trains (yielding the training's events) and then, where asked,
 predicts the target with the model trained. :func:`predict` predicts any image slice by
 slice, in memory or out of core into an OME-Zarr store, yielding its progress so that a
-caller can show it and stop between slices. :func:`open_source` and :func:`open_target`
-make the domains from the paths a user gives (a dataset directory, an image stack, a zarr
+caller can show it and stop between slices. :func:`judge` is the guard's verdict between a
+source-only and an adapted model. :func:`open_source` and :func:`open_target` make the
+domains from the paths a user gives (a dataset directory, an image stack, a zarr
 or HDF5 volume). Each caller only turns its input (arguments, layers) into these calls,
 and their events into its output (a progress bar and files, layers).
 """
@@ -20,6 +21,7 @@ import numpy as np
 
 from .data import Domain, as_image_stack, is_lazy
 from .errors import InputError
+from .guard import GuardVerdict, Predictions, guard
 from .hdf5 import split_hdf5_path
 from .io import is_dataset, load_dataset, read_volume
 from .metrics import check_threshold
@@ -287,3 +289,36 @@ def open_target(
     if (root / "test" / "labels").is_dir():
         test = load_dataset(root, "test", labels=True, name="target test")
     return target, test
+
+
+#: Target slices the guard predicts at most (evenly spaced): enough for its estimates,
+#: without predicting a whole volume twice.
+GUARD_SLICES = 8
+
+
+def judge(
+    baseline: SegmentationModel, adapted: SegmentationModel, source: Domain, target: Domain
+) -> GuardVerdict:
+    """The guard's verdict between a source-only ``baseline`` and an ``adapted`` model.
+
+    Both predict the labelled ``source`` slices (best held back from training) and up to
+    :data:`GUARD_SLICES` slices of the ``target``; the verdict (see :mod:`~.guard`) reads
+    the source labels and the target images only, never a target label.
+    """
+    if source.labels is None:
+        raise InputError("the guard needs labelled source slices; the source has no labels")
+    if target.lazy:
+        raise InputError(
+            "the guard predicts target slices in memory; the target is read on demand"
+        )
+    chosen = np.unique(np.linspace(0, len(target) - 1, min(len(target), GUARD_SLICES)).round())
+    images = target.images[chosen.astype(int)]
+    masks = None if target.masks is None else target.masks[chosen.astype(int)]
+
+    def predictions(model: SegmentationModel) -> Predictions:
+        return Predictions(
+            model.predict(source.images, source.masks, pixel_size=source.pixel_size),
+            model.predict(images, masks, pixel_size=target.pixel_size),
+        )
+
+    return guard(source.labels, predictions(baseline), predictions(adapted), source.masks, masks)
