@@ -9,9 +9,12 @@ import pytest
 import torch
 
 from napari_domain_adapt.core.alignment import (
+    REFERENCE_QUANTILES,
     appearance_augmentation,
     fourier_domain_adaptation,
+    intensity_reference,
     match_histograms,
+    match_to_reference,
 )
 
 QUANTILES = np.linspace(0.02, 0.98, 25)
@@ -75,6 +78,44 @@ def test_empty_masks_count_every_pixel_and_wrong_ones_are_refused() -> None:
     )
     with pytest.raises(ValueError, match="do not fit"):
         match_histograms(target, source, np.ones((2, 48, 40), bool))
+
+
+def test_the_reference_is_the_quantiles_inside_the_fields_of_view() -> None:
+    _, source = _stacks()
+    reference = intensity_reference(source)
+    assert reference.shape == (REFERENCE_QUANTILES,)
+    assert reference.dtype == np.float32
+    assert (np.diff(reference) >= 0).all()
+    assert reference[0] == source.min()
+    assert reference[-1] == source.max()
+    masks = np.zeros(source.shape, bool)
+    masks[:, :10] = True
+    inside = intensity_reference(source, masks, count=5)
+    np.testing.assert_allclose(inside, np.quantile(source[masks], np.linspace(0, 1, 5)))
+
+
+def test_each_image_is_matched_to_the_reference_on_its_own() -> None:
+    target, source = _stacks()
+    target[1] *= 3  # a brighter slice: matched alone, it looks like the others
+    reference = intensity_reference(source)
+    matched = match_to_reference(target, reference)
+    for image in matched:
+        np.testing.assert_allclose(
+            np.quantile(image, QUANTILES), np.quantile(source, QUANTILES), atol=0.02
+        )
+    np.testing.assert_array_equal(match_to_reference(target[1:2], reference)[0], matched[1])
+    assert (np.argsort(matched[0], axis=None) == np.argsort(target[0], axis=None)).mean() > 0.99
+
+
+def test_matching_to_the_reference_keeps_pixels_outside_the_field_and_blank_images() -> None:
+    target, source = _stacks()
+    target[2] = 0.25  # blank
+    masks = np.zeros(target.shape, bool)
+    masks[:, 5:30, 5:30] = True
+    matched = match_to_reference(target, intensity_reference(source), masks)
+    np.testing.assert_array_equal(matched[~masks], target[~masks])
+    np.testing.assert_array_equal(matched[2], target[2])
+    assert not np.allclose(matched[0][masks[0]], target[0][masks[0]], atol=0.05)
 
 
 # fourier_domain_adaptation

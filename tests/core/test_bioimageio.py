@@ -322,6 +322,11 @@ def test_export_refuses_without_writing(model, sample_pair, tmp_path) -> None:
     fundus = SegmentationModel(model.network, Preprocessing(field_of_view=True))
     with pytest.raises(InputError, match="field of view"):
         export_bioimageio(fundus, image, tmp_path / "a.zip")
+    matching = SegmentationModel(
+        model.network, intensity_reference=np.linspace(0, 1, 16, dtype=np.float32)
+    )
+    with pytest.raises(InputError, match="histogram"):
+        export_bioimageio(matching, image, tmp_path / "a.zip")
     with pytest.raises(InputError, match="at least 8x8"):
         export_bioimageio(model, image[:6, :40], tmp_path / "a.zip")
     with pytest.raises(InputError, match="SPDX"):

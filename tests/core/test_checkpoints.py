@@ -154,8 +154,8 @@ def test_not_a_checkpoint_or_other_version(trained_model, tmp_path) -> None:
     torch.save(model.network.state_dict(), plain)  # weights alone, no description
     with pytest.raises(InputError, match="not a napari-domain-adapt checkpoint"):
         load_checkpoint(plain)
-    with pytest.raises(InputError, match="checkpoint version 2 is not supported"):
-        load_checkpoint(_resaved(model, tmp_path / "v2.pt", version=2))
+    with pytest.raises(InputError, match="checkpoint version 3 is not supported"):
+        load_checkpoint(_resaved(model, tmp_path / "v3.pt", version=3))
     with pytest.raises(InputError, match="does not fit"):
         load_checkpoint(_resaved(model, tmp_path / "bad.pt", model={"depth": 9}))
     config = {**model.config.to_dict(), "steps": 0}
@@ -230,3 +230,42 @@ def test_a_model_trained_without_matching_pixel_sizes_never_resamples(trained_mo
     config = with_values(model.config, {"alignment.pixel_size": False})
     model = dataclasses.replace(model, config=config)
     assert model.zoom_for(PixelSize((8.0, 8.0), "nm")) is None
+
+
+def test_a_model_without_a_reference_is_written_and_read_as_before(
+    trained_model, sample_pair, tmp_path
+) -> None:
+    model = trained_model("group")
+    assert model.intensity_reference is None
+    checkpoint = model.to_checkpoint()
+    assert checkpoint["version"] == 1  # what releases before histogram matching read
+    assert "intensity_reference" not in checkpoint
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "old.pt"))
+    assert loaded.intensity_reference is None
+    image = sample_pair.target_image
+    np.testing.assert_array_equal(loaded.predict(image), model.predict(image))
+
+
+def test_the_intensity_reference_survives_a_checkpoint_and_changes_predictions(
+    trained_model, sample_pair, tmp_path
+) -> None:
+    model = trained_model("group")
+    reference = np.linspace(-0.2, 1.3, 256, dtype=np.float32) ** 3
+    matching = dataclasses.replace(model, intensity_reference=reference)
+    checkpoint = matching.to_checkpoint()
+    assert checkpoint["version"] == 2  # older releases refuse it rather than predict unmatched
+    loaded = load_checkpoint(save_checkpoint(matching, tmp_path / "matching.pt"))
+    np.testing.assert_array_equal(loaded.intensity_reference, reference)
+    image = sample_pair.target_image[0]
+    np.testing.assert_array_equal(loaded.predict(image), matching.predict(image))
+    assert not np.allclose(loaded.predict(image), model.predict(image), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "reference", [[0.5], [[0.0, 1.0]], [1.0, 0.0, 2.0], [0.0, float("nan")], "abc"]
+)
+def test_a_bad_intensity_reference_is_refused(trained_model, tmp_path, reference) -> None:
+    model = trained_model("group")
+    path = _resaved(model, tmp_path / "bad.pt", version=2, intensity_reference=reference)
+    with pytest.raises(InputError, match=r"intensity reference|does not fit"):
+        load_checkpoint(path)

@@ -49,6 +49,10 @@ def test_defaults_are_valid_and_mean_teacher() -> None:
         ({"domain": {"gradient": "source"}}, "domain gradient must be one of"),
         ({"teacher": {"confidence": 0.3}}, r"confidence must be in \[0.5, 1\)"),
         ({"teacher": {"decay": 1.0}}, "teacher decay must be in"),
+        ({"teacher": {"balance": 0.0}}, r"balance must be None or a quantile in \(0, 1\]"),
+        ({"teacher": {"balance": 1.5}}, "balance must be None or a quantile"),
+        ({"teacher": {"balance": True}}, "balance must be None or a quantile"),
+        ({"teacher": {"balance": "0.5"}}, "balance must be None or a quantile"),
         ({"selection": {"every": 0}}, "select_every must be None or an integer"),
         ({"selection": {"by": "entropy"}}, "needs select_every"),
         ({"preview_interval": -1.0}, "preview_interval must be >= 0"),
@@ -189,3 +193,13 @@ def test_from_dict_validates() -> None:
 def test_integer_fields_refuse_fractions(field: str) -> None:
     with pytest.raises(InputError, match=f"{field} must be an integer; got 2.5"):
         TrainConfig(**{field: 2.5})
+
+
+def test_teacher_balance_defaults_to_the_fixed_rule_and_old_dicts_load() -> None:
+    assert TeacherSpec().balance is None
+    assert TeacherSpec(balance=1).balance == 1.0
+    assert isinstance(TeacherSpec(balance=1).balance, float)
+    saved = TrainConfig(teacher=TeacherSpec(balance=0.7)).to_dict()
+    assert TrainConfig.from_dict(saved).teacher.balance == 0.7
+    del saved["teacher"]["balance"]  # a version-2 configuration from before the field
+    assert TrainConfig.from_dict(saved).teacher == TeacherSpec()

@@ -7,8 +7,10 @@ import dataclasses
 import pytest
 
 from napari_domain_adapt.core import (
+    ADAPTIVE,
     PRESETS,
     SETTINGS,
+    TEACHER_MODES,
     InputError,
     ModelSpec,
     TrainConfig,
@@ -68,3 +70,17 @@ def test_a_setting_knows_its_preset_default() -> None:
     assert steps.default("laptop") == 600
     depth = dataclasses.replace(steps, path="model.depth")
     assert depth.default("laptop") == 3
+
+
+def test_the_alignment_and_balance_settings() -> None:
+    settings = {s.path: s for s in SETTINGS}
+    balance = settings["teacher.balance"]
+    assert balance.kind is float  # its default, None, does not tell
+    assert balance.option == "--teacher-balance"
+    assert set(balance.modes) == set(TEACHER_MODES)
+    assert set(settings["alignment.fda_beta"].modes) == set(ADAPTIVE)
+    assert settings["alignment.histogram_matching"].widget
+    assert not settings["alignment.fda_beta"].widget
+    assert not settings["alignment.appearance"].widget
+    config = with_values(TrainConfig(), {"teacher.balance": 0.6, "alignment.fda_beta": 0.02})
+    assert (config.teacher.balance, config.alignment.fda_beta) == (0.6, 0.02)

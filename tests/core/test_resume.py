@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_domain_adapt.core.config import ModelSpec, SelectionSpec
+from napari_domain_adapt.core.config import AlignmentSpec, ModelSpec, SelectionSpec
 from napari_domain_adapt.core.data import Domain
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.resume import (
@@ -166,5 +166,30 @@ def test_a_resumed_run_keeps_the_model_its_criterion_chose(
     _run_until(config, source, target, state, stop_after=5)
     resumed = fit(config, source, target, state=state)
     assert resumed.model.metadata["selected_step"] == whole.model.metadata["selected_step"]
+    for name, value in _weights(whole).items():
+        assert torch.equal(_weights(resumed)[name], value)
+
+
+def test_a_run_with_appearance_changes_continues_to_the_same_weights(
+    tiny_config, source, target, tmp_path
+) -> None:
+    """The appearance augmentation's generator is part of the run's state."""
+    config = dataclasses.replace(
+        tiny_config,
+        mode="adversarial",
+        steps=7,
+        patch_size=32,
+        preview_interval=None,
+        alignment=AlignmentSpec(fda_beta=0.05, appearance=0.8),
+    )
+    whole = fit(config, source, target)
+    state = StateFile(tmp_path / "run.state", every=2)
+    _run_until(config, source, target, state, stop_after=3)
+    assert "appearance_rng" in torch.load(state.path, weights_only=True)
+    resumed = fit(config, source, target, state=state)
+    assert resumed.steps == 7
+    assert [h["supervised_loss"] for h in resumed.history] == [
+        h["supervised_loss"] for h in whole.history
+    ]
     for name, value in _weights(whole).items():
         assert torch.equal(_weights(resumed)[name], value)

@@ -3,6 +3,7 @@ block, into OME-Zarr."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -253,3 +254,14 @@ def test_predictions_without_a_pixel_size_have_scale_one_and_no_unit(model, tmp_
     (image,) = zarr.open_group(str(tmp_path / "flat.zarr"), mode="r").attrs["multiscales"]
     assert image["axes"] == [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
     assert image["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 1.0]
+
+
+def test_a_histogram_matched_model_is_refused_out_of_core(trained_model, tmp_path) -> None:
+    """Out of core there is no matching yet: refused, rather than predicted unmatched."""
+    model = dataclasses.replace(
+        trained_model(), intensity_reference=np.linspace(0.0, 1.0, 16, dtype=np.float32)
+    )
+    volume = np.random.default_rng(0).random((2, 64, 64)).astype(np.float32)
+    with pytest.raises(InputError, match="out-of-core volume prediction does not do yet"):
+        predict_volume(model, volume, tmp_path / "p.zarr")
+    assert not (tmp_path / "p.zarr").exists()

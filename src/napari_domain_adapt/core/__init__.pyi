@@ -1,5 +1,6 @@
 """The public API of the core, for type checkers and for lazy_loader (see __init__.py)."""
 
+from .alignment import intensity_reference, match_to_reference
 from .bioimageio import export_bioimageio, load_model
 from .checkpoints import SegmentationModel, load_checkpoint, save_checkpoint
 from .config import (
@@ -118,6 +119,7 @@ __all__ = [
     "guard",
     "guard_verdict",
     "instances_to_membranes",
+    "intensity_reference",
     "is_dataset",
     "is_hdf5",
     "is_lazy",
@@ -131,6 +133,7 @@ __all__ = [
     "load_dataset",
     "load_model",
     "make_sample_pair",
+    "match_to_reference",
     "normalise_unit",
     "open_source",
     "open_target",

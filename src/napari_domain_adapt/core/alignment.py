@@ -3,6 +3,9 @@ look like many targets, before the network sees them.
 
 - :func:`match_histograms` maps the target stack's intensities onto the source's
   distribution (one mapping per stack, inside the fields of view);
+  :func:`intensity_reference` keeps the source's distribution as a few quantiles, and
+  :func:`match_to_reference` maps each image onto them (what a trained model does to
+  every image it predicts);
 - :func:`fourier_domain_adaptation` gives source patches the target's low-frequency
   amplitude spectrum, its "style", and keeps their phase, their content (Yang & Soatto,
   CVPR 2020);
@@ -31,6 +34,8 @@ CONTRAST = 0.4
 BRIGHTNESS = 0.2
 BLUR_SIGMA = 1.5
 NOISE_SIGMA = 0.08
+#: Quantiles that :func:`intensity_reference` keeps of the source's intensities.
+REFERENCE_QUANTILES = 256
 
 
 def _inside(stack: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
@@ -62,6 +67,41 @@ def match_histograms(
     matched[inside] = exposure.match_histograms(
         images[inside], reference[_inside(reference, reference_masks)]
     )
+    return matched
+
+
+def intensity_reference(
+    images: np.ndarray, masks: np.ndarray | None = None, count: int = REFERENCE_QUANTILES
+) -> np.ndarray:
+    """The ``count`` evenly spaced quantiles (0 to 1) of ``images`` inside ``masks``.
+
+    A compact stand-in for the source's histogram that a model carries with it: matching
+    to these quantiles is matching to the source's distribution, piecewise linearly
+    between them. Float32, non-decreasing.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    values = images[_inside(images, masks)]
+    return np.quantile(values, np.linspace(0.0, 1.0, count)).astype(np.float32)
+
+
+def match_to_reference(
+    images: np.ndarray, reference: np.ndarray, masks: np.ndarray | None = None
+) -> np.ndarray:
+    """Each ``(H, W)`` image of the ``(N, H, W)`` stack matched on its own to ``reference``.
+
+    ``reference``: quantiles from :func:`intensity_reference`. One mapping per image (a
+    slice predicted alone or within its stack is matched alike), inside its field of view
+    where ``masks`` give one; an image with fewer than two values there (a blank slice)
+    is kept as it is. Float32.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    reference = np.asarray(reference, dtype=np.float32)
+    matched = images.copy()
+    for index, image in enumerate(images):
+        inside = _inside(image, None if masks is None else masks[index])
+        values = image[inside]
+        if values.size and values.min() < values.max():
+            matched[index][inside] = exposure.match_histograms(values, reference)
     return matched
 
 

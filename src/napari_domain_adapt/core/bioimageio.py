@@ -5,11 +5,11 @@ A package (a zip; spec format 0.5) runs unchanged in the tools of the bioimage.i
 state dict with its architecture (:func:`~napari_domain_adapt.core.models.build_unet`), test
 tensors cut from the user's own image, a cover, a README and the training configuration.
 Our preprocessing is described with the spec's own operations (``scale_range`` per image
-over y and x, then ``clip``), the logits' sigmoid as postprocessing; CLAHE has no such
-description, so models that use it are refused. The y and x axes carry the pixel size the
-model was trained at (its source's), as the spec's ``scale`` and ``unit``, where known.
-``bioimageio.core`` is an optional dependency (the ``bioimageio`` extra), imported only here
-and only when called.
+over y and x, then ``clip``), the logits' sigmoid as postprocessing; CLAHE and histogram
+matching have no such description, so models that use them are refused. The y and x axes
+carry the pixel size the model was trained at (its source's), as the spec's ``scale`` and
+``unit``, where known. ``bioimageio.core`` is an optional dependency (the ``bioimageio``
+extra), imported only here and only when called.
 """
 
 from __future__ import annotations
@@ -123,8 +123,9 @@ def export_bioimageio(
     slice is used): a centred square crop of at most ``test_size`` pixels becomes the
     package's test input, and this model's prediction of it the test output. RGB becomes
     grey as in training; the package takes one grey channel. Raises InputError for a model
-    whose preprocessing bioimage.io cannot describe (CLAHE), an image smaller than the
-    smallest input, bad metadata, or an existing ``path`` without ``overwrite``.
+    whose preprocessing bioimage.io cannot describe (CLAHE, histogram matching), an image
+    smaller than the smallest input, bad metadata, or an existing ``path`` without
+    ``overwrite``.
     """
     _require_bioimageio()
     path = Path(path)
@@ -133,6 +134,11 @@ def export_bioimageio(
     if not path.parent.is_dir():
         raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
     _check_exportable(model.preprocessing)
+    if model.intensity_reference is not None:
+        raise InputError(
+            "this model matches every image's histogram to its source's, which a "
+            "bioimage.io package cannot describe; train without histogram matching to share it"
+        )
     crop = _test_crop(model, image, test_size)
     network = copy.deepcopy(model.network).cpu().eval()
     cpu_model = SegmentationModel(network, model.preprocessing, model.config, model.metadata)

@@ -2,7 +2,9 @@
 
 A checkpoint holds the network weights, the architecture, the preprocessing and the training
 configuration as plain tensors and Python literals; loading uses ``weights_only=True``, so
-reading a file never executes code from it.
+reading a file never executes code from it. A model trained with histogram matching also
+holds its source's intensity quantiles (version 2, so that a release that cannot match
+refuses it rather than predict unmatched); every other model is written as version 1.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .alignment import match_to_reference
 from .config import ModelSpec, Preprocessing, TrainConfig
 from .data import as_image_stack, as_mask_stack
 from .errors import InputError
@@ -27,7 +30,9 @@ from .preprocessing import field_of_view_masks, preprocess
 from .resampling import resample_stack, restore_plane, scale_factor
 
 CHECKPOINT_FORMAT = "napari-domain-adapt/checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+#: Versions read: 1 (no intensity reference) and 2 (with one).
+CHECKPOINT_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -38,6 +43,26 @@ class SegmentationModel:
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     config: TrainConfig | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    intensity_reference: np.ndarray | None = None
+    """The source's intensity quantiles after preprocessing
+    (:func:`~.alignment.intensity_reference`), where the model was trained with histogram
+    matching: every image it predicts is matched to them after preprocessing. None: images
+    are predicted as preprocessed."""
+
+    def __post_init__(self) -> None:
+        if self.intensity_reference is not None:
+            reference = np.asarray(self.intensity_reference, dtype=np.float32)
+            if (
+                reference.ndim != 1
+                or reference.size < 2
+                or not np.isfinite(reference).all()
+                or (np.diff(reference) < 0).any()
+            ):
+                raise InputError(
+                    "the intensity reference must be at least 2 finite, non-decreasing "
+                    f"quantiles; got an array of shape {reference.shape}"
+                )
+            self.intensity_reference = reference
 
     @classmethod
     def create(
@@ -79,8 +104,9 @@ class SegmentationModel:
         working pixel size are predicted resampled to it, the probabilities returned on
         the images' grid (see :meth:`zoom_for`).
 
-        Tiling and ``amp`` as in :func:`~.inference.predict_tiled` (``tile_size=None``:
-        automatic).
+        Each image is matched to :attr:`intensity_reference` after preprocessing, where
+        the model has one. Tiling and ``amp`` as in :func:`~.inference.predict_tiled`
+        (``tile_size=None``: automatic).
 
         ``masks`` (field of view, ``(N, H, W)`` bool) set the intensity statistics and
         make the probability outside 0; without them a preprocessing with
@@ -99,6 +125,8 @@ class SegmentationModel:
                 mask_stack = resample_stack(mask_stack, factor, order=0)
         mask_stack = field_of_view_masks(stack, self.preprocessing, mask_stack)
         prepared = preprocess(stack, self.preprocessing, mask_stack)
+        if self.intensity_reference is not None:
+            prepared = match_to_reference(prepared, self.intensity_reference, mask_stack)
         result = predict_tiled(
             self.network, prepared, tile_size, overlap, batch_size, progress, amp=amp
         )
@@ -130,9 +158,10 @@ class SegmentationModel:
 
     def to_checkpoint(self) -> dict[str, Any]:
         """The checkpoint dictionary: tensors and plain Python values only."""
-        return {
+        reference = self.intensity_reference
+        checkpoint = {
             "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
+            "version": 1 if reference is None else CHECKPOINT_VERSION,
             "model": {k: v for k, v in vars(self.spec).items()},
             "preprocessing": {
                 **vars(self.preprocessing),
@@ -142,6 +171,9 @@ class SegmentationModel:
             "metadata": self.metadata,
             "state_dict": {k: v.detach().cpu() for k, v in self.network.state_dict().items()},
         }
+        if reference is not None:
+            checkpoint["intensity_reference"] = [float(value) for value in reference]
+        return checkpoint
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict[str, Any]) -> SegmentationModel:
@@ -158,10 +190,10 @@ class SegmentationModel:
                 f"the file is not a napari-domain-adapt checkpoint (it holds {found}); expected "
                 "a model saved by napari-domain-adapt (train, adapt or Save model)"
             )
-        if checkpoint.get("version") != CHECKPOINT_VERSION:
+        if checkpoint.get("version") not in CHECKPOINT_VERSIONS:
             raise InputError(
                 f"checkpoint version {checkpoint.get('version')} is not supported "
-                f"(expected {CHECKPOINT_VERSION})"
+                f"(expected {' or '.join(map(str, CHECKPOINT_VERSIONS))})"
             )
         try:
             spec = ModelSpec(**checkpoint["model"])
@@ -173,6 +205,9 @@ class SegmentationModel:
             network = UNet(spec)
             network.load_state_dict(checkpoint["state_dict"])
             metadata = dict(checkpoint.get("metadata") or {})
+            reference = checkpoint.get("intensity_reference")
+            if reference is not None:
+                reference = np.array(reference, dtype=np.float32)
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
             # load_state_dict lists every missing key on lines of their own: one line here.
             found = " ".join(str(error).split())
@@ -190,7 +225,7 @@ class SegmentationModel:
                 f"{', ...' if len(bad) > 3 else ''}); expected finite weights (the run that "
                 "saved it diverged)"
             )
-        return cls(network, preprocessing, config, metadata)
+        return cls(network, preprocessing, config, metadata, reference)
 
 
 def _finite(tensor: torch.Tensor) -> bool:

@@ -173,9 +173,24 @@ class TeacherSpec:
     """Weight of the loss between student and teacher pseudo-labels."""
     confidence: float = 0.8
     """Pixels count only where the teacher is at least this sure."""
+    balance: float | None = None
+    """Class-balanced pseudo-labels (CBST; :mod:`~.pseudo_labels`). None: one fixed
+    threshold, ``confidence``, for both classes. A quantile in (0, 1]: in each teacher
+    batch, each class (the teacher's hard label) counts where its confidence reaches that
+    quantile of its class's confidences, capped at ``confidence``, so the class the teacher
+    is less sure of (mostly the foreground) keeps about ``1 - balance`` of its pixels
+    instead of few."""
 
     def __post_init__(self) -> None:
         _check(0 <= self.decay < 1, f"teacher decay must be in [0, 1); got {self.decay}")
+        if self.balance is not None:
+            _check(
+                isinstance(self.balance, int | float)
+                and not isinstance(self.balance, bool)
+                and 0 < self.balance <= 1,
+                f"teacher balance must be None or a quantile in (0, 1]; got {self.balance!r}",
+            )
+            object.__setattr__(self, "balance", float(self.balance))
         _check(
             0.5 <= self.confidence < 1, f"confidence must be in [0.5, 1); got {self.confidence}"
         )

@@ -47,6 +47,8 @@ class Setting:
     """Whether the widget offers it (in its Advanced section unless ``basic``)."""
     basic: bool = False
     """Whether the widget shows it in the main form, not under Advanced."""
+    value_type: type | None = None
+    """The type of its values where the default (None) does not tell; else from it."""
 
     @property
     def option(self) -> str:
@@ -55,7 +57,9 @@ class Setting:
 
     @property
     def kind(self) -> type:
-        """``bool``, ``int``, ``float`` or ``str``, from the default's type."""
+        """``bool``, ``int``, ``float`` or ``str``: ``value_type``, or the default's type."""
+        if self.value_type is not None:
+            return self.value_type
         value = get_value(TrainConfig(), self.path)
         return type(value) if value is not None else int
 
@@ -168,6 +172,53 @@ SETTINGS: tuple[Setting, ...] = (
         maximum=0.99,
         step=0.01,
         modes=TEACHER_MODES,
+        widget=False,
+    ),
+    Setting(
+        "teacher.balance",
+        "mean teacher",
+        "Class balance",
+        "mean teacher: class-balanced pseudo-labels, a quantile in (0, 1]: each class counts "
+        "where the teacher's confidence reaches that quantile of its class's in the batch "
+        "(at most --confidence), so the class it is less sure of keeps about 1 minus it of "
+        "its pixels (not given: the fixed --confidence for both classes)",
+        flag="--teacher-balance",
+        minimum=0.01,
+        maximum=1.0,
+        step=0.05,
+        modes=TEACHER_MODES,
+        widget=False,
+        value_type=float,
+    ),
+    Setting(
+        "alignment.histogram_matching",
+        "alignment",
+        "Match histograms",
+        "match each target image's intensity histogram to the source's after preprocessing; "
+        "the model keeps the source's and matches every image it predicts",
+    ),
+    Setting(
+        "alignment.fda_beta",
+        "alignment",
+        "FDA beta",
+        "adaptive modes: Fourier domain adaptation; source patches take the target patches' "
+        "low-frequency amplitude in a square of half-side FDA_BETA x the patch side "
+        "(0: off; Yang & Soatto used 0.01 to 0.09)",
+        minimum=0.0,
+        maximum=0.5,
+        step=0.01,
+        modes=ADAPTIVE,
+        widget=False,
+    ),
+    Setting(
+        "alignment.appearance",
+        "alignment",
+        "Appearance",
+        "strength of extra gamma, contrast, brightness, blur and noise changes of the source "
+        "patches (0: off, 1: the widest)",
+        minimum=0.0,
+        maximum=1.0,
+        step=0.1,
         widget=False,
     ),
     Setting(

@@ -19,6 +19,13 @@ model. The modes differ only in which losses are on:
 Labelled target slices, where given, join the supervised loss in ``semi-supervised`` and
 the mean-teacher modes.
 
+Input-level alignment (``config.alignment``): with ``histogram_matching`` each target
+image is matched to the source's intensity quantiles after preprocessing, and the model
+keeps them to match every image it predicts; with ``fda_beta`` (adaptive modes) each
+source patch takes the low-frequency amplitude of the target patch drawn beside it; with
+``appearance`` source patches get random gamma, contrast, brightness, blur and noise from
+a generator of the run's own (seeded, saved with the run's state).
+
 Stopping is cooperative: :meth:`TrainControl.stop` ends the loop after the current step and
 the generator still ends with :class:`TrainFinished` and the model so far.
 """
@@ -39,8 +46,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .alignment import (
+    appearance_augmentation,
+    fourier_domain_adaptation,
+    intensity_reference,
+    match_to_reference,
+)
 from .checkpoints import SegmentationModel
-from .config import LABEL_MODES, Preprocessing, TrainConfig
+from .config import LABEL_MODES, Preprocessing, TeacherSpec, TrainConfig
 from .data import Domain
 from .device import describe_device, require_memory, resolve_device
 from .errors import InputError
@@ -55,6 +68,7 @@ from .models import (
 )
 from .patches import PatchBatch, PatchSampler, jitter_intensity
 from .preprocessing import field_of_view_masks, preprocess
+from .pseudo_labels import balanced_pseudo_labels
 from .resampling import resampled, restore_plane, scale_factor
 from .resume import (
     StateFile,
@@ -71,6 +85,8 @@ TARGET_STATISTICS_BATCHES = 25
 #: Fixed target patches on which the label-free criteria are checked, and their seed offset.
 CHECK_PATCHES = 32
 CHECK_SEED = 7919
+#: Seed offset of the appearance augmentation's own generator.
+APPEARANCE_SEED = 104729
 
 
 class TrainControl:
@@ -177,6 +193,16 @@ def confident_pseudo_labels(
     return labels, weights
 
 
+def teacher_pseudo_labels(
+    probabilities: torch.Tensor, spec: TeacherSpec
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's pseudo-labels and weights by ``spec``'s rule: the fixed confidence, or
+    class-balanced thresholds where ``spec.balance`` is set."""
+    if spec.balance is None:
+        return confident_pseudo_labels(probabilities, spec.confidence)
+    return balanced_pseudo_labels(probabilities, spec.balance, ceiling=spec.confidence)
+
+
 @dataclass
 class _Run:
     config: TrainConfig
@@ -197,6 +223,8 @@ class _Run:
     elapsed_before: float = 0.0  # seconds trained before a resume
     pixel_sizes: dict[str, Any] = field(default_factory=dict)  # the model's metadata of them
     target_grid: tuple[int, int] | None = None  # the target's (Y, X) where it was resampled
+    reference: np.ndarray | None = None  # the source's intensity quantiles (histogram matching)
+    appearance: torch.Generator | None = None  # the appearance augmentation's draws
 
 
 def train(
@@ -321,6 +349,7 @@ def _prepare(
     source = _with_field_of_view(source, pre)
     target = None if target is None else _with_field_of_view(target, pre)
     source_images = preprocess(source.images, pre, source.masks)
+    reference = _reference(config, source_images, source.masks)  # alignment
     source_sampler = PatchSampler(
         source_images,
         size,
@@ -336,6 +365,7 @@ def _prepare(
             target_images = PreprocessedVolume(target.images, pre)
         else:
             target_images = preprocess(target.images, pre, target.masks)
+        target_images = _matched(target_images, reference, target)  # alignment
         if config.needs_target:
             target_sampler = PatchSampler(
                 target_images, size, rng, weights=None, augment=augment, name="target"
@@ -390,6 +420,8 @@ def _prepare(
         check_patches,
         pixel_sizes=pixel_sizes,
         target_grid=target_grid,
+        reference=reference,
+        appearance=_appearance_generator(config),
     )
 
 
@@ -406,6 +438,36 @@ def _working_factor(config: TrainConfig, source: Domain, target: Domain | None) 
             "load it into memory, or train without resampling (alignment.pixel_size off)"
         )
     return factor
+
+
+def _reference(
+    config: TrainConfig, source_images: np.ndarray, masks: np.ndarray | None
+) -> np.ndarray | None:
+    """The source's intensity quantiles where the run matches histograms, else None."""
+    if not config.alignment.histogram_matching:
+        return None
+    return intensity_reference(source_images, masks)
+
+
+def _matched(images: Any, reference: np.ndarray | None, target: Domain) -> Any:
+    """The preprocessed target matched to ``reference`` image by image, as the model will
+    match every image it predicts; unchanged without a reference."""
+    if reference is None:
+        return images
+    if target.lazy:
+        raise InputError(
+            f"histogram matching needs the {target.name} in memory, and it is read on demand; "
+            "load it into memory (a smaller volume or a crop) or turn histogram matching off"
+        )
+    return match_to_reference(images, reference, target.masks)
+
+
+def _appearance_generator(config: TrainConfig) -> torch.Generator | None:
+    """The appearance augmentation's own generator (on the CPU, so runs repeat on any
+    device); None where the run has no appearance augmentation."""
+    if config.alignment.appearance == 0:
+        return None
+    return torch.Generator().manual_seed(config.seed + APPEARANCE_SEED)
 
 
 def _with_field_of_view(domain: Domain, spec: Preprocessing) -> Domain:
@@ -436,6 +498,7 @@ def _capture(run: _Run, history: list[dict[str, float | None]], start: float) ->
         "numpy_rng": numpy_rng_state(run.rng),
         "torch_rng": torch.get_rng_state(),
         "best": run.best,
+        **({} if run.appearance is None else {"appearance_rng": run.appearance.get_state()}),
     }
 
 
@@ -446,6 +509,8 @@ def _restore(run: _Run, saved: dict) -> list[dict[str, float | None]]:
     run.optimizer.load_state_dict(saved["optimizer"])
     set_numpy_rng_state(run.rng, saved["numpy_rng"])
     torch.set_rng_state(saved["torch_rng"])
+    if run.appearance is not None:
+        run.appearance.set_state(saved["appearance_rng"])
     run.elapsed_before = float(saved.get("elapsed", 0.0))  # absent from early states
     run.best = saved.get("best")
     return list(saved["history"])
@@ -486,18 +551,18 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
     supervised, from_source = _supervised_batch(run)
     images = _tensor(supervised.images, device)
     count = len(images)
-    teacher_probabilities = None
+    teacher_probabilities = drawn = None
     if run.target is not None:
         # The mean teacher sees the plain patch; the student a strongly jittered view of it.
         target = run.target.sample(config.batch_size, jitter=not config.mean_teacher)
-        target_images = target.images
+        target_images = drawn = target.images
         if config.mean_teacher:
             weak = _tensor(target.images, device)
             teacher_probabilities = torch.sigmoid(_forward(run, run.teacher, weak))
             target_images = jitter_intensity(target.images, run.target.rng, strength=2.0)
     # One forward pass per domain, so BatchNorm normalises each with its own statistics:
     # the source patches, then the labelled and the unlabelled target patches.
-    domains = [images[:from_source], images[from_source:]]
+    domains = [_aligned_source(run, images[:from_source], drawn), images[from_source:]]
     if run.target is not None:
         domains[1] = torch.cat([domains[1], _tensor(target_images, device)])
     logits = torch.cat([_forward(run, run.segmentor, batch) for batch in domains if len(batch)])
@@ -519,9 +584,7 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
     if run.target is not None:
         result["target_entropy"] = mean_entropy(probabilities[count:])
     if teacher_probabilities is not None:
-        pseudo, confident = confident_pseudo_labels(
-            teacher_probabilities, config.teacher.confidence
-        )
+        pseudo, confident = teacher_pseudo_labels(teacher_probabilities, config.teacher)
         consistency = supervised_loss(logits[count:], pseudo, confident, config.dice_weight)
         loss = loss + config.teacher.consistency_weight * ramp * consistency
         result["consistency_loss"] = float(consistency.detach())
@@ -547,6 +610,21 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
     if run.teacher is not None:
         update_teacher(run.teacher, run.segmentor, config.teacher.decay)
     return result
+
+
+def _aligned_source(run: _Run, source: torch.Tensor, target: np.ndarray | None) -> torch.Tensor:
+    """The source patches as the segmentor sees them: each with the low-frequency amplitude
+    of the target patch drawn beside it (FDA, adaptive modes), then with random appearance
+    changes; unchanged where neither is on."""
+    alignment = run.config.alignment
+    if not len(source):
+        return source
+    if alignment.fda_beta > 0 and target is not None:
+        partners = _tensor(target[: len(source)], run.device)
+        source = fourier_domain_adaptation(source, partners, alignment.fda_beta)
+    if run.appearance is not None:
+        source = appearance_augmentation(source, run.appearance, alignment.appearance)
+    return source
 
 
 def _kept(run: _Run) -> torch.nn.Module:
@@ -646,6 +724,7 @@ def _loop(
             "select_by": config.selection.by,
             **run.pixel_sizes,
         },
+        run.reference,
     )
     yield TrainFinished(
         model, done, control.stopped, elapsed, describe_device(run.device), history

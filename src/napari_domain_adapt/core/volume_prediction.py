@@ -215,6 +215,11 @@ def predicting_volume(
         )
     if threshold is not None:
         check_threshold(threshold)
+    if getattr(model, "intensity_reference", None) is not None:
+        raise InputError(
+            "this model matches every image's histogram to its source's, which out-of-core "
+            "volume prediction does not do yet; predict the volume in memory (TIFF output)"
+        )
     if model.preprocessing.field_of_view:
         raise InputError(
             "this model finds the field of view of fundus photographs, which out-of-core "
