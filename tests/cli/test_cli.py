@@ -560,3 +560,32 @@ def test_adapt_at_another_scale_says_so_and_the_model_resamples(datasets, tmp_pa
     predict = ["predict", "--model", str(model), "--input", str(target), "--out", str(out)]
     assert main([*predict, "--pixel-size", "8nm"]) == 0
     assert tifffile.imread(out).shape == (2, 64, 64)
+
+
+def test_adapt_with_a_baseline_prints_the_guards_verdict_and_keeps_the_better(
+    datasets, checkpoint, tmp_path, capsys
+):
+    """--baseline: the verdict is printed and kept in the results; --keep-better writes the
+    model it prefers (the guard reads the source's test labels, never the target's)."""
+    out = tmp_path / "adapted.pt"
+    argv = ["adapt", "--source", str(datasets / "source"), "--target", str(datasets / "target")]
+    argv += ["--baseline", str(checkpoint), "--keep-better", "--out", str(out), *TINY]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    guard = result["guard"]
+    assert guard["prefer"] in ("adapted", "source-only")
+    assert f"guard: {guard['reason']}" in captured.err
+    assert set(guard["estimates"]) == {"source-only", "adapted"}
+    kept = load_checkpoint(out)
+    baseline = load_checkpoint(checkpoint)
+    same = all(
+        torch.equal(a, b)
+        for a, b in zip(
+            kept.network.state_dict().values(), baseline.network.state_dict().values(), strict=True
+        )
+    )
+    assert same == (guard["kept"] == "baseline") == (guard["prefer"] == "source-only")
+    no_baseline = ["adapt", "--source", str(datasets / "source"), "--target", "x", "--keep-better"]
+    assert main([*no_baseline, "--out", str(tmp_path / "b.pt")]) == EXIT_BAD_INPUT
+    assert "give --baseline too" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from .config import (
 from .data import Domain, as_image_stack, is_lazy, labelled_slices
 from .device import describe_device, resolve_device
 from .errors import InputError
-from .guard import GuardVerdict, Predictions, guard, guard_verdict
+from .guard import GuardVerdict, Predictions, guard_verdict
 from .hdf5 import is_hdf5, list_hdf5, split_hdf5_path
 from .inference import predict_tiled
 from .io import (
@@ -116,7 +116,6 @@ __all__ = [
     "export_bioimageio",
     "fit",
     "get_value",
-    "guard",
     "guard_verdict",
     "instances_to_membranes",
     "intensity_reference",
