@@ -160,7 +160,9 @@ def test_napari_asks_which_reader_unless_one_is_preferred(
     (scripted,) = viewer.open(str(path))
     np.testing.assert_array_equal(scripted.scale, (1, 1, 1))
     settings = get_settings()
-    monkeypatch.setattr(settings, "_save_on_change", False)  # not into the user's settings
+    # Not into the user's settings file (a class attribute: restored cleanly, unlike the
+    # instance's private pydantic fields, whose restoring broke every later viewer).
+    monkeypatch.setattr(type(settings), "_maybe_save", lambda self: None)
     monkeypatch.setattr(settings.plugins, "extension2reader", {"*.tif": "napari-domain-adapt"})
     (layer,) = viewer.open(str(path), plugin=None)
     np.testing.assert_allclose(layer.scale, (0.05, 0.004, 0.004))
