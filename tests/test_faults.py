@@ -50,6 +50,9 @@ from napari_domain_adapt.core.io import (
 )
 from napari_domain_adapt.core.volume_prediction import predict_volume
 
+# Kills, full disks and Stop at random instants, end to end: `pytest -m slow` (CI runs it).
+pytestmark = pytest.mark.slow
+
 NO_SPACE = OSError(errno.ENOSPC)  # as a full disk raises it: an errno, no message of its own
 
 # --- a process killed during a write -------------------------------------------------------

@@ -11,6 +11,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+# Fresh processes with the GUI packages blocked: `pytest -m slow` (CI runs it).
+pytestmark = pytest.mark.slow
+
 # napari and its GUI stack: Qt bindings and their helpers, magicgui, vispy, npe2, app-model
 BLOCKED = (
     "napari",

@@ -84,6 +84,7 @@ def test_each_kind_trains_its_mode_on_its_target_labels(
         np.testing.assert_array_equal(target.labels[0][marked], truth[0][marked])
 
 
+@pytest.mark.slow  # a run killed and resumed, end to end
 def test_run_is_resumable_and_reported(accuracy, data, tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setattr(accuracy, "STATE_EVERY", 1)
     monkeypatch.setattr(accuracy, "SNAPSHOT_EVERY", 2)

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+# The selection benchmark end to end: `pytest -m slow` (CI runs it).
+pytestmark = pytest.mark.slow
+
 
 def test_selection_scores_every_snapshot_and_reports(
     accuracy, selection, data, tmp_path, capsys, monkeypatch

@@ -360,6 +360,7 @@ def _same_weights(a: Path, b: Path) -> bool:
     return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
+@pytest.mark.slow  # a run killed and resumed, end to end
 def test_a_killed_adapt_run_resumes_to_the_uninterrupted_model(datasets, tmp_path, capsys):
     """SIGKILL mid-run, then --resume: the same model as a run never interrupted."""
     args = ["adapt", "--source", str(datasets / "source"), "--target", str(datasets / "target")]

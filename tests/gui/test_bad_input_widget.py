@@ -34,6 +34,9 @@ from napari_domain_adapt.gui import dialogs as _dialogs
 from napari_domain_adapt.gui.form import layer_kind
 from napari_domain_adapt.gui.jobs import TrainInputs
 
+# Every bad input through the real widget: `pytest -m slow` (CI runs it).
+pytestmark = pytest.mark.slow
+
 # --- the widget ----------------------------------------------------------------------------
 
 WAIT_MS = 30_000

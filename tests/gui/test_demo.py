@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.gui
+# The demo and the plugin in fresh processes, as users start them: `pytest -m slow` (CI).
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 #: What the crash needed: Triton installed (a CUDA build of torch) and software OpenGL.
 CONDITION = textwrap.dedent(

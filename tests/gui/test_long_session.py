@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.gui
+# Many runs in a row in one viewer: `pytest -m slow` (CI runs it).
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
