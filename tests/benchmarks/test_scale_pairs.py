@@ -90,6 +90,7 @@ def test_binned_images_are_smoothed_not_sampled(scale_pairs) -> None:
 # the pair, on the shared datasets
 
 
+@pytest.mark.slow  # reads the shared ISBI and VNC data: `pytest -m slow`
 def test_the_pair_has_the_known_pixel_sizes_and_zoom(pair) -> None:
     assert pair.source.pixel_size == PixelSize((4, 4), "nm")
     assert pair.target.pixel_size == pair.target_test.pixel_size == PixelSize((9.2, 9.2), "nm")
@@ -99,6 +100,7 @@ def test_the_pair_has_the_known_pixel_sizes_and_zoom(pair) -> None:
     assert pair.target.images.dtype == np.uint8
 
 
+@pytest.mark.slow  # reads the shared ISBI and VNC data: `pytest -m slow`
 def test_the_binned_target_is_the_vnc_seen_coarser(pair, scale_pairs) -> None:
     original = scale_pairs.load_with_pixel_size(scale_pairs.DATA, "vnc", "test")
     # 20.0 % of membrane before, 20.6 % after (thresholds of 0.3 or 0.7 give 21.6 or 18.6)
@@ -110,6 +112,7 @@ def test_the_binned_target_is_the_vnc_seen_coarser(pair, scale_pairs) -> None:
     assert _f1(labels, original.labels) > 0.8
 
 
+@pytest.mark.slow  # reads the shared ISBI and VNC data: `pytest -m slow`
 def test_the_target_resampled_to_the_source_pixel_size(pair) -> None:
     working = resample_stack(pair.target.images[:2], pair.factor, order=1)
     assert working.shape == (2, 1178, 1178)  # 512 * 2.3 = 1177.6 pixels of 4 nm

@@ -307,6 +307,7 @@ def test_membranes_from_instance_ids(tmp_path):
     assert main(args) == EXIT_BAD_INPUT  # exists, no --overwrite
 
 
+@pytest.mark.slow  # a bioimage.io package end to end: `pytest -m slow`
 def test_export_writes_a_package_that_predict_and_evaluate_accept(
     datasets, checkpoint, tmp_path, capsys
 ):

@@ -127,6 +127,7 @@ def test_package_contents_and_description(package, model) -> None:
     assert "## Validation" in readme
 
 
+@pytest.mark.slow  # a whole run end to end: `pytest -m slow`
 def test_bioimageio_validation_passes_offline(package) -> None:
     summary = bioimageio_core.test_model(package)
     failed = [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.errors]
@@ -391,6 +392,7 @@ def test_the_trained_pixel_size_is_the_scale_and_unit_of_y_and_x(sized_package, 
         )
 
 
+@pytest.mark.slow  # a whole run end to end: `pytest -m slow`
 def test_a_package_with_a_pixel_size_passes_bioimageio_validation(sized_package) -> None:
     """bioimageio.spec reads the axes (the output's size follows the input's through the
     scales), and bioimageio.core reproduces the test output."""

@@ -150,6 +150,7 @@ def test_fingerprint_tells_arrays_apart() -> None:
     assert fingerprint(a) != fingerprint(b)
 
 
+@pytest.mark.slow  # a whole run end to end: `pytest -m slow`
 def test_a_resumed_run_keeps_the_model_its_criterion_chose(
     tiny_config, source, target, tmp_path
 ) -> None:

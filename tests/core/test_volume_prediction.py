@@ -136,6 +136,7 @@ def test_clahe_models_predict_whole_slices(volume) -> None:
     np.testing.assert_allclose(result, model.predict(volume), rtol=0, atol=BOUND)
 
 
+@pytest.mark.slow  # starts a dask.distributed cluster: `pytest -m slow`
 def test_local_cluster_of_two_workers(model, volume, expected, tmp_path) -> None:
     distributed = pytest.importorskip("distributed")
     source = _zarr(tmp_path / "volume.zarr", volume, (1, 50, 50))

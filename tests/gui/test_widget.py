@@ -175,6 +175,7 @@ def test_labelled_target_slices_are_counted_for_the_chosen_mode(ready, qtbot):
     assert widget.form.mode.value == "semi-supervised"  # the user's choice stays
 
 
+@pytest.mark.slow  # a whole run end to end: `pytest -m slow`
 def test_scribbles_count_pixels_and_train(ready, qtbot, notes):
     viewer, widget = ready
     shape = viewer.layers["target image"].data.shape
@@ -311,6 +312,7 @@ def test_stop_keeps_model_and_follows_the_slider(ready, qtbot, notes):
     assert not notes["error"]
 
 
+@pytest.mark.slow  # a whole run end to end: `pytest -m slow`
 def test_save_load_and_predict_another_layer(ready, qtbot, tmp_path, monkeypatch, notes):
     viewer, widget = ready
     widget.start_training()
@@ -336,6 +338,7 @@ def test_save_load_and_predict_another_layer(ready, qtbot, tmp_path, monkeypatch
     assert "Cannot load" in notes["error"][-1]
 
 
+@pytest.mark.slow  # a whole run end to end: `pytest -m slow`
 def test_bioimageio_export_and_load(ready, qtbot, tmp_path, monkeypatch, notes):
     viewer, widget = ready
     widget.adapt_button.click()
@@ -381,6 +384,7 @@ def test_bad_inputs_notify_instead_of_raising(make_napari_viewer, qtbot, notes):
     assert "Train or load a model" in notes["warning"][-1]
 
 
+@pytest.mark.slow  # a whole run end to end: `pytest -m slow`
 def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     small_sample(viewer)
@@ -404,6 +408,7 @@ def test_default_model_is_the_form_model(ready):
     assert config.preview_interval == 0.0
 
 
+@pytest.mark.slow  # a whole run end to end: `pytest -m slow`
 def test_a_dask_layer_is_predicted_out_of_core(ready, qtbot):
     """A lazy layer's result stays lazy (a zarr store on disk) and equals the in-memory one."""
     viewer, widget = ready
@@ -426,6 +431,7 @@ def test_a_dask_layer_is_predicted_out_of_core(ready, qtbot):
     assert list(widget._scratch.glob("prediction-*.zarr"))
 
 
+@pytest.mark.slow  # a whole run end to end: `pytest -m slow`
 def test_a_dask_target_trains_lazily_and_is_predicted_out_of_core(ready, qtbot):
     viewer, widget = ready
     layer = viewer.layers["target image"]
@@ -473,6 +479,7 @@ def test_mode_picker_names_the_papers_method(ready):
     }
 
 
+@pytest.mark.slow  # a whole run end to end: `pytest -m slow`
 def test_the_form_is_never_cut_off_at_the_right(make_napari_viewer, qtbot):
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1400, 900)
@@ -507,6 +514,7 @@ def test_the_form_is_never_cut_off_at_the_right(make_napari_viewer, qtbot):
     assert combo.toolTip().startswith("adversarial + mean teacher\n\nmean teacher (self-")
 
 
+@pytest.mark.slow  # a whole run end to end: `pytest -m slow`
 def test_export_suggests_the_layer_name_beside_the_target_file(
     make_napari_viewer, qtbot, tmp_path, monkeypatch, notes
 ):
@@ -533,6 +541,7 @@ def test_export_suggests_the_layer_name_beside_the_target_file(
     assert not notes["error"], notes["error"]
 
 
+@pytest.mark.slow  # a whole run end to end: `pytest -m slow`
 def test_a_model_trained_in_the_widget_keeps_the_layers_pixel_sizes(ready, qtbot, notes):
     """The model records the pixel size it was trained at (the source layer's scale and
     units) and the target's, as a CLI-trained model does; napari's default scale of 1 pixel
