@@ -591,3 +591,21 @@ def test_adapt_with_a_baseline_prints_the_guards_verdict_and_keeps_the_better(
     no_baseline = ["adapt", "--source", str(datasets / "source"), "--target", "x", "--keep-better"]
     assert main([*no_baseline, "--out", str(tmp_path / "b.pt")]) == EXIT_BAD_INPUT
     assert "give --baseline too" in capsys.readouterr().err
+
+
+def test_a_run_can_start_from_a_model(datasets, checkpoint, tmp_path):
+    """--start-from: the run starts from the model's weights (its architecture and
+    preprocessing too) and the result says where it started."""
+    out = tmp_path / "continued.pt"
+    argv = ["adapt", "--source", str(datasets / "source"), "--target", str(datasets / "target")]
+    argv += ["--start-from", str(checkpoint), "--out", str(out), *TINY, "--steps", "1"]
+    assert main([*argv, "--depth", "3"]) == 0  # the model's depth (2) wins over the option
+    started, continued = load_checkpoint(checkpoint), load_checkpoint(out)
+    assert continued.spec == started.spec
+    assert continued.metadata["started_from"] == str(checkpoint)
+    before = dict(started.network.named_parameters())
+    after = dict(continued.network.named_parameters())
+    moved = [name for name in before if not torch.equal(before[name], after[name])]
+    assert moved  # trained on,
+    largest = max(float((after[n] - before[n]).abs().max()) for n in moved)
+    assert largest < 0.01  # from the model's weights, not new ones (one step, then averaged)

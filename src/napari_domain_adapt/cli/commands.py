@@ -204,7 +204,7 @@ def _progress(total: int, unit: str = "step"):
 
 def _run_training(args: argparse.Namespace, mode: str | None) -> int:
     inputs = [args.source, args.source_labels, args.target, args.target_labels]
-    inputs.append(getattr(args, "baseline", None))
+    inputs += [getattr(args, "baseline", None), args.start_from]
     if getattr(args, "keep_better", False) and args.baseline is None:
         raise InputError("--keep-better keeps the better of two models: give --baseline too")
     _refuse_existing([args.out, args.metrics], args.overwrite, inputs)
@@ -226,7 +226,11 @@ def _train_and_write(args: argparse.Namespace, mode: str | None) -> int:
             f"{state.path} holds the state of an interrupted run; pass --resume to continue "
             "it, or delete it to start over"
         )
-    finished = _follow(train_and_predict(config, source, target, state=state), config.steps)
+    initial = None if args.start_from is None else load_model(args.start_from, "cpu")
+    run = train_and_predict(config, source, target, state=state, initial=initial)
+    finished = _follow(run, config.steps)
+    if initial is not None:
+        finished.model.metadata["started_from"] = str(args.start_from)
     verdict = _judge(args, finished.model, source, target)
     kept = finished.model
     if verdict is not None and args.keep_better and verdict.prefer == "source-only":

@@ -93,6 +93,13 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
         {"--source-pixel-size": "--source", "--target-pixel-size": "--target"},
         kept=" (the model keeps both)",
     )
+    data.add_argument(
+        "--start-from",
+        type=Path,
+        metavar="MODEL",
+        help="a model of ours (checkpoint or bioimage.io package) to start from instead of a "
+        "new U-Net: its weights, architecture and preprocessing",
+    )
     if adapt:
         guard = parser.add_argument_group("guard")
         guard.add_argument(
