@@ -609,3 +609,27 @@ def test_a_run_can_start_from_a_model(datasets, checkpoint, tmp_path):
     assert moved  # trained on,
     largest = max(float((after[n] - before[n]).abs().max()) for n in moved)
     assert largest < 0.01  # from the model's weights, not new ones (one step, then averaged)
+
+
+def test_adapt_without_a_source_adapts_a_model_to_the_target(
+    datasets, checkpoint, tmp_path, capsys
+):
+    """Source-free: adapt --start-from M --target T (no --source) runs a mean teacher on the
+    target alone from M, and refuses what cannot work without the source."""
+    out = tmp_path / "free.pt"
+    argv = ["adapt", "--target", str(datasets / "target"), "--start-from", str(checkpoint)]
+    assert main([*argv, "--out", str(out), *TINY]) == 0
+    adapted = load_checkpoint(out)
+    assert adapted.config.mode == "mean-teacher"
+    assert adapted.metadata["started_from"] == str(checkpoint)
+    refused = [
+        (["adapt", "--target", str(datasets / "target")], "no --source"),
+        ([*argv, "--mode", "adversarial"], "mode adversarial needs the labelled source"),
+        ([*argv, "--baseline", str(checkpoint)], "give --source too"),
+    ]
+    for index, (command, message) in enumerate(refused):
+        path = tmp_path / f"r{index}.pt"
+        capsys.readouterr()
+        assert main([*command, "--out", str(path), *TINY]) == EXIT_BAD_INPUT
+        assert message in capsys.readouterr().err
+        assert not path.exists()

@@ -583,3 +583,62 @@ def test_a_lazy_target_at_another_scale_is_refused(tiny_config, source, sample_p
     config = dataclasses.replace(tiny_config, mode="mean-teacher")
     with pytest.raises(InputError, match="cannot be resampled yet"):
         training._prepare(config, source, target, None)
+
+
+def test_source_free_adaptation_starts_teacher_and_student_from_the_model(
+    tiny_config, trained_model, sample_pair
+):
+    """No source: the mean teacher adapts the model to the target alone; teacher and
+    student start equal to it, and only target patches are seen."""
+    start = trained_model("batch")
+    start = dataclasses.replace(
+        start, metadata={**start.metadata, "pixel_size": PixelSize((4.0, 4.0), "nm").to_dict()}
+    )
+    target = Domain(sample_pair.target_image, name="target")
+    config = dataclasses.replace(tiny_config, mode="mean-teacher", steps=3)
+    run = training._prepare(config, None, target, start)
+    assert run.source is None
+    for network in (run.segmentor, run.teacher):
+        for name, value in start.network.state_dict().items():
+            assert torch.equal(network.state_dict()[name].cpu(), value.cpu()), name
+    supervised, from_source = training._supervised_batch(run)
+    assert (len(supervised.images), from_source) == (0, 0)  # nothing labelled to learn from
+    result = training._step(run, 1)
+    assert result["supervised_loss"] == 0.0
+    assert result["consistency_loss"] > 0  # pseudo-labels from the start: no warm-up
+    finished = fit(config, None, target, initial=start)
+    assert finished.model.pixel_size == PixelSize((4.0, 4.0), "nm")  # the model's, kept
+    before, after = start.network.state_dict(), finished.model.network.state_dict()
+    assert any(not torch.equal(before[n], after[n]) for n in before)
+
+
+def test_source_free_adaptation_learns_from_labelled_target_slices(
+    tiny_config, trained_model, sample_pair
+):
+    labels = np.zeros_like(sample_pair.target_labels)
+    labels[1] = sample_pair.target_labels[1]
+    target = Domain(sample_pair.target_image, labels, name="target")
+    config = dataclasses.replace(tiny_config, mode="mean-teacher", batch_size=4)
+    run = training._prepare(config, None, target, trained_model("batch"))
+    supervised, from_source = training._supervised_batch(run)
+    assert (len(supervised.images), from_source) == (4, 0)  # all from the labelled slice
+    assert list(run.target_labelled.slices) == [1]
+
+
+@pytest.mark.parametrize(
+    ("mode", "with_model", "with_target", "message"),
+    [
+        ("mean-teacher", False, True, "starts from a trained model"),
+        ("adversarial", True, True, "mode adversarial needs the labelled source"),
+        ("source-only", True, True, "mode source-only needs the labelled source"),
+        ("mean-teacher", True, False, "learns from the target; none was given"),
+    ],
+)
+def test_a_run_without_a_source_is_refused_where_it_cannot_learn(
+    tiny_config, trained_model, sample_pair, mode, with_model, with_target, message
+):
+    target = Domain(sample_pair.target_image, name="target") if with_target else None
+    model = trained_model("batch") if with_model else None
+    config = dataclasses.replace(tiny_config, mode=mode)
+    with pytest.raises(InputError, match=message):
+        training._prepare(config, None, target, model)

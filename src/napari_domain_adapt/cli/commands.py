@@ -130,7 +130,9 @@ def _write_json(path: Path, data: dict[str, Any], overwrite: bool) -> None:
         temporary.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def _load_source(args: argparse.Namespace) -> Domain:
+def _load_source(args: argparse.Namespace) -> Domain | None:
+    if args.source is None:
+        return None  # source-free: the model to start from is the run's knowledge
     size = _pixel_size(args, _images_of(args.source), "--source-pixel-size")
     return open_source(args.source, args.source_labels, size)
 
@@ -207,6 +209,13 @@ def _run_training(args: argparse.Namespace, mode: str | None) -> int:
     inputs += [getattr(args, "baseline", None), args.start_from]
     if getattr(args, "keep_better", False) and args.baseline is None:
         raise InputError("--keep-better keeps the better of two models: give --baseline too")
+    if args.source is None and args.start_from is None:
+        raise InputError(
+            "no --source: give the labelled source, or --start-from MODEL to adapt a trained "
+            "model to the target alone (source-free, by a mean teacher)"
+        )
+    if args.source is None and getattr(args, "baseline", None) is not None:
+        raise InputError("--baseline is compared on labelled source slices: give --source too")
     _refuse_existing([args.out, args.metrics], args.overwrite, inputs)
     with run_lock(args.out):  # a second run on this --out is refused now, not after training
         return _train_and_write(args, mode)
@@ -215,18 +224,15 @@ def _run_training(args: argparse.Namespace, mode: str | None) -> int:
 def _train_and_write(args: argparse.Namespace, mode: str | None) -> int:
     source = _load_source(args)
     target, test = _load_target(args)
+    initial = None if args.start_from is None else load_model(args.start_from, "cpu")
     config = _config(args, mode or args.mode or TrainConfig().mode)
-    sizes = (source.pixel_size, None if target is None else target.pixel_size)
-    if target is not None and any(size is not None for size in sizes):
-        scaling = describe_scaling(*sizes, resample=config.alignment.pixel_size)
-        print(f"pixel sizes: {scaling}", file=sys.stderr)
+    _say_pixel_sizes(config, initial.pixel_size if source is None else source.pixel_size, target)
     state = StateFile(args.out.with_name(args.out.name + ".state"), args.state_every)
     if state.path.exists() and not args.resume:
         raise InputError(
             f"{state.path} holds the state of an interrupted run; pass --resume to continue "
             "it, or delete it to start over"
         )
-    initial = None if args.start_from is None else load_model(args.start_from, "cpu")
     run = train_and_predict(config, source, target, state=state, initial=initial)
     finished = _follow(run, config.steps)
     if initial is not None:
@@ -265,6 +271,16 @@ def _train_and_write(args: argparse.Namespace, mode: str | None) -> int:
     if args.metrics is not None:
         _write_json(args.metrics, result, args.overwrite)
     return 0
+
+
+def _say_pixel_sizes(
+    config: TrainConfig, working: PixelSize | None, target: Domain | None
+) -> None:
+    """Print the working and the target's pixel sizes and what the run does with them."""
+    sizes = (working, None if target is None else target.pixel_size)
+    if target is not None and any(size is not None for size in sizes):
+        scaling = describe_scaling(*sizes, resample=config.alignment.pixel_size)
+        print(f"pixel sizes: {scaling}", file=sys.stderr)
 
 
 def _judge(args: argparse.Namespace, adapted, source: Domain, target: Domain | None):

@@ -63,7 +63,16 @@ def _add_pixel_size_options(
 
 def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
     data = parser.add_argument_group("data")
-    data.add_argument("--source", required=True, help="labelled source: dataset dir or image")
+    data.add_argument(
+        "--source",
+        required=not adapt,
+        help="labelled source: dataset dir or image"
+        + (
+            " (adapt without it: a mean teacher adapts --start-from MODEL to the target)"
+            if adapt
+            else ""
+        ),
+    )
     data.add_argument("--source-labels", help="source labels (when --source is an image file)")
     data.add_argument(
         "--target",

@@ -80,7 +80,7 @@ class TargetPrediction:
 
 def train_and_predict(
     config: TrainConfig,
-    source: Domain,
+    source: Domain | None,
     target: Domain | None = None,
     *,
     control: TrainControl | None = None,

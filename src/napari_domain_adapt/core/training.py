@@ -67,6 +67,7 @@ from .models import (
     grad_reverse,
 )
 from .patches import PatchBatch, PatchSampler, jitter_intensity
+from .pixel_size import PixelSize
 from .preprocessing import field_of_view_masks, preprocess
 from .pseudo_labels import balanced_pseudo_labels
 from .resampling import resampled, restore_plane, scale_factor
@@ -211,7 +212,7 @@ class _Run:
     teacher: UNet | None
     classifier: DomainClassifier | None
     optimizer: torch.optim.Optimizer
-    source: PatchSampler
+    source: PatchSampler | None  # None: a source-free run (a mean teacher on the target)
     target: PatchSampler | None
     target_labelled: PatchSampler | None
     target_preview: np.ndarray | None
@@ -229,7 +230,7 @@ class _Run:
 
 def train(
     config: TrainConfig,
-    source: Domain,
+    source: Domain | None,
     target: Domain | None = None,
     control: TrainControl | None = None,
     initial: SegmentationModel | None = None,
@@ -242,6 +243,11 @@ def train(
     mean-teacher modes, and only on slices that carry any annotation: the other modes refuse
     a target with labelled slices (the one home of this rule). ``initial`` starts
     from a trained segmentor (copied, never changed) and its preprocessing.
+
+    Source-free (``source`` None): the mean teacher adapts ``initial`` to the target alone,
+    teacher and student starting from it, at its pixel size, learning from confident
+    pseudo-labels at once (no warm-up: the model already knows the task) and from labelled
+    target slices where given.
 
     With ``state``, the run's state is written to ``state.path`` every ``state.every``
     steps, at a stop and at the last step; a run that finds the file continues from it
@@ -290,11 +296,17 @@ def _require_step_memory(config: TrainConfig, device: torch.device) -> None:
 
 
 def _prepare(
-    config: TrainConfig, source: Domain, target: Domain | None, initial: SegmentationModel | None
+    config: TrainConfig,
+    source: Domain | None,
+    target: Domain | None,
+    initial: SegmentationModel | None,
 ) -> _Run:
-    if source.labels is None:
+    if source is None:
+        _check_source_free(config, target, initial)
+    elif source.labels is None:
         raise InputError("the source needs labels; expected a label stack beside its images")
-    _warn_if_one_class(source)
+    else:
+        _warn_if_one_class(source)
     if config.needs_target and target is None:
         raise InputError(f"mode {config.mode!r} needs a target image; none was given")
     if initial is not None:
@@ -341,24 +353,28 @@ def _prepare(
     pre = config.preprocessing
     size, augment = config.patch_size, config.augment
     target_grid = None  # the target's (Y, X), where it is resampled to the working grid
-    pixel_sizes = _pixel_sizes(source, target)  # as given
-    factor = _working_factor(config, source, target)
+    # The working pixel size: the source's, or in a source-free run the model's.
+    working = initial.pixel_size if source is None else source.pixel_size
+    pixel_sizes = _pixel_sizes(working, target)  # as given
+    factor = _working_factor(config, working, target)
     if factor is not None:
         target_grid = tuple(target.images.shape[1:3])
         target = resampled(target, factor)
-    source = _with_field_of_view(source, pre)
     target = None if target is None else _with_field_of_view(target, pre)
-    source_images = preprocess(source.images, pre, source.masks)
-    reference = _reference(config, source_images, source.masks)  # alignment
-    source_sampler = PatchSampler(
-        source_images,
-        size,
-        rng,
-        source.labels,
-        source.loss_weights(),
-        augment=augment,
-        name="source",
-    )
+    source_sampler, reference = None, None if initial is None else initial.intensity_reference
+    if source is not None:
+        source = _with_field_of_view(source, pre)
+        source_images = preprocess(source.images, pre, source.masks)
+        reference = _reference(config, source_images, source.masks)  # alignment
+        source_sampler = PatchSampler(
+            source_images,
+            size,
+            rng,
+            source.labels,
+            source.loss_weights(),
+            augment=augment,
+            name="source",
+        )
     target_sampler = labelled_sampler = target_images = None
     if target is not None:
         if target.lazy:
@@ -410,9 +426,7 @@ def _prepare(
         None if target is None or target.lazy else target.masks,
         rng,
         fingerprint(
-            source.images,
-            source.labels,
-            source.masks,
+            *((None,) * 3 if source is None else (source.images, source.labels, source.masks)),
             target_images,  # a lazy target's preprocessed view: read errors are clear
             None if target is None or not labelled.size else target.labels,
             None if initial is None else initial.network.head.weight.detach().cpu().numpy(),
@@ -425,16 +439,37 @@ def _prepare(
     )
 
 
-def _working_factor(config: TrainConfig, source: Domain, target: Domain | None) -> float | None:
+def _check_source_free(
+    config: TrainConfig, target: Domain | None, initial: SegmentationModel | None
+) -> None:
+    """A run without a source adapts a model to the target alone: it needs the model, the
+    target, and a mean teacher (the adversarial modes compare with source predictions)."""
+    if initial is None:
+        raise InputError(
+            "a run without a source starts from a trained model; give the source, or a model "
+            "to start from"
+        )
+    if config.mode != "mean-teacher":
+        raise InputError(
+            f"a run without a source adapts by a mean teacher; mode {config.mode} needs the "
+            "labelled source"
+        )
+    if target is None:
+        raise InputError("a run without a source learns from the target; none was given")
+
+
+def _working_factor(
+    config: TrainConfig, working: PixelSize | None, target: Domain | None
+) -> float | None:
     """The zoom that brings the target to the source's pixel size, where the run resamples
     (both sizes known and different, :attr:`~.config.AlignmentSpec.pixel_size` on)."""
     if target is None or not config.alignment.pixel_size:
         return None
-    factor = scale_factor(source.pixel_size, target.pixel_size)
+    factor = scale_factor(working, target.pixel_size)
     if factor is not None and target.lazy:
         raise InputError(
             f"the target's pixel size ({target.pixel_size}) differs from the source's "
-            f"({source.pixel_size}), and a target read on demand cannot be resampled yet; "
+            f"({working}), and a target read on demand cannot be resampled yet; "
             "load it into memory, or train without resampling (alignment.pixel_size off)"
         )
     return factor
@@ -526,6 +561,11 @@ def _supervised_batch(run: _Run) -> tuple[PatchBatch, int]:
     In semi-supervised mode a share of the batch comes from the labelled target slices.
     """
     size = run.config.batch_size
+    if run.source is None:  # source-free: labelled target patches only, where there are any
+        if run.target_labelled is None:
+            patch = (0, 1, run.config.patch_size, run.config.patch_size)
+            return PatchBatch(*(np.zeros(patch, np.float32) for _ in range(3))), 0
+        return run.target_labelled.sample(size), 0
     if run.target_labelled is None:
         return run.source.sample(size), size
     from_target = min(size, max(1, round(run.config.target_label_fraction * size)))
@@ -572,7 +612,8 @@ def _step(run: _Run, step: int) -> dict[str, float | None]:
         _tensor(supervised.weights, device),
         config.dice_weight,
     )
-    ramp = adaptation_ramp(step, config)
+    # A source-free run starts from a trained model: its teacher knows the task at once.
+    ramp = 1.0 if run.source is None else adaptation_ramp(step, config)
     result: dict[str, float | None] = {
         "supervised_loss": float(loss.detach()),
         "domain_loss": None,
@@ -731,10 +772,10 @@ def _loop(
     )
 
 
-def _pixel_sizes(source: Domain, target: Domain | None) -> dict[str, Any]:
+def _pixel_sizes(working: PixelSize | None, target: Domain | None) -> dict[str, Any]:
     """The model's metadata of the pixel sizes it was trained at (the source's) and
     adapted to (the target's), where known."""
-    sizes = {"pixel_size": source.pixel_size}
+    sizes = {"pixel_size": working}
     if target is not None:
         sizes["target_pixel_size"] = target.pixel_size
     return {key: size.to_dict() for key, size in sizes.items() if size is not None}
@@ -753,7 +794,7 @@ def warm_up() -> None:
 
 def fit(
     config: TrainConfig,
-    source: Domain,
+    source: Domain | None,
     target: Domain | None = None,
     control: TrainControl | None = None,
     initial: SegmentationModel | None = None,
