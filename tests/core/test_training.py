@@ -263,6 +263,7 @@ def test_cooperative_stop(tiny_config, source, target, k: int) -> None:
     assert control.stopped
     assert finished.steps == k
     assert len(finished.history) == k
+    runs = finished.model.metadata.pop("runs")
     assert finished.model.metadata == {
         "steps": k,
         "mode": "source-only",
@@ -270,6 +271,15 @@ def test_cooperative_stop(tiny_config, source, target, k: int) -> None:
         "selected_step": k,
         "select_by": "last",
     }
+    assert [{k: v for k, v in r.items() if k != "finished"} for r in runs] == [
+        {
+            "mode": "source-only",
+            "steps": k,
+            "stopped": True,
+            "source": True,
+            "target_labelled_slices": 0,
+        }
+    ]
 
 
 def test_stop_before_the_first_step(tiny_config, source) -> None:
@@ -642,3 +652,23 @@ def test_a_run_without_a_source_is_refused_where_it_cannot_learn(
     config = dataclasses.replace(tiny_config, mode=mode)
     with pytest.raises(InputError, match=message):
         training._prepare(config, None, target, model)
+
+
+def test_a_model_keeps_the_runs_it_went_through(tiny_config, source, trained_model, sample_pair):
+    """The model's history: the runs of the model it started from, then this one."""
+    start = trained_model("batch")
+    start = dataclasses.replace(
+        start, metadata={**start.metadata, "runs": [{"mode": "source-only", "steps": 60}]}
+    )
+    labels = np.zeros_like(sample_pair.target_labels)
+    labels[0] = sample_pair.target_labels[0]
+    target = Domain(sample_pair.target_image, labels, name="target")
+    config = dataclasses.replace(tiny_config, mode="mean-teacher", steps=2)
+    runs = fit(config, None, target, initial=start).model.metadata["runs"]
+    assert runs[0] == {"mode": "source-only", "steps": 60}
+    assert {k: runs[1][k] for k in ("mode", "steps", "source", "target_labelled_slices")} == {
+        "mode": "mean-teacher",
+        "steps": 2,
+        "source": False,
+        "target_labelled_slices": 1,
+    }

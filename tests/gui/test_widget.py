@@ -16,6 +16,7 @@ from _pixel_files import tiff_pixel_size_of
 from napari_domain_adapt.core import ModelSpec, Preprocessing, TrainConfig
 from napari_domain_adapt.core.pixel_size import PixelSize
 from napari_domain_adapt.gui import dialogs as _dialogs
+from napari_domain_adapt.gui import jobs
 from napari_domain_adapt.gui.layers import LIVE_NAME, PROBABILITY_NAME, SEGMENTATION_NAME
 from napari_domain_adapt.gui.sample_data import make_sample_data
 
@@ -562,3 +563,37 @@ def test_a_model_trained_in_the_widget_keeps_the_layers_pixel_sizes(ready, qtbot
         "sizes": [40.0, 10.0, 10.0],
         "unit": "nm",
     }
+
+
+def test_continue_trains_on_from_the_current_model_with_the_labels_as_they_are(
+    ready, qtbot, monkeypatch, notes
+):
+    """Adapt, paint a correction, Continue: the run starts from the model the widget holds
+    and learns from the target labels painted since; the model keeps both runs."""
+    viewer, widget = ready
+    assert not widget.continue_button.isEnabled()  # no model yet
+    widget.adapt_button.click()
+    finish(qtbot, widget)
+    first = widget.model
+    assert widget.continue_button.isEnabled()
+    corrections = np.zeros(viewer.layers["target image"].data.shape, np.uint8)
+    corrections[1] = viewer.layers["target ground truth"].data[1]
+    viewer.add_labels(corrections, name="target labels")
+    widget.form.set_layer("target_labels", viewer.layers["target labels"])
+    started = []
+    real = jobs.core.train_and_predict
+    monkeypatch.setattr(
+        jobs.core,
+        "train_and_predict",
+        lambda *args, **kwargs: started.append((args, kwargs)) or real(*args, **kwargs),
+    )
+    widget.continue_button.click()
+    finish(qtbot, widget)
+    assert not notes["error"], notes["error"]
+    ((args, kwargs),) = started
+    assert kwargs["initial"] is first  # from the current weights, not a new U-Net
+    target = args[2]
+    assert list(target.labelled_slices()) == [1]  # the corrections are the target labels
+    assert widget.model is not first
+    runs = widget.model.metadata["runs"]
+    assert [run["target_labelled_slices"] for run in runs] == [0, 1]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import math
 import threading
 import time
@@ -224,6 +225,7 @@ class _Run:
     elapsed_before: float = 0.0  # seconds trained before a resume
     pixel_sizes: dict[str, Any] = field(default_factory=dict)  # the model's metadata of them
     target_grid: tuple[int, int] | None = None  # the target's (Y, X) where it was resampled
+    runs_before: list[dict[str, Any]] = field(default_factory=list)  # the initial model's
     reference: np.ndarray | None = None  # the source's intensity quantiles (histogram matching)
     appearance: torch.Generator | None = None  # the appearance augmentation's draws
 
@@ -434,6 +436,7 @@ def _prepare(
         check_patches,
         pixel_sizes=pixel_sizes,
         target_grid=target_grid,
+        runs_before=[] if initial is None else list(initial.metadata.get("runs", [])),
         reference=reference,
         appearance=_appearance_generator(config),
     )
@@ -764,12 +767,27 @@ def _loop(
             "selected_step": selected,
             "select_by": config.selection.by,
             **run.pixel_sizes,
+            "runs": [*run.runs_before, _this_run(run, done, control.stopped)],
         },
         run.reference,
     )
     yield TrainFinished(
         model, done, control.stopped, elapsed, describe_device(run.device), history
     )
+
+
+def _this_run(run: _Run, steps: int, stopped: bool) -> dict[str, Any]:
+    """What a model keeps of each run it went through (its ``runs`` history): the mode,
+    the steps, whether it saw a source, how many labelled target slices, when."""
+    labelled = run.target_labelled
+    return {
+        "mode": run.config.mode,
+        "steps": steps,
+        "stopped": stopped,
+        "source": run.source is not None,
+        "target_labelled_slices": 0 if labelled is None else len(labelled.slices),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def _pixel_sizes(working: PixelSize | None, target: Domain | None) -> dict[str, Any]:

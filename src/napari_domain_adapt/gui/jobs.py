@@ -70,11 +70,15 @@ class TrainInputs:
 
 
 def train_job(
-    config: TrainConfig, inputs: TrainInputs, control: TrainControl, store: Path | None = None
+    config: TrainConfig,
+    inputs: TrainInputs,
+    control: TrainControl,
+    store: Path | None = None,
+    initial: SegmentationModel | None = None,
 ) -> Iterator[Any]:
     """The run of :func:`~napari_domain_adapt.core.train_and_predict` on the layers' arrays:
     its training events, then the prediction of the whole target (out of core into the zarr
-    ``store`` for a lazy target)."""
+    ``store`` for a lazy target); from the model ``initial`` where given (Continue)."""
     source = core.Domain(
         inputs.source_image,
         inputs.source_labels,
@@ -92,4 +96,6 @@ def train_job(
         )
         image, rgb = inputs.target_image, inputs.target_rgb
         prediction = core.TargetPrediction(image, rgb, "target", store)
-    return core.train_and_predict(config, source, target, control=control, prediction=prediction)
+    return core.train_and_predict(
+        config, source, target, control=control, initial=initial, prediction=prediction
+    )

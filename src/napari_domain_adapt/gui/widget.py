@@ -171,6 +171,11 @@ class AdaptWidget(QWidget):
     def _build(self) -> None:
         self.adapt_button = QPushButton("Adapt")
         self.adapt_button.setToolTip("Train on the source, adapt to the target, then predict it")
+        self.continue_button = QPushButton("Continue")
+        self.continue_button.setToolTip(
+            "Train on from the current model (the last run's or one loaded), with the labels "
+            "as they are now: paint corrections on the target, then Continue"
+        )
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("End now and keep the model trained so far")
         self.progress = QProgressBar()
@@ -200,6 +205,7 @@ class AdaptWidget(QWidget):
         run_layout.addWidget(self.form)
         buttons = QHBoxLayout()
         buttons.addWidget(self.adapt_button)
+        buttons.addWidget(self.continue_button)
         buttons.addWidget(self.stop_button)
         run_layout.addLayout(buttons)
         run_layout.addWidget(self.progress)
@@ -245,7 +251,8 @@ class AdaptWidget(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
 
-        self.adapt_button.clicked.connect(self.start_training)
+        self.adapt_button.clicked.connect(lambda: self.start_training())
+        self.continue_button.clicked.connect(lambda: self.start_training(self.model))
         self.stop_button.clicked.connect(self.stop)
         self.threshold.changed.connect(self.apply_threshold)
         self.export_button.clicked.connect(lambda: self.export_segmentation())
@@ -273,6 +280,7 @@ class AdaptWidget(QWidget):
         for button in (self.adapt_button, self.predict_button, self.load_button):
             button.setEnabled(not busy)
         self.stop_button.setEnabled(busy)
+        self.continue_button.setEnabled(not busy and self.model is not None)
         self.save_button.setEnabled(not busy and self.model is not None)
         self.share_button.setEnabled(not busy and self.model is not None)
         self.predict_button.setEnabled(not busy and self.model is not None)
@@ -284,8 +292,9 @@ class AdaptWidget(QWidget):
 
     # running -------------------------------------------------------------------------------
 
-    def start_training(self) -> Any:
-        """Start a run in a worker from the form's inputs; returns the worker, or None."""
+    def start_training(self, initial: core.SegmentationModel | None = None) -> Any:
+        """Start a run in a worker from the form's inputs (from the model ``initial``, for
+        Continue, else from a new U-Net); returns the worker, or None."""
         if self.busy:
             return None
         try:
@@ -309,7 +318,7 @@ class AdaptWidget(QWidget):
         self.progress.setValue(0)
         self.status.setText(f"Starting {config.mode} training…")
         store = self._scratch_store() if core.is_lazy(inputs.target_image) else None
-        return self._start(train_job, config, inputs, self.job.control, store)
+        return self._start(train_job, config, inputs, self.job.control, store, initial)
 
     def start_prediction(self) -> Any:
         """Predict the picked image layer with the current model in a worker."""
