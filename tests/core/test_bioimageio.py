@@ -183,6 +183,7 @@ def test_import_reproduces_the_model_and_trains_from_it(package, model, sample_p
     assert loaded.preprocessing == model.preprocessing
     assert loaded.config == model.config
     assert loaded.metadata["bioimageio"]["name"] == "napari-domain-adapt U-Net"
+    assert loaded.metadata["runs"] == model.metadata["runs"]  # the model's history travels
     for name, value in model.network.state_dict().items():
         assert torch.equal(loaded.network.state_dict()[name], value), name
     np.testing.assert_array_equal(
