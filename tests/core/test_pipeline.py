@@ -160,9 +160,9 @@ def test_open_target_reads_a_zarr_volume_lazily(sample_pair, tmp_path):
         open_target(path, labels=path)
 
 
-def test_predict_resamples_in_memory_and_refuses_out_of_core(trained_model, sample_pair, tmp_path):
-    """An image at another scale than the model's: resampled in memory; out of core it is
-    refused (not yet resampled there) rather than predicted at the wrong scale."""
+def test_predict_resamples_in_memory_and_out_of_core(trained_model, sample_pair, tmp_path):
+    """An image at another scale than the model's is resampled to its pixel size and the
+    result brought back, in memory and out of core alike (the same probabilities)."""
     model = trained_model()
     model = dataclasses.replace(
         model, metadata={**model.metadata, "pixel_size": PixelSize((4.0, 4.0), "nm").to_dict()}
@@ -170,6 +170,13 @@ def test_predict_resamples_in_memory_and_refuses_out_of_core(trained_model, samp
     image, coarse = sample_pair.target_image[:2], PixelSize((8.0, 8.0), "nm")
     done = list(predict(model, image, pixel_size=coarse))[-1].probabilities
     np.testing.assert_array_equal(done, model.predict(image, pixel_size=coarse))
-    with pytest.raises(InputError, match="does not resample yet"):
-        predict(model, zarr.array(image), store=tmp_path / "o.zarr", pixel_size=coarse)
-    assert not (tmp_path / "o.zarr").exists()
+    events = predict(model, zarr.array(image), store=tmp_path / "o.zarr", pixel_size=coarse)
+    stored = np.asarray(list(events)[-1].probabilities)
+    assert stored.shape == image.shape
+    np.testing.assert_allclose(stored, done, atol=1e-5)
+    events = predict(
+        model, zarr.array(image), store=tmp_path / "m.zarr", pixel_size=coarse, threshold=0.5
+    )
+    mask = np.asarray(list(events)[-1].probabilities)
+    assert set(np.unique(mask)) <= {0, 255}
+    np.testing.assert_array_equal(mask, (done >= 0.5) * 255)  # thresholded on its grid

@@ -159,7 +159,6 @@ def predict(
         check_threshold(threshold, "threshold")
     tiling = {"tile_size": tile_size, "batch_size": batch_size, "amp": amp}
     if store is not None:
-        _check_no_zoom(model, pixel_size)
         return _steps(
             predicting_volume(
                 model,
@@ -182,18 +181,6 @@ def predict(
         )
     tiling.update(overlap=tile_overlap, pixel_size=pixel_size)
     return _predict_in_memory(model, image, rgb, name, threshold, **tiling)
-
-
-def _check_no_zoom(model: SegmentationModel, pixel_size: PixelSize | None) -> None:
-    """Out-of-core prediction does not resample (yet): refuse a volume at another scale."""
-    factor = model.zoom_for(pixel_size)
-    if factor is not None:
-        raise InputError(
-            f"the volume's pixel size ({pixel_size}) differs from the model's working pixel "
-            f"size ({model.pixel_size}) by a factor {factor:.3g}, and out-of-core prediction "
-            "does not resample yet; predict it in memory (TIFF output), or state the model's "
-            "pixel size as the volume's to predict it as it is"
-        )
 
 
 def _predict_in_memory(

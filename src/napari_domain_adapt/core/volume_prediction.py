@@ -43,6 +43,7 @@ from .metrics import check_threshold
 from .ome_zarr import image_metadata
 from .pixel_size import PixelSize
 from .preprocessing import intensity_range, normalise_slice, rescale
+from .resampling import resample_stack, restore_plane, working_shape
 from .volumes import SAMPLE_PIXELS, describe_source, is_zarr, open_volume
 
 if TYPE_CHECKING:
@@ -239,7 +240,17 @@ def predicting_volume(
     flat = len(data.shape) == 2  # a single image: the result is 2D too
     depth = 1 if flat else data.shape[-3]
     height, width = data.shape[-2:]
-    shape = (height, width) if flat else (depth, height, width)
+    if pixel_size is None and isinstance(source, str | Path):
+        from .io import read_pixel_size
+
+        pixel_size = read_pixel_size(source)
+    # At another scale than the model's: each slice is resampled to its working pixel size,
+    # predicted there, and its probabilities brought back (whole slices, one at a time).
+    zoom = model.zoom_for(pixel_size) if hasattr(model, "zoom_for") else None
+    grid = (height, width)
+    if zoom is not None:
+        height, width = working_shape(grid, zoom)
+    shape = grid if flat else (depth, *grid)
     if target is None and out is not None and tuple(out.shape) != shape:
         raise InputError(f"out has shape {tuple(out.shape)}; expected the volume's {shape}")
     clahe = model.preprocessing.clahe
@@ -259,28 +270,36 @@ def predicting_volume(
     dtype = np.float32 if threshold is None else np.uint8
 
     def predicted(first: int, last: int) -> Any:
-        slab = _slab(data, first, last, plane)
+        if zoom is None:
+            slab = _slab(data, first, last, plane)
+        else:
+            slab = _zoomed(_slab(data, first, last, ((grid[0],), (grid[1],))), zoom, plane)
         # The slices' statistics, computed now (a first pass over the slab's slices).
         lows, scales = (
             (None, None) if clahe else slice_statistics(slab, model, sample_pixels, **compute)
         )
+        # At another scale, the probabilities are thresholded once back on the slices' grid.
+        kind = np.float32 if zoom is not None else dtype
         result = slab.map_overlap(
             _predict_block,
             depth={0: 0, 1: overlap, 2: overlap},
             boundary="none",
             trim=True,
-            dtype=dtype,
-            meta=np.empty((0, 0, 0), dtype),
+            dtype=kind,
+            meta=np.empty((0, 0, 0), kind),
             network=network,
             spec=model.preprocessing,
             lows=lows,
             scales=scales,
-            threshold=threshold,
+            threshold=threshold if zoom is None else None,
             tile_size=tile_size,
             overlap=tile_overlap,
             batch_size=batch_size,
             amp=amp,
         )
+        if zoom is not None:
+            store_plane = (_axis_chunks(grid[0], chunk_y, 0), _axis_chunks(grid[1], chunk_x, 0))
+            result = _restored(result, grid, threshold, store_plane)
         return result[0] if flat else result
 
     if out is None:
@@ -305,10 +324,6 @@ def predicting_volume(
         "chunk": [chunk_y, chunk_x],
         "overlap": overlap,
     }
-    if pixel_size is None and isinstance(source, str | Path):
-        from .io import read_pixel_size
-
-        pixel_size = read_pixel_size(source)
     with _atomic_store(target, overwrite) as temporary:
         chunks = (chunk_y, chunk_x) if flat else (1, chunk_y, chunk_x)
         store = _create_image(temporary, shape, chunks, dtype, pixel_size, attributes["content"])
@@ -321,6 +336,37 @@ def predicting_volume(
     import zarr
 
     return zarr.open_array(str(target / "0"), mode="r")
+
+
+def _zoomed(slab: Any, zoom: float, plane: tuple[tuple[int, ...], ...]) -> Any:
+    """A slab of whole slices, each resampled by ``zoom``, in blocks of ``plane``."""
+    height, width = working_shape(slab.shape[1:], zoom)
+
+    def resample(block: np.ndarray) -> np.ndarray:
+        return resample_stack(block.astype(np.float32, copy=False), zoom, order=1)
+
+    chunks = (slab.chunks[0], (height,), (width,))
+    zoomed = slab.map_blocks(resample, chunks=chunks, dtype=np.float32)
+    return zoomed.rechunk((slab.chunks[0], *plane))
+
+
+def _restored(
+    result: Any, grid: tuple[int, int], threshold: float | None, plane: tuple[tuple[int, ...], ...]
+) -> Any:
+    """Probabilities predicted on the working grid, back on the slices' own ``grid`` and
+    thresholded there where asked (as in memory), in blocks of ``plane`` (the store's)."""
+    whole = result.rechunk((result.chunks[0], (result.shape[1],), (result.shape[2],)))
+
+    def restore(block: np.ndarray) -> np.ndarray:
+        restored = np.stack([restore_plane(probabilities, grid) for probabilities in block])
+        if threshold is None:
+            return restored
+        return (restored >= threshold).astype(np.uint8) * np.uint8(255)
+
+    chunks = (whole.chunks[0], (grid[0],), (grid[1],))
+    dtype = np.float32 if threshold is None else np.uint8
+    restored = whole.map_blocks(restore, chunks=chunks, dtype=dtype)
+    return restored.rechunk((whole.chunks[0], *plane))
 
 
 def _slab(data: Any, first: int, last: int, plane: tuple[tuple[int, ...], ...]) -> Any:
