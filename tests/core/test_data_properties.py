@@ -4,6 +4,7 @@ anything else raises InputError and never another exception."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -97,6 +98,7 @@ def test_valid_images_are_accepted_and_shaped(case) -> None:
     assert_a_valid_stack(stack, image)
 
 
+@pytest.mark.slow  # many generated examples: `pytest -m slow`
 @FAST
 @given(anything)
 def test_anything_is_a_valid_stack_or_an_input_error(value) -> None:

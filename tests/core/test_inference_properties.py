@@ -60,6 +60,7 @@ def cases(draw) -> tuple[np.ndarray, int, int, int]:
     return image.astype(np.float32), tile, overlap, draw(st.integers(1, 4))
 
 
+@pytest.mark.slow  # many generated examples: `pytest -m slow`
 @settings(deadline=None, max_examples=60)
 @given(cases())
 def test_tiled_is_the_whole_image_up_to_border_effects(network, case) -> None:
@@ -78,6 +79,7 @@ def test_tiled_is_the_whole_image_up_to_border_effects(network, case) -> None:
     assert difference.max() <= MAX_BOUND
 
 
+@pytest.mark.slow  # many generated examples: `pytest -m slow`
 @settings(deadline=None, max_examples=30)
 @given(cases())
 def test_batch_size_and_stacking_change_nothing(network, case) -> None:
