@@ -19,10 +19,12 @@ from napari_domain_adapt.core import (
     IMAGE_KINDS,
     IMAGE_SUFFIXES,
     Domain,
+    GuardVerdict,
     InputError,
     PixelSize,
     PredictionStarted,
     Preprocessing,
+    SegmentationModel,
     SlicePredicted,
     StateFile,
     TrainConfig,
@@ -283,11 +285,16 @@ def _say_pixel_sizes(
         print(f"pixel sizes: {scaling}", file=sys.stderr)
 
 
-def _judge(args: argparse.Namespace, adapted, source: Domain, target: Domain | None):
+def _judge(
+    args: argparse.Namespace,
+    adapted: SegmentationModel,
+    source: Domain | None,
+    target: Domain | None,
+) -> GuardVerdict | None:
     """With ``--baseline``: the guard's verdict between it and the adapted model, printed.
     The source slices it scores are the dataset's test split where it has one (held back
     from training); else the training slices, which flatter both models alike."""
-    if getattr(args, "baseline", None) is None or target is None:
+    if getattr(args, "baseline", None) is None or target is None or source is None:
         return None
     held = source
     if is_dataset(args.source) and (Path(args.source) / "test" / "labels").is_dir():
