@@ -35,6 +35,7 @@ from .inference import inference_network
 from .io import (
     check_not_an_input,
     lock_held,
+    read_pixel_size,
     remove_leftovers,
     temporary_name,
     write_failure,
@@ -216,7 +217,7 @@ def predicting_volume(
         )
     if threshold is not None:
         check_threshold(threshold)
-    if getattr(model, "intensity_reference", None) is not None:
+    if model.intensity_reference is not None:
         raise InputError(
             "this model matches every image's histogram to its source's, which out-of-core "
             "volume prediction does not do yet; predict the volume in memory (TIFF output)"
@@ -241,12 +242,10 @@ def predicting_volume(
     depth = 1 if flat else data.shape[-3]
     height, width = data.shape[-2:]
     if pixel_size is None and isinstance(source, str | Path):
-        from .io import read_pixel_size
-
         pixel_size = read_pixel_size(source)
     # At another scale than the model's: each slice is resampled to its working pixel size,
     # predicted there, and its probabilities brought back (whole slices, one at a time).
-    zoom = model.zoom_for(pixel_size) if hasattr(model, "zoom_for") else None
+    zoom = model.zoom_for(pixel_size)
     grid = (height, width)
     if zoom is not None:
         height, width = working_shape(grid, zoom)
