@@ -79,7 +79,13 @@ KINDS = {
 #: with these settings changed (paths of :func:`~napari_domain_adapt.core.with_values`).
 VARIANTS = {
     "no-rescale": {"alignment.pixel_size": False},
+    "balance": {"teacher.balance": 0.5},
+    "histogram": {"alignment.histogram_matching": True},
+    "fda": {"alignment.fda_beta": 0.01},
+    "appearance": {"alignment.appearance": 0.5},
 }
+#: The candidate variants of the mean teacher the screening profiles try.
+SCREENED = tuple(f"mean-teacher/{v}" for v in ("balance", "histogram", "fda", "appearance"))
 #: Datasets made at run time from a shared one: name -> (dataset, binning in Y and X).
 SCALED = {"vnc@9.2nm": ("vnc", 2)}
 #: How much a few strokes buy, and in which mode: run on the EM pairs only.
@@ -131,8 +137,12 @@ PROFILES = {
         steps=500,
         seeds=(0,),
         pairs=(("isbi2012", "vnc@9.2nm"),),
-        modes=("mean-teacher", "mean-teacher/no-rescale"),
+        modes=("mean-teacher", "mean-teacher/no-rescale", *SCREENED),
         pixel_sizes=True,
+    ),
+    # The same candidates on the retina pair where the mean teacher loses most.
+    "screen-retina": Profile(
+        steps=500, seeds=(0,), pairs=(("stare", "drive"),), modes=("mean-teacher", *SCREENED)
     ),
     # Seconds, not minutes: for the tests of this script, not for numbers.
     "smoke": Profile(
