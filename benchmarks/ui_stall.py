@@ -6,7 +6,10 @@ Run under a display (e.g. ``xvfb-run -a``)::
 
 It opens napari with the sample data, docks the widget with its default settings, clicks
 Adapt, and records the gap between ticks of a 10 ms timer for ``--seconds``; then stops the
-run and waits for the result layers (``--runs 2``: then again, replacing them). A gap much
+run and waits for the result layers (``--runs 2``: then again, replacing them). With
+``--corrections``, each later run is a correction round: simulated scribbles (drawn from the
+sample's target ground truth, slice 0, about 1% of its pixels) are painted into a Labels
+layer, chosen as the target's labels, and Continue is clicked instead of Adapt. A gap much
 above 10 ms is time the viewer could not react to the user. :class:`StallProbe` is reusable
 around any other piece of GUI work.
 """
@@ -82,8 +85,10 @@ def run_loop(seconds: float, until=None) -> bool:
     return until() if until is not None else True
 
 
-def probe_run(widget, seconds: float) -> dict:
-    """Click Adapt, train for ``seconds``, click Stop and wait for the result layers."""
+def probe_run(widget, seconds: float, button=None) -> dict:
+    """Click ``button`` (Adapt by default), train for ``seconds``, click Stop and wait for
+    the result layers."""
+    button = button or widget.adapt_button
     probe = StallProbe()
     probe.start()
     clicked = time.perf_counter()
@@ -93,7 +98,7 @@ def probe_run(widget, seconds: float) -> dict:
         if getattr(item, "preview", None) is not None and not first_preview:
             first_preview.append(time.perf_counter() - clicked)
 
-    widget.adapt_button.click()  # its own time is the first gap, which summary() leaves out
+    button.click()  # its own time is the first gap, which summary() leaves out
     click_ms = 1000 * (time.perf_counter() - clicked)
     widget.job.worker.yielded.connect(on_item)
     run_loop(seconds)
@@ -114,11 +119,33 @@ def probe_run(widget, seconds: float) -> dict:
     }
 
 
+def paint_corrections(viewer, widget, round_: int) -> None:
+    """Paint simulated scribbles on slice 0 of the target into the "corrections" Labels
+    layer (1 background, 2 foreground) and choose it as the target's labels."""
+    from scribbles import simulate_scribbles
+
+    truth = np.asarray(viewer.layers["target ground truth"].data)
+    if "corrections" not in viewer.layers:
+        viewer.add_labels(np.zeros(truth.shape, np.uint8), name="corrections")
+    layer = viewer.layers["corrections"]
+    strokes = simulate_scribbles(truth[0] > 0, np.random.default_rng(round_))
+    painted = layer.data.copy()
+    painted[0] = np.where(strokes > 0, strokes, painted[0])
+    layer.data = painted
+    widget.form.set_layer("target_labels", layer)
+    widget.form.label_kind.value = "sparse"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="training time probed")
     parser.add_argument(
         "--runs", type=int, default=1, help="runs one after another (later ones replace results)"
+    )
+    parser.add_argument(
+        "--corrections",
+        action="store_true",
+        help="runs after the first paint scribbles and click Continue (correction rounds)",
     )
     args = parser.parse_args()
 
@@ -130,16 +157,20 @@ def main() -> None:
     run_loop(1.0)  # let the window settle
 
     for run in range(1, args.runs + 1):
-        result = probe_run(widget, args.seconds)
+        button = widget.adapt_button
+        if args.corrections and run > 1:
+            paint_corrections(viewer, widget, run)
+            button = widget.continue_button
+        result = probe_run(widget, args.seconds, button)
         if args.runs > 1:
-            print(f"-- run {run}")
+            print(f"-- run {run}: {button.text()}")
         print(
             f"device: {widget.device_label.text()}; steps in {args.seconds:.0f} s: "
             f"{result['steps']}"
         )
-        print(f"the Adapt button's handler: {result['click_ms']:.0f} ms")
+        print(f"the {button.text()} button's handler: {result['click_ms']:.0f} ms")
         shown = result["first_preview"]
-        print(f"time from Adapt to the first live preview: {shown and f'{shown:.2f} s'}")
+        print(f"time from {button.text()} to the first live preview: {shown and f'{shown:.2f} s'}")
         print(
             "training: max stall {max_ms:.0f} ms, p99 {p99_ms:.0f} ms, median {median_ms:.1f} "
             "ms over {ticks:.0f} ticks".format(**result["during"])
