@@ -34,10 +34,14 @@ def test_plan_trains_each_model_once(accuracy) -> None:
     assert drive.evaluate_on == ("drive", "stare")
     # one labelled slice in both modes on every pair; scribbles in both modes on EM only
     assert {"semi-supervised", "mean-teacher+slice"} <= set(accuracy.PROFILES["full"].modes)
-    assert len(units) == 12 + 3 * 4 * len(accuracy.PROFILES["full"].modes) + 3 * 2 * 2
-    for kind in ("scribbles", "mean-teacher+scribbles"):
+    full = accuracy.PROFILES["full"]
+    assert len(units) == 12 + 3 * 4 * len(full.modes) + 3 * 2 * len(full.label_kinds)
+    for kind in ("scribbles", "mean-teacher+scribbles", "mean-teacher+corrections"):
         pairs = {(u.source, u.target) for u in units if u.kind == kind}
         assert pairs == {("isbi2012", "vnc"), ("vnc", "isbi2012")}
+    source_free = [u for u in units if u.kind == "source-free"]
+    assert {(u.source, u.target) for u in source_free} == set(accuracy.PAIRS)
+    assert {u.seed for u in source_free} == {0, 1, 2}
 
 
 @pytest.mark.parametrize(
@@ -58,7 +62,7 @@ def test_each_kind_trains_its_mode_on_its_target_labels(
     class Trained(Exception):
         """What the unit would train on: seen, so no need to train."""
 
-    def train(config, source, target, state=None):
+    def train(config, source, target, initial=None, state=None):
         calls.append((config, target))
         raise Trained
 
@@ -173,7 +177,7 @@ def test_a_variant_trains_its_kind_with_its_settings_on_the_scaled_pair(
     class Trained(Exception):
         """What the unit would train on: seen, so no need to train."""
 
-    def train(config, source, target, state=None):
+    def train(config, source, target, initial=None, state=None):
         calls.append((config, source, target))
         raise Trained
 
