@@ -66,7 +66,7 @@ from tables import (
     mean_of_pairs,
     publish,  # noqa: F401 (selection.py publishes through this module)
     publish_tables,
-    scores,
+    scores_of,
 )
 
 #: Steps between saves of a unit's training state, and between snapshots of its kept model
@@ -113,8 +113,6 @@ SCREENED = tuple(f"mean-teacher/{v}" for v in ("balance", "histogram", "fda", "a
 SCALED = {"vnc@9.2nm": ("vnc", 2)}
 #: How much a few strokes buy, and in which mode: run on the EM pairs only.
 LABEL_KINDS = ("scribbles", "mean-teacher+scribbles")
-#: Markers in docs/results.md of a profile's tables besides the main one: marker suffix.
-SOURCE_FREE, CORRECTIONS = "source-free", "corrections"
 
 #: F-score (%) from Javanmardi & Tasdizen 2018: baseline, adapted, semi-supervised, upper bound.
 #: The EM rows are the paper's ISBI 2013 <-> CREMI C pairs, which we cannot get here; our EM
@@ -490,12 +488,12 @@ def rounds_folder(state: StateFile) -> Path:
 def _scores(model: SegmentationModel, tests: dict[str, Domain]) -> dict:
     """F1 and friends of ``model`` on each test split, also as if its scale were unknown
     where the model resamples it."""
-    scores = {}
+    result = {}
     for name, test in tests.items():
-        scores[name] = _score(model, test, test.pixel_size)
+        result[name] = _score(model, test, test.pixel_size)
         if model.zoom_for(test.pixel_size) is not None:
-            scores[f"{name} unscaled"] = _score(model, test, None)
-    return scores
+            result[f"{name} unscaled"] = _score(model, test, None)
+    return result
 
 
 def _score(model: SegmentationModel, test: Domain, pixel_size: PixelSize | None) -> dict:
@@ -617,9 +615,9 @@ def report(args: argparse.Namespace) -> int:
     results = list(_results(args.out))
     tables = {marker: results_table(args.out, profile)}
     if "source-free" in profile.modes:
-        tables[f"{marker}:{SOURCE_FREE}"] = source_free_table(results, profile.pairs)
+        tables[f"{marker}:source-free"] = source_free_table(results, profile.pairs)
     if corrections.KIND in profile.label_kinds:
-        tables[f"{marker}:{CORRECTIONS}"] = corrections.correction_table(
+        tables[f"{marker}:corrections"] = corrections.correction_table(
             results, profile.label_pairs, profile.correction_rounds
         )
     return publish_tables(tables, args.update)
@@ -638,9 +636,12 @@ def results_table(out: Path, profile: Profile) -> str:
     for source, target in profile.pairs:
         baseline, adapted, semi, upper, paper_pair = PAPER[(source, target)]
         cells = [
-            scores(results, "supervised", source, None, target),
-            *(scores(results, mode, source, target, target) for mode in [*profile.modes, *extra]),
-            scores(results, "supervised", target, None, target),
+            scores_of(results, "supervised", source, None, target),
+            *(
+                scores_of(results, mode, source, target, target)
+                for mode in [*profile.modes, *extra]
+            ),
+            scores_of(results, "supervised", target, None, target),
         ]
         rows.append(cells)
         lines.append(
@@ -674,7 +675,7 @@ def source_free_table(results: list[dict], pairs: tuple[tuple[str, str], ...]) -
     rows = []
     for source, target in pairs:
         f1 = [
-            scores(results, kind, source, None if kind == "supervised" else target, target)
+            scores_of(results, kind, source, None if kind == "supervised" else target, target)
             for kind in ("supervised", "mean-teacher", "source-free")
         ]
         seconds = [

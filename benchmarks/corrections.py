@@ -21,7 +21,7 @@ from napari_domain_adapt.core import Domain, InputError, SegmentationModel, segm
 from napari_domain_adapt.core.checkpoints import load_checkpoint, save_checkpoint
 from napari_domain_adapt.core.io import atomic_write
 from scribbles import UNLABELLED, correction_scribbles
-from tables import cell, mean_of_pairs, scores
+from tables import cell, mean_of_pairs, scores_of
 
 #: The unit kind of the loop (see accuracy.KINDS), and the kind of its starting model.
 KIND = "mean-teacher+corrections"
@@ -142,7 +142,7 @@ def correction_table(results: list[dict], pairs: tuple[tuple[str, str], ...], ro
             [u["rounds"][n]["scores"][target]["f1"] for u in units if len(u["rounds"]) > n]
             for n in range(rounds + 1)
         ]
-        cells.append(scores(results, "supervised", target, None, target))
+        cells.append(scores_of(results, "supervised", target, None, target))
         rows.append(cells)
         seconds = [r["seconds"] for u in units for r in u["rounds"][1:]]
         lines.append(

@@ -9,7 +9,7 @@ from pathlib import Path
 from napari_domain_adapt.core.io import atomic_write
 
 
-def scores(
+def scores_of(
     results: list[dict], kind: str, source: str, target: str | None, scored: str, key: str = "f1"
 ) -> list[float]:
     """``key`` of every finished unit of ``kind`` on the pair (``target`` None: a model of
