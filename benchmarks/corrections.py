@@ -52,13 +52,11 @@ def correction_rounds(
     """
     if target.labels is None:
         raise InputError(f"{target.name} has no labels; expected the labels of slice 0")
-    truth = target.labels[0]
-    mask = None if target.masks is None else target.masks[0]
     folder.mkdir(parents=True, exist_ok=True)
     record = _finished(folder, 0)
     if record is None:
         record = _save(folder, 0, {"round": 0, "seconds": 0.0, "scores": score(model)})
-    records, scribbles = [record], np.zeros(truth.shape, np.uint8)
+    records, scribbles = [record], np.zeros(target.labels.shape[1:], np.uint8)
     for number in range(1, rounds + 1):
         record = _finished(folder, number)
         if record is not None:  # done before a kill: its model and scribbles are kept
@@ -66,20 +64,8 @@ def correction_rounds(
             scribbles = np.load(folder / f"round{number}.npy")
             records.append(record)
             continue
-        probabilities = model.predict(
-            target.images[:1],
-            None if mask is None else mask[np.newaxis],
-            pixel_size=target.pixel_size,
-        )[0]
-        before = segmentation_scores(probabilities, truth, mask)["f1"]
-        drawn = correction_scribbles(
-            truth,
-            probabilities >= 0.5,
-            np.random.default_rng([seed, number]),
-            fraction,
-            scribbles,
-            mask,
-        )
+        rng = np.random.default_rng([seed, number])
+        drawn, before = _scribbled(model, target, scribbles, rng, fraction)
         labels = np.zeros(target.labels.shape, np.uint8)
         labels[0] = drawn
         annotated = Domain(
@@ -108,6 +94,23 @@ def correction_rounds(
         state.unlink(missing_ok=True)
         scribbles = drawn
     return model, records
+
+
+def _scribbled(
+    model: SegmentationModel,
+    target: Domain,
+    scribbles: np.ndarray,
+    rng: np.random.Generator,
+    fraction: float,
+) -> tuple[np.ndarray, float]:
+    """``scribbles`` plus strokes on the largest errors of ``model`` on slice 0 of
+    ``target``, by its labels; and the model's F1 on that slice (what the user sees)."""
+    truth, mask = target.labels[0], None if target.masks is None else target.masks[0]
+    probabilities = model.predict(
+        target.images[:1], None if mask is None else mask[np.newaxis], pixel_size=target.pixel_size
+    )[0]
+    drawn = correction_scribbles(truth, probabilities >= 0.5, rng, fraction, scribbles, mask)
+    return drawn, segmentation_scores(probabilities, truth, mask)["f1"]
 
 
 def _finished(folder: Path, number: int) -> dict | None:
