@@ -12,6 +12,11 @@ the source's supervised model, and the correction loop (corrections.py) from the
 
     python benchmarks/accuracy.py run --data ../shared/data --out benchmarks/results/full
     python benchmarks/accuracy.py report --out benchmarks/results/full > table.md
+    python benchmarks/accuracy.py report --update docs/results.md   # between the markers
+
+``report`` gives the main table (marker ``benchmark:PROFILE``) and, where the profile has
+those kinds, the source-free one (``benchmark:PROFILE:source-free``) and the correction
+loop's (``benchmark:PROFILE:corrections``).
 
 Scores are F1 of the foreground at threshold 0.5 on the target's test split, inside the
 field-of-view mask where the dataset has one (DRIVE); STARE has none, so all its pixels
@@ -536,6 +541,23 @@ def run(args: argparse.Namespace) -> int:
     units = plan(profile)
     todo = [u for u in units if not _done(out, u)]
     print(f"{len(units)} units, {len(units) - len(todo)} done, {len(todo)} to run", flush=True)
+    lost = sorted(
+        {
+            u.starts_from.key
+            for u in todo
+            if u.starts_from is not None
+            and _done(out, u.starts_from)
+            and not (out / "models" / f"{u.starts_from.key}.pt").exists()
+        }
+    )
+    if lost:  # before hours of other units: a model kept only where the run took place
+        print(
+            f"error: units start from the models of {', '.join(lost)}, whose results are in "
+            f"{out} but whose models are not in {out / 'models'}; expected them there "
+            "(delete those results to train them again)",
+            file=sys.stderr,
+        )
+        return 2
     (out / ".running").mkdir(exist_ok=True)  # training states and claims; not results
     count, waiting = 0, True
     while waiting:

@@ -470,3 +470,24 @@ def test_units_from_a_model_run_resume_per_round_and_publish_their_tables(
     document.write_text(without)
     assert accuracy.main(["report", *args, "--update", str(document)]) == 2
     assert document.read_text() == without  # nothing written, not even the other tables
+
+
+def test_a_run_whose_starting_models_were_not_kept_stops_before_training(
+    accuracy, data, tmp_path, capsys, monkeypatch
+) -> None:
+    """Results are committed, models are not: a source-free unit after a fresh checkout
+    would find its supervised model's result but not the model."""
+    profile = accuracy.dataclasses.replace(
+        accuracy.PROFILES["smoke"], modes=("source-free",), label_kinds=()
+    )
+    monkeypatch.setitem(accuracy.PROFILES, "smoke", profile)
+    monkeypatch.setattr(accuracy, "run_unit", None)  # nothing may train
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "supervised__isbi2012__seed0.json").write_text("{}")
+    (out / "supervised__vnc__seed0.json").write_text("{}")
+    args = ["run", "--profile", "smoke", "--data", str(data), "--out", str(out)]
+    assert accuracy.main(args) == 2
+    error = capsys.readouterr().err
+    assert "supervised__isbi2012__seed0" in error
+    assert "delete those results to train them again" in error
