@@ -6,10 +6,17 @@ a later session); a unit killed part-way continues from its training state (save
 steps under ``--out/.running``). Workers started side by side, one per core, share the
 units without running one twice. A model trained with labels on dataset X is both the
 source-only baseline of every pair X -> Y and the target-trained upper bound of every pair
-Y -> X: it is trained once and scored on every test split it is needed for.
+Y -> X: it is trained once and scored on every test split it is needed for. Some kinds
+start from the model of an earlier unit (:data:`STARTS_FROM`): a source-free mean teacher from
+the source's supervised model, and the correction loop (corrections.py) from the mean teacher.
 
     python benchmarks/accuracy.py run --data ../shared/data --out benchmarks/results/full
     python benchmarks/accuracy.py report --out benchmarks/results/full > table.md
+    python benchmarks/accuracy.py report --update docs/results.md   # between the markers
+
+``report`` gives the main table (marker ``benchmark:PROFILE``) and, where the profile has
+those kinds, the source-free one (``benchmark:PROFILE:source-free``) and the correction
+loop's (``benchmark:PROFILE:corrections``).
 
 Scores are F1 of the foreground at threshold 0.5 on the target's test split, inside the
 field-of-view mask where the dataset has one (DRIVE); STARE has none, so all its pixels
@@ -26,9 +33,11 @@ import datetime
 import fcntl
 import json
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,17 +45,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# scribbles.py beside this file: the simulated annotations of the sparse-label units.
+# Modules beside this file: the simulated annotations of the sparse-label units
+# (scribbles.py), the correction loop (corrections.py), table cells (tables.py).
 sys.path.insert(0, str(Path(__file__).parent))
+import corrections
 from napari_domain_adapt.core import (
     Domain,
+    InputError,
     PixelSize,
     SegmentationModel,
     TrainConfig,
     segmentation_scores,
     with_values,
 )
-from napari_domain_adapt.core.checkpoints import save_checkpoint
+from napari_domain_adapt.core.checkpoints import load_checkpoint, save_checkpoint
 from napari_domain_adapt.core.config import IMAGE_KINDS, ModelSpec, Preprocessing
 from napari_domain_adapt.core.io import atomic_write, load_dataset
 from napari_domain_adapt.core.metrics import best_threshold
@@ -54,11 +66,20 @@ from napari_domain_adapt.core.resume import StateFile
 from napari_domain_adapt.core.training import TrainFinished, train
 from scale_pairs import PIXEL_SIZES, binned, load_with_pixel_size
 from scribbles import simulate_scribbles
+from tables import (
+    cell,
+    mean_of_pairs,
+    publish,  # noqa: F401 (selection.py publishes through this module)
+    publish_tables,
+    scores_of,
+)
 
 #: Steps between saves of a unit's training state, and between snapshots of its kept model
 #: (see :func:`_snapshot`; a multiple of the first, as snapshots are read from the state).
 STATE_EVERY = 50
 SNAPSHOT_EVERY = 4 * STATE_EVERY
+#: Seconds a worker waits before looking again for a model another worker is training.
+WAIT_SECONDS = 30
 
 RETINA = ("drive", "stare")
 EM = ("isbi2012", "vnc")
@@ -74,7 +95,14 @@ KINDS = {
     "scribbles": ("semi-supervised", "scribbles"),
     "mean-teacher+slice": ("mean-teacher", "slice"),
     "mean-teacher+scribbles": ("mean-teacher", "scribbles"),
+    # The mean teacher on the target alone, from the source's supervised model.
+    "source-free": ("mean-teacher", None),
+    # The mean teacher's model after rounds of simulated corrections on slice 0: scribbles
+    # on its largest errors, more training (corrections.py).
+    corrections.KIND: ("mean-teacher", "corrections"),
 }
+#: Kinds that start from the model of an earlier unit of the same seed (and pair): its kind.
+STARTS_FROM = {"source-free": "supervised", corrections.KIND: corrections.STARTS_FROM}
 #: Variants of a kind, tried by the screening profile: ``KIND/VARIANT`` trains ``KIND``
 #: with these settings changed (paths of :func:`~napari_domain_adapt.core.with_values`).
 VARIANTS = {
@@ -120,6 +148,12 @@ class Profile:
     #: Whether the EM datasets carry their pixel sizes (as calibrated files would), so
     #: that runs resample a target at another scale (see core.resampling).
     pixel_sizes: bool = False
+    #: Steps of a source-free run: half the mean teacher's (the goal: its F1 in at most
+    #: half its time; a step without source patches is cheaper too).
+    source_free_steps: int = 500
+    #: Rounds of the correction loop, and the steps of training after each round's scribbles.
+    correction_rounds: int = 3
+    correction_steps: int = 300
 
 
 PROFILES = {
@@ -127,8 +161,14 @@ PROFILES = {
         steps=1000,
         seeds=(0, 1, 2),
         pairs=tuple(PAIRS),
-        modes=("adversarial", "semi-supervised", "mean-teacher", "mean-teacher+slice"),
-        label_kinds=LABEL_KINDS,
+        modes=(
+            "adversarial",
+            "semi-supervised",
+            "mean-teacher",
+            "mean-teacher+slice",
+            "source-free",
+        ),
+        label_kinds=(*LABEL_KINDS, corrections.KIND),
         label_pairs=tuple(p for p in PAIRS if p[0] in EM),
     ),
     "quick": Profile(steps=250, seeds=(0,), pairs=(("isbi2012", "vnc"),), patch_size=96),
@@ -144,6 +184,18 @@ PROFILES = {
     "screen-retina": Profile(
         steps=500, seeds=(0,), pairs=(("stare", "drive"),), modes=("mean-teacher", *SCREENED)
     ),
+    # The kinds that start from a trained model, on the EM pairs: source-free from the
+    # source-only model, corrections after the mean teacher. One seed, half the steps.
+    "screen-from-model": Profile(
+        steps=500,
+        seeds=(0,),
+        pairs=tuple(p for p in PAIRS if p[0] in EM),
+        modes=("mean-teacher", "source-free"),
+        label_kinds=(corrections.KIND,),
+        label_pairs=tuple(p for p in PAIRS if p[0] in EM),
+        source_free_steps=250,
+        correction_steps=150,
+    ),
     # Seconds, not minutes: for the tests of this script, not for numbers.
     "smoke": Profile(
         steps=3,
@@ -154,6 +206,9 @@ PROFILES = {
         patch_size=64,
         batch_size=2,
         width=4,
+        source_free_steps=2,
+        correction_rounds=2,
+        correction_steps=2,
     ),
 }
 
@@ -207,6 +262,16 @@ class Unit:
         pair = self.source if self.target is None else f"{self.source}-{self.target}"
         return f"{self.kind.replace('/', '_')}__{pair}__seed{self.seed}"
 
+    @property
+    def starts_from(self) -> Unit | None:
+        """The unit of the same seed whose model this one starts from (see STARTS_FROM)."""
+        kind = STARTS_FROM.get(self.kind.partition("/")[0])
+        if kind is None:
+            return None
+        return Unit(
+            kind, self.source, None if kind == "supervised" else self.target, self.seed, ()
+        )
+
 
 def plan(profile: Profile) -> list[Unit]:
     """Every unit the profile needs, each model once, cheapest kinds first."""
@@ -230,6 +295,12 @@ def plan(profile: Profile) -> list[Unit]:
             for kind in profile.label_kinds
             for source, target in profile.label_pairs
         ]
+    planned: set[str] = set()
+    for unit in units:
+        start = unit.starts_from
+        if start is not None and start.key not in planned:
+            raise ValueError(f"{unit.key} starts from {start.key}, not planned before it")
+        planned.add(unit.key)
     return units
 
 
@@ -259,66 +330,175 @@ def _kind(kind: str) -> tuple[str, str | None, dict]:
     return mode, seen, VARIANTS[variant] if variant else {}
 
 
-def run_unit(unit: Unit, profile: Profile, data: Path, state: StateFile | None = None) -> dict:
+def run_unit(
+    unit: Unit,
+    profile: Profile,
+    data: Path,
+    state: StateFile | None = None,
+    models: Path | None = None,
+) -> dict:
     """Train one unit and score it; target train labels only on slice 0, as its kind says.
 
-    With ``state`` the training continues from where a killed run of the unit stopped.
+    With ``state`` the training continues from where a killed run of the unit stopped (the
+    correction loop: from its last finished round). A unit that starts from the model of an
+    earlier unit (:attr:`Unit.starts_from`) reads it from the folder ``models``.
     """
     sizes = profile.pixel_sizes
-    source = _load(data, unit.source, "train", pixel_sizes=sizes)
-    target = None
     mode, seen, changes = _kind(unit.kind)
-    if unit.target is not None:
-        target = _load(data, unit.target, "train", labels=seen is not None, pixel_sizes=sizes)
-        if seen is not None:
-            labels, kind = np.zeros_like(target.labels), "dense"
-            labels[0] = target.labels[0]
-            if seen == "scribbles":
-                labels[0] = simulate_scribbles(labels[0], np.random.default_rng(unit.seed))
-                kind = "sparse"
-            target = Domain(
-                target.images,
-                labels,
-                target.masks,
-                target.name,
-                label_kind=kind,
-                pixel_size=target.pixel_size,
-            )
+    initial = _starting_model(unit, models)
     config = with_values(base_config(profile, unit.source, mode, unit.seed), changes)
-    finished = None
-    for event in train(config, source, target, state=state):
-        if isinstance(event, TrainFinished):
-            finished = event
-        elif state is not None and event.step % SNAPSHOT_EVERY == 0:
-            _snapshot(state, event.step)
-    seconds = finished.elapsed  # training time, before a kill and after the resume
-    scores = {}
-    model = finished.model
-    for name in unit.evaluate_on:
-        test = _load(data, name, "test", pixel_sizes=sizes)
-        scores[name] = _score(model, test, test.pixel_size)
-        if model.zoom_for(test.pixel_size) is not None:  # and as if its scale were unknown
-            scores[f"{name} unscaled"] = _score(model, test, None)
-    tail = finished.history[-50:]
-    diagnostics = {
-        name: statistics.fmean(values)
-        for name in tail[0]
-        if name != "step" and (values := [h[name] for h in tail if h[name] is not None])
-    }
+    source = None
+    if unit.kind.partition("/")[0] == "source-free":
+        config = dataclasses.replace(config, steps=profile.source_free_steps)
+    else:
+        source = _load(data, unit.source, "train", pixel_sizes=sizes)
+    tests = {name: _load(data, name, "test", pixel_sizes=sizes) for name in unit.evaluate_on}
+    if seen == "corrections":
+        config = dataclasses.replace(config, steps=profile.correction_steps)
+        model, summary = _corrections(unit, profile, data, config, source, initial, tests, state)
+    else:
+        target = None if unit.target is None else _target(data, unit, seen, sizes)
+        finished = _trained(config, source, target, state, initial)
+        model = finished.model
+        summary = {**_summary(finished), "scores": _scores(model, tests)}
     return {
-        "model": finished.model,
+        "model": model,
         "unit": dataclasses.asdict(unit),
-        "last_50_steps": diagnostics,
         "key": unit.key,
-        "scores": scores,
-        "seconds": round(seconds, 1),
-        "steps": finished.steps,
-        "device": finished.device,
+        **summary,
         "config": config.to_dict(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _starting_model(unit: Unit, models: Path | None) -> SegmentationModel | None:
+    """The model of the unit that ``unit`` starts from, read from ``models``; None if none."""
+    start = unit.starts_from
+    if start is None:
+        return None
+    path = None if models is None else models / f"{start.key}.pt"
+    if path is None or not path.is_file():
+        raise InputError(
+            f"unit {unit.key} starts from the model of unit {start.key}, which is not there "
+            f"({path or 'no models folder given'}); expected that unit to be run first"
+        )
+    return load_checkpoint(path)
+
+
+def _target(data: Path, unit: Unit, seen: str | None, sizes: bool) -> Domain:
+    """The target's train split with the labels the unit's kind sees: none, slice 0's, or
+    simulated scribbles on slice 0."""
+    target = _load(data, unit.target, "train", labels=seen is not None, pixel_sizes=sizes)
+    if seen is None:
+        return target
+    labels, kind = np.zeros_like(target.labels), "dense"
+    labels[0] = target.labels[0]
+    if seen == "scribbles":
+        labels[0] = simulate_scribbles(labels[0], np.random.default_rng(unit.seed))
+        kind = "sparse"
+    return Domain(
+        target.images,
+        labels,
+        target.masks,
+        target.name,
+        label_kind=kind,
+        pixel_size=target.pixel_size,
+    )
+
+
+def _trained(
+    config: TrainConfig,
+    source: Domain | None,
+    target: Domain | None,
+    state: StateFile | None,
+    initial: SegmentationModel | None = None,
+    snapshots: bool = True,
+) -> TrainFinished:
+    """The end of one training run (continued from ``state`` where it has one)."""
+    finished = None
+    for event in train(config, source, target, initial=initial, state=state):
+        if isinstance(event, TrainFinished):
+            finished = event
+        elif snapshots and state is not None and event.step % SNAPSHOT_EVERY == 0:
+            _snapshot(state, event.step)
+    return finished
+
+
+def _summary(finished: TrainFinished) -> dict:
+    """What a result keeps of a run: the last steps' mean losses, its time and length."""
+    tail = finished.history[-50:]
+    return {
+        "last_50_steps": {
+            name: statistics.fmean(values)
+            for name in (tail[0] if tail else {})
+            if name != "step" and (values := [h[name] for h in tail if h[name] is not None])
+        },
+        "seconds": round(finished.elapsed, 1),  # training time, before a kill and after
+        "steps": finished.steps,
+        "device": finished.device,
+    }
+
+
+def _corrections(
+    unit: Unit,
+    profile: Profile,
+    data: Path,
+    config: TrainConfig,
+    source: Domain,
+    initial: SegmentationModel,
+    tests: dict[str, Domain],
+    state: StateFile | None,
+) -> tuple[SegmentationModel, dict]:
+    """The correction loop (corrections.py) from the mean teacher's model, each round
+    trained by ``config`` with the source; its rounds are kept beside ``state``."""
+    # The labels of train slice 0 are the simulated user's; the training sees its strokes.
+    target = _load(data, unit.target, "train", pixel_sizes=profile.pixel_sizes)
+
+    def train_round(model: SegmentationModel, annotated: Domain, path: Path) -> tuple:
+        finished = _trained(config, source, annotated, StateFile(path, STATE_EVERY), model, False)
+        return finished.model, _summary(finished)
+
+    with contextlib.ExitStack() as stack:
+        if state is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        else:
+            folder = rounds_folder(state)
+        model, rounds = corrections.correction_rounds(
+            initial,
+            target,
+            profile.correction_rounds,
+            folder,
+            train_round,
+            lambda model: _scores(model, tests),
+            unit.seed,
+        )
+    last = rounds[-1]
+    return model, {
+        "last_50_steps": last.get("last_50_steps", {}),
+        "seconds": round(sum(r["seconds"] for r in rounds), 1),
+        "steps": sum(r.get("steps", 0) for r in rounds),
+        "device": last.get("device"),
+        "scores": last["scores"],
+        "rounds": rounds,
+    }
+
+
+def rounds_folder(state: StateFile) -> Path:
+    """Where a correction loop keeps its finished rounds: beside the unit's state."""
+    return state.path.with_suffix(".rounds")
+
+
+def _scores(model: SegmentationModel, tests: dict[str, Domain]) -> dict:
+    """F1 and friends of ``model`` on each test split, also as if its scale were unknown
+    where the model resamples it."""
+    result = {}
+    for name, test in tests.items():
+        result[name] = _score(model, test, test.pixel_size)
+        if model.zoom_for(test.pixel_size) is not None:
+            result[f"{name} unscaled"] = _score(model, test, None)
+    return result
 
 
 def _score(model: SegmentationModel, test: Domain, pixel_size: PixelSize | None) -> dict:
@@ -348,31 +528,78 @@ def _snapshot(state: StateFile, step: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run every unit whose result file is missing."""
+    """Run every unit whose result file is missing.
+
+    A unit that starts from another's model waits while another worker trains that one
+    (and takes it over if that worker dies); in plan order one worker never waits.
+    """
     profile = PROFILES[args.profile]
     if args.threads:
         torch.set_num_threads(args.threads)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     units = plan(profile)
-    todo = [u for u in units if not (out / f"{u.key}.json").exists()]
+    todo = [u for u in units if not _done(out, u)]
     print(f"{len(units)} units, {len(units) - len(todo)} done, {len(todo)} to run", flush=True)
-    running = out / ".running"  # training states and claims; not results
-    running.mkdir(exist_ok=True)
-    for index, unit in enumerate(todo, 1):
-        with _claim(running / f"{unit.key}.lock") as claimed:
-            if not claimed or (out / f"{unit.key}.json").exists():
+    lost = sorted(
+        {
+            u.starts_from.key
+            for u in todo
+            if u.starts_from is not None
+            and _done(out, u.starts_from)
+            and not (out / "models" / f"{u.starts_from.key}.pt").exists()
+        }
+    )
+    if lost:  # before hours of other units: a model kept only where the run took place
+        print(
+            f"error: units start from the models of {', '.join(lost)}, whose results are in "
+            f"{out} but whose models are not in {out / 'models'}; expected them there "
+            "(delete those results to train them again)",
+            file=sys.stderr,
+        )
+        return 2
+    (out / ".running").mkdir(exist_ok=True)  # training states and claims; not results
+    count, waiting = 0, True
+    while waiting:
+        waiting = False
+        for unit in [u for u in units if not _done(out, u)]:
+            start = unit.starts_from
+            if start is not None and not _done(out, start):
+                waiting = True
+                continue
+            result = _run_claimed(unit, profile, args.data, out)
+            if result is None:
                 continue  # another worker has it, or finished it meanwhile
-            state = StateFile(running / f"{unit.key}.state", every=STATE_EVERY)
-            result = run_unit(unit, profile, args.data, state)
-            (out / "models").mkdir(exist_ok=True)
-            save_checkpoint(result.pop("model"), out / "models" / f"{unit.key}.pt", True)
-            with atomic_write(out / f"{unit.key}.json") as temporary:
-                temporary.write_text(json.dumps(result, indent=2) + "\n")
-            state.path.unlink(missing_ok=True)
-        f1 = {k: round(100 * v["f1"], 2) for k, v in result["scores"].items()}
-        print(f"[{index}/{len(todo)}] {unit.key}: F1 {f1} in {result['seconds']} s", flush=True)
+            count += 1
+            f1 = {k: round(100 * v["f1"], 2) for k, v in result["scores"].items()}
+            print(
+                f"[{count}/{len(todo)}] {unit.key}: F1 {f1} in {result['seconds']} s", flush=True
+            )
+        if waiting:
+            time.sleep(WAIT_SECONDS)
     return 0
+
+
+def _done(out: Path, unit: Unit) -> bool:
+    return (out / f"{unit.key}.json").exists()
+
+
+def _run_claimed(unit: Unit, profile: Profile, data: Path, out: Path) -> dict | None:
+    """Run ``unit`` and keep its result and model, unless another worker holds it or has
+    finished it; the result, or None."""
+    running = out / ".running"
+    with _claim(running / f"{unit.key}.lock") as claimed:
+        if not claimed or _done(out, unit):
+            return None
+        state = StateFile(running / f"{unit.key}.state", every=STATE_EVERY)
+        result = run_unit(unit, profile, data, state, out / "models")
+        (out / "models").mkdir(exist_ok=True)
+        save_checkpoint(result.pop("model"), out / "models" / f"{unit.key}.pt", True)
+        with atomic_write(out / f"{unit.key}.json") as temporary:
+            temporary.write_text(json.dumps(result, indent=2) + "\n")
+        state.path.unlink(missing_ok=True)
+        shutil.rmtree(rounds_folder(state), ignore_errors=True)
+    return result
 
 
 @contextlib.contextmanager
@@ -398,64 +625,29 @@ def _results(out: Path) -> Iterator[dict]:
         yield json.loads(path.read_text())
 
 
-def _cell(values: list[float]) -> str:
-    if not values:
-        return "–"
-    mean = statistics.fmean(values)
-    if len(values) == 1:
-        return f"{100 * mean:.2f} (n=1)"
-    return f"{100 * mean:.2f} ± {100 * statistics.stdev(values):.2f} (n={len(values)})"
-
-
-def _mean_of_pairs(cells: list[list[float]]) -> str:
-    """The mean over pairs of each pair's mean F1, where every pair has a value."""
-    if not all(cells):
-        return "–"
-    return f"{100 * statistics.fmean(statistics.fmean(c) for c in cells):.2f}"
-
-
 def _paper(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
 def report(args: argparse.Namespace) -> int:
-    """Print the Markdown table of the finished units, or write it into ``--update``."""
-    table = results_table(args.out, PROFILES[args.profile])
-    return publish(table, args.update, f"benchmark:{args.profile}")
-
-
-def publish(table: str, document: Path | None, marker: str) -> int:
-    """Print ``table``, or write it between ``document``'s ``<!-- marker -->`` and
-    ``<!-- /marker -->`` lines; the exit status."""
-    if document is None:
-        print(table)
-        return 0
-    text = document.read_text()
-    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
-    if start not in text or end not in text:
-        print(f"error: {document} has no {start} ... {end} markers", file=sys.stderr)
-        return 2
-    before, rest = text.split(start, 1)
-    after = rest.split(end, 1)[1]
-    with atomic_write(document, overwrite=True) as temporary:
-        temporary.write_text(f"{before}{start}\n{table}\n{end}{after}")
-    return 0
+    """Print the Markdown tables of the finished units, or write each between its markers
+    in ``--update``: the main table, and those of source-free runs and of the correction
+    loop where the profile has them."""
+    profile, marker = PROFILES[args.profile], f"benchmark:{args.profile}"
+    results = list(_results(args.out))
+    tables = {marker: results_table(args.out, profile)}
+    if "source-free" in profile.modes:
+        tables[f"{marker}:source-free"] = source_free_table(results, profile.pairs)
+    if corrections.KIND in profile.label_kinds:
+        tables[f"{marker}:corrections"] = corrections.correction_table(
+            results, profile.label_pairs, profile.correction_rounds
+        )
+    return publish_tables(tables, args.update)
 
 
 def results_table(out: Path, profile: Profile) -> str:
     """The Markdown table of the units finished under ``out``."""
     results = list(_results(out))
-
-    def f1(kind: str, source: str, target: str | None, scored: str, key: str = "f1") -> list:
-        return [
-            r["scores"][scored][key]
-            for r in results
-            if r["unit"]["kind"] == kind
-            and r["unit"]["source"] == source
-            and r["unit"]["target"] == target
-            and scored in r["scores"]
-        ]
-
     extra = list(profile.label_kinds) if profile.label_pairs else []
     columns = ["source-only", *profile.modes, *extra, "target-trained"]
     lines = [
@@ -466,19 +658,22 @@ def results_table(out: Path, profile: Profile) -> str:
     for source, target in profile.pairs:
         baseline, adapted, semi, upper, paper_pair = PAPER[(source, target)]
         cells = [
-            f1("supervised", source, None, target),
-            *(f1(mode, source, target, target) for mode in [*profile.modes, *extra]),
-            f1("supervised", target, None, target),
+            scores_of(results, "supervised", source, None, target),
+            *(
+                scores_of(results, mode, source, target, target)
+                for mode in [*profile.modes, *extra]
+            ),
+            scores_of(results, "supervised", target, None, target),
         ]
         rows.append(cells)
         lines.append(
-            f"| {source} → {target} | {' | '.join(_cell(c) for c in cells)} "
+            f"| {source} → {target} | {' | '.join(cell(c) for c in cells)} "
             f"| {_paper(baseline)} / {_paper(adapted)} / {_paper(semi)} / {_paper(upper)} "
             f"({paper_pair}) |"
         )
     if len(rows) > 1:
         # Which mode is best across the pairs (the default mode is chosen by this row).
-        means = [_mean_of_pairs([row[i] for row in rows]) for i in range(len(columns))]
+        means = [mean_of_pairs([row[i] for row in rows]) for i in range(len(columns))]
         lines.append(f"| mean of the {len(rows)} pairs | {' | '.join(means)} | |")
     seconds = sum(r["seconds"] for r in results)
     devices = sorted({r["device"] for r in results})
@@ -487,6 +682,66 @@ def results_table(out: Path, profile: Profile) -> str:
         f"{len(results)} runs, {seconds / 3600:.2f} h of training, on {', '.join(devices)}.",
     ]
     return "\n".join(lines)
+
+
+def source_free_table(results: list[dict], pairs: tuple[tuple[str, str], ...]) -> str:
+    """Source-free adaptation from the source-only model beside the mean teacher with the
+    source and the source-only model itself: F1 on the target test split, the difference in
+    points, and the seconds of training of both adaptations (the source-free run's share of
+    the mean teacher's; the source-only model it starts from is trained anyway)."""
+    lines = [
+        "| pair | source-only | mean teacher | source-free | source-free − mean teacher "
+        "| seconds: mean teacher / source-free |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = []
+    for source, target in pairs:
+        f1 = [
+            scores_of(results, kind, source, None if kind == "supervised" else target, target)
+            for kind in ("supervised", "mean-teacher", "source-free")
+        ]
+        seconds = [
+            [r["seconds"] for r in results if _is(r, kind, source, target)]
+            for kind in ("mean-teacher", "source-free")
+        ]
+        rows.append(f1 + seconds)
+        lines.append(
+            f"| {source} → {target} | {' | '.join(cell(c) for c in f1)} "
+            f"| {_difference(f1[2], f1[1])} | {_times(*seconds)} |"
+        )
+    if len(rows) > 1:
+        means = [_pair_means([row[i] for row in rows]) for i in range(5)]
+        lines.append(
+            f"| mean of the {len(rows)} pairs "
+            f"| {' | '.join(mean_of_pairs([row[i] for row in rows]) for i in range(3))} "
+            f"| {_difference(means[2], means[1])} | {_times(means[3], means[4])} |"
+        )
+    return "\n".join(lines)
+
+
+def _is(result: dict, kind: str, source: str, target: str | None) -> bool:
+    unit = result["unit"]
+    return (unit["kind"], unit["source"], unit["target"]) == (kind, source, target)
+
+
+def _pair_means(cells: list[list[float]]) -> list[float]:
+    """Each pair's mean, where every pair has values; else none."""
+    return [statistics.fmean(c) for c in cells] if all(cells) else []
+
+
+def _difference(values: list[float], reference: list[float]) -> str:
+    """The difference of the means in points of F1 (%)."""
+    if not values or not reference:
+        return "–"
+    return f"{100 * (statistics.fmean(values) - statistics.fmean(reference)):+.2f}"
+
+
+def _times(reference: list[float], values: list[float]) -> str:
+    """Mean seconds of both, and the second's share of the first."""
+    if not reference or not values:
+        return "–"
+    first, second = statistics.fmean(reference), statistics.fmean(values)
+    return f"{first:.0f} / {second:.0f} ({100 * second / first:.0f} %)"
 
 
 def command_line(

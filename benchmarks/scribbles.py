@@ -2,12 +2,14 @@
 
 For the accuracy benchmark's sparse-label units: what a user paints in a minute on one
 slice (background strokes inside cells, structure strokes along membranes), made
-deterministic by the generator's seed.
+deterministic by the generator's seed; and, for its correction loop, what a user paints on
+a model's worst mistakes (:func:`correction_scribbles`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from napari_domain_adapt.core import InputError
 
@@ -46,6 +48,84 @@ def simulate_scribbles(
                 break
             drawn += _stroke(scribbles, region, starts, code, rng, stroke_length, budget - drawn)
     return scribbles
+
+
+def correction_scribbles(
+    labels: np.ndarray,
+    prediction: np.ndarray,
+    rng: np.random.Generator,
+    fraction: float = 0.01,
+    previous: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    stroke_length: int = 40,
+) -> np.ndarray:
+    """``previous`` sparse labels (none: empty) plus strokes on the largest errors of
+    ``prediction`` (bool ``(H, W)``) against the dense 0/1 ``labels`` of the slice.
+
+    About ``fraction`` of the slice's pixels are added: half as structure strokes on missed
+    structure, half as background strokes on false structure (the rest of one half to the
+    other where one kind of error is too small), one stroke per connected error region,
+    largest first, again round the regions while pixels are left. Pixels labelled before
+    and pixels outside ``mask`` (the field of view) are never drawn.
+    """
+    labels, prediction = np.asarray(labels), np.asarray(prediction, bool)
+    if labels.ndim != 2 or not np.isin(labels, (0, 1)).all():
+        raise InputError(f"expected a dense (H, W) 0/1 label slice; got shape {labels.shape}")
+    if prediction.shape != labels.shape:
+        raise InputError(
+            f"the prediction has shape {prediction.shape}; expected the labels' {labels.shape}"
+        )
+    if not 0 < fraction <= 1:
+        raise InputError(f"fraction must be in (0, 1]; got {fraction}")
+    if previous is not None and np.shape(previous) != labels.shape:
+        raise InputError(
+            f"the previous scribbles have shape {np.shape(previous)}; expected {labels.shape}"
+        )
+    scribbles = np.zeros(labels.shape, np.uint8)
+    if previous is not None:
+        scribbles[:] = previous
+    free = scribbles == UNLABELLED
+    if mask is not None:
+        free &= np.asarray(mask, bool)
+    errors = {
+        STRUCTURE: free & (labels == 1) & ~prediction,  # missed structure
+        BACKGROUND: free & (labels == 0) & prediction,  # false structure
+    }
+    total = max(1, round(fraction * labels.size))
+    # Half each, the share one kind of error cannot use going to the other.
+    missed = min(
+        int(errors[STRUCTURE].sum()), max(total // 2, total - int(errors[BACKGROUND].sum()))
+    )
+    for code, budget in ((STRUCTURE, missed), (BACKGROUND, total - missed)):
+        _strokes_on_regions(scribbles, errors[code], code, rng, stroke_length, budget)
+    return scribbles
+
+
+def _strokes_on_regions(
+    scribbles: np.ndarray,
+    region: np.ndarray,
+    code: int,
+    rng: np.random.Generator,
+    length: int,
+    budget: int,
+) -> None:
+    """Strokes of ``code`` on ``region``'s connected parts, one per part, largest first,
+    and round again, until ``budget`` pixels are drawn or every pixel of the region is."""
+    parts, count = ndi.label(region, structure=np.ones((3, 3)))
+    boxes = ndi.find_objects(parts)
+    order = np.argsort(-np.bincount(parts.ravel(), minlength=count + 1)[1:], kind="stable")
+    while budget > 0:
+        before = budget
+        for index in order:
+            box = boxes[index]  # views: the stroke draws into ``scribbles``
+            inside, canvas = parts[box] == index + 1, scribbles[box]
+            starts = np.argwhere(inside & (canvas == UNLABELLED))
+            if len(starts):
+                budget -= _stroke(canvas, inside, starts, code, rng, length, budget)
+            if budget <= 0:
+                return
+        if budget == before:  # every pixel of the region is drawn
+            return
 
 
 def _stroke(
