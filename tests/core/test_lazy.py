@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import zarr
 
+from napari_domain_adapt.core import training
 from napari_domain_adapt.core.config import Preprocessing
 from napari_domain_adapt.core.data import Domain
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.lazy import PreprocessedVolume, ResampledVolume
+from napari_domain_adapt.core.pixel_size import PixelSize
 from napari_domain_adapt.core.preprocessing import preprocess
 from napari_domain_adapt.core.resampling import resample_stack, working_shape
 from napari_domain_adapt.core.training import fit
@@ -181,3 +183,24 @@ def test_a_resampled_view_reads_intensity_ranges_only_of_the_slices_it_reads(vol
     assert set(lazy._ranges) == {3}
     ranges = [key for key in counting.reads if key[-1] == slice(None, None, 1)]
     assert ranges == [(3, slice(None, None, 1), slice(None, None, 1))]  # once, at its scale
+
+
+def test_a_run_hashes_a_resampled_lazy_target_as_given_with_its_zoom(
+    tiny_config, sample_pair, volume
+) -> None:
+    """The run's fingerprint (which a continued run must match) reads the first and last
+    slice as given, not resampled whole, and tells one zoom from another."""
+    source = Domain(sample_pair.source_image, sample_pair.source_labels, name="source")
+    source.pixel_size = PixelSize((4.0, 4.0), "nm")
+    config = dataclasses.replace(tiny_config, mode="mean-teacher")
+    counting = CountingArray(volume)
+    target = Domain(counting, name="target", pixel_size=PixelSize((8.0, 8.0), "nm"))
+    counting.reads.clear()  # the contrast check
+    run = training._prepare(config, source, target, None)
+    assert run.target_preview.shape == (4, 192, 192)
+    whole = [key[0] for key in counting.reads if key[1:] == (slice(None), slice(None))]
+    assert whole == [0, 3]  # the fingerprint's slices, as given
+    assert not [key for key in counting.reads if key[1:] == (slice(0, 96), slice(0, 96))]
+    assert training._prepare(config, source, target, None).inputs == run.inputs
+    target.pixel_size = PixelSize((10.0, 10.0), "nm")
+    assert training._prepare(config, source, target, None).inputs != run.inputs

@@ -444,7 +444,7 @@ def _prepare(
         rng,
         fingerprint(
             *((None,) * 3 if source is None else (source.images, source.labels, source.masks)),
-            target_images,  # a lazy target's preprocessed view: read errors are clear
+            *_fingerprinted(target_images),  # a lazy target's view: read errors are clear
             None if target is None or not labelled.size else target.labels,
             None if initial is None else initial.network.head.weight.detach().cpu().numpy(),
         ),
@@ -455,6 +455,14 @@ def _prepare(
         reference=reference,
         appearance=_appearance_generator(config),
     )
+
+
+def _fingerprinted(images: Any) -> tuple[Any, ...]:
+    """What a run's fingerprint sees of its target: a lazy one resampled patch by patch is
+    seen as given, with its zoom (not resampled whole only to be hashed)."""
+    if isinstance(images, ResampledVolume):
+        return images.volume, np.array([images.factor])
+    return (images,)
 
 
 def _check_source_free(
