@@ -112,3 +112,27 @@ def test_ome_zarr_in_ome_zarr_out_at_the_same_pixel_size(checkpoint, tmp_path) -
         assert main([*base, "--input", str(source), "--out", str(out)]) == 0
         assert zarr_pixel_size_of(out) == expected
     assert zarr.open_array(str(tmp_path / "p1.zarr" / "0")).shape == (2, 32, 32)
+
+
+def test_adapt_to_an_ome_zarr_target_at_another_pixel_size(tmp_path, capsys):
+    """The EM case: an OME-Zarr target at 8 nm (its level ``s1``), read on demand, and a
+    source at 4 nm; the run says so, trains on the target resampled patch by patch, and
+    the model keeps both pixel sizes."""
+    assert main(["sample", str(tmp_path / "demo"), "--size", "64"]) == 0
+    target = tifffile.imread(
+        sorted((tmp_path / "demo" / "target" / "train" / "images").iterdir())[0]
+    )
+    image = ome_zarr(tmp_path / "target.zarr", np.stack([target] * 3))
+    out = tmp_path / "m.pt"
+    args = ["adapt", "--source", str(tmp_path / "demo" / "source"), "--target"]
+    args += [str(image / "s1"), "--source-pixel-size", "4nm", "--out", str(out), "--steps"]
+    args += ["2", "--batch-size", "2", "--patch-size", "64", "--depth", "2", "--width", "4"]
+    assert main([*args, "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "pixel sizes: source 4 x 4 nm, target 50 x 8 x 8 nm: the target is resampled by 2 " in (
+        captured.err
+    )
+    assert json.loads(captured.out)["steps"] == 2
+    model = load_checkpoint(out)
+    assert model.pixel_size == PixelSize((4, 4), "nm")
+    assert model.zoom_for(PixelSize((50, 8, 8), "nm")) == pytest.approx(2.0)

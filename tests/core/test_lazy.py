@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 import zarr
 
+from napari_domain_adapt.core import training
 from napari_domain_adapt.core.config import Preprocessing
 from napari_domain_adapt.core.data import Domain
 from napari_domain_adapt.core.errors import InputError
-from napari_domain_adapt.core.lazy import PreprocessedVolume
+from napari_domain_adapt.core.lazy import PreprocessedVolume, ResampledVolume
+from napari_domain_adapt.core.pixel_size import PixelSize
 from napari_domain_adapt.core.preprocessing import preprocess
+from napari_domain_adapt.core.resampling import resample_stack, working_shape
 from napari_domain_adapt.core.training import fit
 
 
@@ -141,3 +144,63 @@ def test_nan_slices_are_refused_when_read(volume) -> None:
     lazy[0, :8, :8]
     with pytest.raises(InputError, match=r"slice 1 .*NaN"):
         lazy[1, :8, :8]
+
+
+# --- a target at another pixel size: the working grid, read patch by patch -------------------
+
+
+@pytest.mark.parametrize("factor", [2.5, 2.0, 0.5])
+def test_a_resampled_view_is_the_working_grid_read_window_by_window(volume, factor) -> None:
+    """Shaped like the working grid; each patch is the whole preprocessed slice resampled
+    and cut there, but only the window of the volume it maps to is read."""
+    counting = CountingArray(volume)
+    lazy = PreprocessedVolume(counting, Preprocessing())
+    view = ResampledVolume(lazy, factor)
+    height, width = working_shape(volume.shape[1:], factor)
+    assert view.shape == (4, height, width) == (4, round(96 * factor), round(96 * factor))
+    assert len(view) == 4
+    assert view.dtype == np.float32
+    whole = resample_stack(preprocess(volume, Preprocessing()), factor, order=1)
+    np.testing.assert_allclose(view[1], whole[1], rtol=0, atol=1e-5)
+    size = 32
+    for y, x in [(0, 0), (height - size, width - size), (height // 3, 7)]:
+        counting.reads.clear()
+        patch = view[2, y : y + size, x : x + size]
+        assert patch.shape == (size, size)
+        np.testing.assert_allclose(patch, whole[2, y : y + size, x : x + size], atol=1e-5)
+        (_, rows, columns), *_ = counting.reads
+        assert rows.stop - rows.start <= size / factor + 2 * (3 + max(0, 2 / factor - 2))
+        assert columns.stop - columns.start <= size / factor + 2 * (3 + max(0, 2 / factor - 2))
+
+
+def test_a_resampled_view_reads_intensity_ranges_only_of_the_slices_it_reads(volume) -> None:
+    counting = CountingArray(volume)
+    lazy = PreprocessedVolume(counting, Preprocessing())
+    view = ResampledVolume(lazy, 2.5)
+    assert counting.reads == []  # nothing is read to make the view
+    view[3, :16, :16]
+    view[3, 100:116, 30:46]
+    assert set(lazy._ranges) == {3}
+    ranges = [key for key in counting.reads if key[-1] == slice(None, None, 1)]
+    assert ranges == [(3, slice(None, None, 1), slice(None, None, 1))]  # once, at its scale
+
+
+def test_a_run_hashes_a_resampled_lazy_target_as_given_with_its_zoom(
+    tiny_config, sample_pair, volume
+) -> None:
+    """The run's fingerprint (which a continued run must match) reads the first and last
+    slice as given, not resampled whole, and tells one zoom from another."""
+    source = Domain(sample_pair.source_image, sample_pair.source_labels, name="source")
+    source.pixel_size = PixelSize((4.0, 4.0), "nm")
+    config = dataclasses.replace(tiny_config, mode="mean-teacher")
+    counting = CountingArray(volume)
+    target = Domain(counting, name="target", pixel_size=PixelSize((8.0, 8.0), "nm"))
+    counting.reads.clear()  # the contrast check
+    run = training._prepare(config, source, target, None)
+    assert run.target_preview.shape == (4, 192, 192)
+    whole = [key[0] for key in counting.reads if key[1:] == (slice(None), slice(None))]
+    assert whole == [0, 3]  # the fingerprint's slices, as given
+    assert not [key for key in counting.reads if key[1:] == (slice(0, 96), slice(0, 96))]
+    assert training._prepare(config, source, target, None).inputs == run.inputs
+    target.pixel_size = PixelSize((10.0, 10.0), "nm")
+    assert training._prepare(config, source, target, None).inputs != run.inputs

@@ -8,12 +8,11 @@ import pytest
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.pixel_size import PixelSize
 from napari_domain_adapt.core.resampling import (
-    resample_patch_window,
     resample_plane,
     resample_stack,
+    resample_window,
     restore_plane,
     scale_factor,
-    working_length,
     working_shape,
 )
 
@@ -204,28 +203,56 @@ def test_shrinking_smooths_before_sampling() -> None:
     np.testing.assert_allclose(shrunk, 0.5, atol=0.1)
 
 
-# resample_patch_window
+# resample_window
 
 
-@pytest.mark.parametrize("factor", [*FACTORS, 1.0, 0.5, 3.0, 1.07])
-@pytest.mark.parametrize("size", [1, 2, 31, 64, 127, 128, 256])
-def test_patch_window_is_the_smallest_that_makes_the_patch(size, factor) -> None:
-    window = resample_patch_window(size, factor)
-    assert working_length(window, factor) >= size
-    assert window == 1 or working_length(window - 1, factor) < size
-    # And resample_plane agrees: reading that window yields at least the patch.
-    patch = resample_plane(np.zeros((window, window), np.float32), factor, order=1)
-    assert min(patch.shape) >= size
+@pytest.mark.parametrize("factor", [*FACTORS, 2.0, 0.5, 3.0, 1.07])
+@pytest.mark.parametrize("shape", [(97, 64), (40, 131), (5, 7)])
+def test_a_window_is_that_of_the_whole_plane_resampled(shape, factor) -> None:
+    """Every window, at the edges too, is the whole plane's resampled window; and it reads
+    only the part of the plane around the pixels it maps to."""
+    rng = np.random.default_rng(1)
+    plane = rng.uniform(-1, 2, shape).astype(np.float32)
+    whole = resample_plane(plane, factor, order=1)
+    height, width = whole.shape
+    reads = []
+
+    def read(rows: slice, columns: slice) -> np.ndarray:
+        reads.append((rows, columns))
+        return plane[rows, columns]
+
+    corners = [(0, 0), (height - 1, width - 1), (0, width - 1), (height - 1, 0)]
+    windows = [(y, x, 1, 1) for y, x in corners] + [(0, 0, height, width)]
+    for _ in range(40):
+        y, x = rng.integers(0, height), rng.integers(0, width)
+        windows.append((y, x, rng.integers(1, height - y + 1), rng.integers(1, width - x + 1)))
+    for y, x, rows, columns in windows:
+        window = (slice(y, y + rows), slice(x, x + columns))
+        patch = resample_window(read, shape, factor, *window)
+        assert patch.dtype == np.float32
+        np.testing.assert_allclose(patch, whole[window], rtol=0, atol=1e-5)
+        # What was read: the window's span in the plane, and a margin for the smoothing.
+        span, margin = np.array([rows, columns]) / factor, 3 + max(0, 2 / factor - 2)
+        read_rows, read_columns = reads.pop()
+        assert read_rows.stop - read_rows.start <= span[0] + 2 * margin
+        assert read_columns.stop - read_columns.start <= span[1] + 2 * margin
 
 
-def test_patch_window_of_a_known_zoom() -> None:
-    assert resample_patch_window(128, 2.0) == 64
-    assert resample_patch_window(128, 0.5) == 255  # 127.5 rounds up
-    assert resample_patch_window(128, 2.3) == 56  # 56 * 2.3 = 128.8 -> 129 pixels
+def test_the_whole_window_reads_the_whole_plane_once() -> None:
+    plane = np.arange(40 * 50, dtype=np.float32).reshape(40, 50)
+    reads = []
+
+    def read(rows: slice, columns: slice) -> np.ndarray:
+        reads.append((rows, columns))
+        return plane[rows, columns]
+
+    whole = resample_window(read, plane.shape, 2.5, slice(None), slice(None))
+    np.testing.assert_allclose(whole, resample_plane(plane, 2.5, order=1), atol=1e-3)
+    assert reads == [(slice(0, 40), slice(0, 50))]
+    assert resample_window(read, plane.shape, 2.5, slice(5, 5), slice(0, 8)).shape == (0, 8)
 
 
-def test_patch_window_refuses_bad_input() -> None:
-    with pytest.raises(ValueError, match="patch size"):
-        resample_patch_window(0, 2.0)
-    with pytest.raises(ValueError, match="zoom factor"):
-        resample_patch_window(64, 0.0)
+def test_a_window_with_a_step_is_refused() -> None:
+    plane = np.zeros((16, 16), np.float32)
+    with pytest.raises(ValueError, match="step of 1"):
+        resample_window(lambda r, c: plane[r, c], plane.shape, 2.0, slice(0, 8, 2), slice(0, 8))

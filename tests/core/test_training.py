@@ -17,9 +17,13 @@ from napari_domain_adapt.core.config import LABEL_MODES, MODES, TrainConfig
 from napari_domain_adapt.core.data import Domain
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.inference import predict_tiled
+from napari_domain_adapt.core.lazy import ResampledVolume
 from napari_domain_adapt.core.models import grad_reverse
 from napari_domain_adapt.core.options import with_values
+from napari_domain_adapt.core.patches import PatchSampler
 from napari_domain_adapt.core.pixel_size import PixelSize
+from napari_domain_adapt.core.preprocessing import preprocess
+from napari_domain_adapt.core.resampling import resample_stack
 from napari_domain_adapt.core.training import (
     TrainControl,
     TrainEvent,
@@ -584,15 +588,77 @@ def test_matching_pixel_sizes_can_be_turned_off(tiny_config, source, sample_pair
     assert run.target_grid is None
 
 
-def test_a_lazy_target_at_another_scale_is_refused(tiny_config, source, sample_pair):
+def test_a_lazy_target_at_another_scale_is_trained_on_at_the_sources(
+    tiny_config, source, sample_pair
+):
+    """A zarr target at 8 nm and a 4 nm source: the target is read patch by patch on the
+    working grid, its patches are those of the target resampled in memory (the same draws:
+    the same seed), and the run trains, previews on the target's grid, and keeps both
+    pixel sizes."""
     import zarr
 
     source.pixel_size = PixelSize((4.0, 4.0), "nm")
-    lazy = zarr.array(sample_pair.target_image)
-    target = Domain(lazy, name="target", pixel_size=PixelSize((8.0, 8.0), "nm"))
-    config = dataclasses.replace(tiny_config, mode="mean-teacher")
-    with pytest.raises(InputError, match="cannot be resampled yet"):
+    size = PixelSize((8.0, 8.0), "nm")
+    lazy = Domain(zarr.array(sample_pair.target_image, chunks=(1, 32, 32)), pixel_size=size)
+    in_memory = Domain(sample_pair.target_image, name="target", pixel_size=size)
+    config = dataclasses.replace(tiny_config, mode="mean-teacher", preview_interval=0.0)
+    config = with_values(config, {"selection.every": 2})
+    run = training._prepare(config, source, lazy, None)
+    height, width = sample_pair.target_image.shape[1:]
+    assert isinstance(run.target_preview, ResampledVolume)
+    assert run.target_preview.shape == (4, 2 * height, 2 * width)
+    assert run.target_grid == (height, width)
+    # The same windows of the target preprocessed, then resampled in memory (the seed's).
+    whole = resample_stack(
+        preprocess(sample_pair.target_image, config.preprocessing), 2.0, order=1
+    )
+    checks = np.random.default_rng(config.seed + training.CHECK_SEED)
+    replay = PatchSampler(whole, config.patch_size, checks, augment=False)
+    expected = replay.sample(training.CHECK_PATCHES, jitter=False).images[:, 0]
+    np.testing.assert_allclose(run.check_patches, expected, rtol=0, atol=1e-5)
+    assert run.check_patches.shape == (training.CHECK_PATCHES, 32, 32)
+    # A run on the target in memory draws the same windows; its intensity range comes from
+    # the resampled slices, a lazy one's from the slices as given: nearly the same values.
+    in_memory_run = training._prepare(config, source, in_memory, None)
+    for run_a, run_b in [(run, in_memory_run)] * 3:
+        patches = [r.target.sample(4, jitter=False).images for r in (run_a, run_b)]
+        assert np.abs(patches[0] - patches[1]).mean() < 0.05
+        assert np.corrcoef(patches[0].ravel(), patches[1].ravel())[0, 1] > 0.995
+    again = training._prepare(config, source, lazy, None)
+    np.testing.assert_array_equal(again.check_patches, run.check_patches)
+
+    events = list(train(dataclasses.replace(config, steps=3), source, lazy))
+    previews = [e.preview for e in events if isinstance(e, TrainEvent) and e.preview is not None]
+    assert previews
+    assert all(preview.shape == (height, width) for preview in previews)
+    finished = events[-1]
+    assert finished.steps == 3
+    assert finished.model.pixel_size == PixelSize((4.0, 4.0), "nm")
+    assert finished.model.metadata["target_pixel_size"] == size.to_dict()
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_target_smaller_than_a_patch_once_resampled_is_refused(
+    tiny_config, source, sample_pair, lazy
+):
+    """A 96x96 target at 4 nm beside an 8 nm source is 48x48 pixels at the source's pixel
+    size: too small for 64-pixel patches, and the message says why."""
+    import zarr
+
+    source.pixel_size = PixelSize((8.0, 8.0), "nm")
+    images = sample_pair.target_image
+    images = zarr.array(images, chunks=(1, 32, 32)) if lazy else images
+    target = Domain(images, name="target", pixel_size=PixelSize((4.0, 4.0), "nm"))
+    config = dataclasses.replace(tiny_config, mode="mean-teacher", patch_size=64)
+    message = (
+        "target (resampled by 0.5 to the source's pixel size from 96x96 pixels) slices are "
+        "48x48 pixels, smaller than the 64-pixel training patch; choose a patch size of at "
+        "most 48"
+    )
+    with pytest.raises(InputError) as error:
         training._prepare(config, source, target, None)
+    assert str(error.value) == message
+    training._prepare(dataclasses.replace(config, patch_size=48), source, target, None)
 
 
 def test_source_free_adaptation_starts_teacher_and_student_from_the_model(

@@ -5,7 +5,9 @@ memory-mapped or large TIFF) instead of a numpy stack. Training then reads only 
 it samples, normalised as :func:`~.preprocessing.preprocess` would: each slice's intensity
 range comes from that slice (a strided sample of it when it is large), computed the first
 time a patch of the slice is drawn, so memory holds one slice at a time however deep the
-volume is.
+volume is. A target at another pixel size than the source's is seen through
+:class:`ResampledVolume`, on the working grid, each patch resampled from the window of the
+volume it maps to.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 from .config import Preprocessing
 from .errors import InputError
 from .preprocessing import intensity_range, rescale
+from .resampling import resample_window, working_shape
 from .volumes import SAMPLE_PIXELS, describe_source
 
 
@@ -72,3 +75,32 @@ class PreprocessedVolume:
         z, rows, columns = (key, slice(None), slice(None)) if np.isscalar(key) else key
         z = int(z)
         return rescale(self._read(z, rows, columns), *self.intensity_range(z))
+
+
+class ResampledVolume:
+    """A preprocessed volume zoomed by ``factor`` in Y and X, read on demand: the working
+    grid of a target at another pixel size than the source's.
+
+    ``view[z, rows, columns]`` reads only the window of slice ``z`` that the patch maps to
+    and resamples it (linear, as :func:`~.resampling.resample_plane` does), so a patch is
+    the one the whole slice resampled in memory would give. Each slice's intensity range
+    stays that of the volume as given (:class:`PreprocessedVolume`).
+    """
+
+    def __init__(self, volume: PreprocessedVolume, factor: float) -> None:
+        self.volume, self.factor = volume, factor
+        depth, height, width = volume.shape
+        self.shape = (depth, *working_shape((height, width), factor))
+        self.dtype = volume.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: int | tuple[int, slice, slice]) -> np.ndarray:
+        z, rows, columns = (key, slice(None), slice(None)) if np.isscalar(key) else key
+        z = int(z)
+
+        def read(rows: slice, columns: slice) -> np.ndarray:
+            return self.volume[z, rows, columns]
+
+        return resample_window(read, self.volume.shape[1:], self.factor, rows, columns)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import numpy as np
+from scipy import ndimage as ndi
 from skimage.transform import resize
 
 from .data import Domain
@@ -127,19 +129,54 @@ def restore_plane(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarr
     return restored.astype(np.float32, copy=False)
 
 
-def resample_patch_window(size: int, factor: float) -> int:
-    """How many target pixels to read to make a patch of ``size`` working pixels.
+def resample_window(
+    read: Callable[[slice, slice], np.ndarray],
+    shape: tuple[int, int],
+    factor: float,
+    rows: slice,
+    columns: slice,
+) -> np.ndarray:
+    """``resample_plane(plane, factor, order=1)[rows, columns]`` of a (Y, X) plane of
+    ``shape``, computed from the part of the plane it depends on: ``read(rows, columns)``
+    returns that part (a lazy volume reads only it).
 
-    The smallest window that :func:`resample_plane` zooms to at least ``size`` pixels; a
-    lazy target reads that window, resamples it and crops ``size`` pixels from it.
+    The same grid, smoothing and edges as :func:`resample_plane`, so a patch cut from a
+    lazy target matches the one cut from the whole plane resampled in memory. Float32.
     """
-    if size < 1:
-        raise ValueError(f"patch size {size} is not valid; expected at least 1 pixel")
-    _check_factor(factor)
-    window = max(1, math.floor((size - 0.5) / factor) - 1)  # too small by construction
-    while working_length(window, factor) < size:
-        window += 1
-    return window
+    shape = (int(shape[0]), int(shape[1]))
+    grid = working_shape(shape, factor)
+    wanted = [window.indices(length) for window, length in zip((rows, columns), grid, strict=True)]
+    if any(step != 1 for _, _, step in wanted):
+        raise ValueError(f"expected rows and columns with a step of 1; got {rows}, {columns}")
+    out = tuple(max(0, stop - start) for start, stop, _ in wanted)
+    if 0 in out:
+        return np.zeros(out, np.float32)
+    scales = [length / working for length, working in zip(shape, grid, strict=True)]
+    # As skimage's resize (linear, anti-aliased when shrinking, mirrored edges): a Gaussian
+    # of sigma (scale - 1) / 2, then pixel centres mapped (o + 0.5) * scale - 0.5.
+    shrinking = grid[0] < shape[0] or grid[1] < shape[1]
+    sigmas = [max(0.0, (scale - 1) / 2) if shrinking else 0.0 for scale in scales]
+    reads, offsets = [], []
+    for (start, stop, _), scale, sigma, length in zip(wanted, scales, sigmas, shape, strict=True):
+        first, last = (start + 0.5) * scale - 0.5, (stop - 0.5) * scale - 0.5
+        margin = int(4.0 * sigma + 0.5) + 1  # the Gaussian's radius (truncate 4), and one
+        low = max(0, math.floor(first) - margin)
+        high = min(length, math.floor(last) + 2 + margin)
+        reads.append(slice(low, high))
+        offsets.append(first - low)
+    part = np.asarray(read(*reads), dtype=np.float32)
+    if any(sigmas):
+        part = ndi.gaussian_filter(part, sigmas, mode="mirror")
+    return ndi.affine_transform(
+        part,
+        scales,
+        offsets,
+        output_shape=out,
+        output=np.float32,
+        order=1,
+        mode="mirror",
+        prefilter=False,
+    )
 
 
 def resampled(domain: Domain, factor: float) -> Domain:

@@ -59,7 +59,7 @@ from .data import Domain
 from .device import describe_device, require_memory, resolve_device
 from .errors import InputError
 from .inference import predict_tiled
-from .lazy import PreprocessedVolume
+from .lazy import PreprocessedVolume, ResampledVolume
 from .models import (
     DomainClassifier,
     UNet,
@@ -359,9 +359,18 @@ def _prepare(
     working = initial.pixel_size if source is None else source.pixel_size
     pixel_sizes = _pixel_sizes(working, target)  # as given
     factor = _working_factor(config, working, target)
+    target_name = "target"
     if factor is not None:
-        target_grid = tuple(target.images.shape[1:3])
-        target = resampled(target, factor)
+        # A target in memory is resampled here; one read on demand, patch by patch, below.
+        plane = target.images.shape[-2:] if target.lazy else target.images.shape[1:3]
+        target_grid = (int(plane[0]), int(plane[1]))
+        whose = "the model's" if source is None else "the source's"
+        target_name = (
+            f"target (resampled by {factor:.3g} to {whose} pixel size from "
+            f"{target_grid[0]}x{target_grid[1]} pixels)"
+        )
+        if not target.lazy:
+            target = resampled(target, factor)
     target = None if target is None else _with_field_of_view(target, pre)
     source_sampler, reference = None, None if initial is None else initial.intensity_reference
     if source is not None:
@@ -381,12 +390,14 @@ def _prepare(
     if target is not None:
         if target.lazy:
             target_images = PreprocessedVolume(target.images, pre)
+            if factor is not None:
+                target_images = ResampledVolume(target_images, factor)
         else:
             target_images = preprocess(target.images, pre, target.masks)
         target_images = _matched(target_images, reference, target)  # alignment
         if config.needs_target:
             target_sampler = PatchSampler(
-                target_images, size, rng, weights=None, augment=augment, name="target"
+                target_images, size, rng, weights=None, augment=augment, name=target_name
             )
         if labelled.size:
             labelled_sampler = PatchSampler(
@@ -397,7 +408,7 @@ def _prepare(
                 target.loss_weights(),
                 slices=labelled,
                 augment=augment,
-                name="labelled target",
+                name=f"labelled {target_name}",
             )
     if config.selection.by != "last" and target_images is None:
         raise InputError(f"select_by {config.selection.by!r} needs a target image to check on")
@@ -405,7 +416,11 @@ def _prepare(
     if config.selection.every is not None and target_images is not None:
         # A generator of their own: the training's draws stay as they were without checks.
         checks = PatchSampler(
-            target_images, size, np.random.default_rng(config.seed + CHECK_SEED), augment=False
+            target_images,
+            size,
+            np.random.default_rng(config.seed + CHECK_SEED),
+            augment=False,
+            name=target_name,
         )
         check_patches = checks.sample(CHECK_PATCHES, jitter=False).images[:, 0]
     # Channels-last weights on the CPU: every activation follows them, and oneDNN's
@@ -429,7 +444,7 @@ def _prepare(
         rng,
         fingerprint(
             *((None,) * 3 if source is None else (source.images, source.labels, source.masks)),
-            target_images,  # a lazy target's preprocessed view: read errors are clear
+            *_fingerprinted(target_images),  # a lazy target's view: read errors are clear
             None if target is None or not labelled.size else target.labels,
             None if initial is None else initial.network.head.weight.detach().cpu().numpy(),
         ),
@@ -440,6 +455,14 @@ def _prepare(
         reference=reference,
         appearance=_appearance_generator(config),
     )
+
+
+def _fingerprinted(images: Any) -> tuple[Any, ...]:
+    """What a run's fingerprint sees of its target: a lazy one resampled patch by patch is
+    seen as given, with its zoom (not resampled whole only to be hashed)."""
+    if isinstance(images, ResampledVolume):
+        return images.volume, np.array([images.factor])
+    return (images,)
 
 
 def _check_source_free(
@@ -468,14 +491,7 @@ def _working_factor(
     (both sizes known and different, :attr:`~.config.AlignmentSpec.pixel_size` on)."""
     if target is None or not config.alignment.pixel_size:
         return None
-    factor = scale_factor(working, target.pixel_size)
-    if factor is not None and target.lazy:
-        raise InputError(
-            f"the target's pixel size ({target.pixel_size}) differs from the source's "
-            f"({working}), and a target read on demand cannot be resampled yet; "
-            "load it into memory, or train without resampling (alignment.pixel_size off)"
-        )
-    return factor
+    return scale_factor(working, target.pixel_size)
 
 
 def _reference(
