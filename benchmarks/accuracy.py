@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import datetime
 import fcntl
+import fnmatch
 import json
 import platform
 import shutil
@@ -538,7 +539,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    units = plan(profile)
+    units = selected(plan(profile), getattr(args, "units", None))
     todo = [u for u in units if not _done(out, u)]
     print(f"{len(units)} units, {len(units) - len(todo)} done, {len(todo)} to run", flush=True)
     lost = sorted(
@@ -578,6 +579,18 @@ def run(args: argparse.Namespace) -> int:
         if waiting:
             time.sleep(WAIT_SECONDS)
     return 0
+
+
+def selected(units: list[Unit], pattern: str | None) -> list[Unit]:
+    """The units whose key matches the shell-style ``pattern`` (all without one), with the
+    units whose models they start from, in plan order."""
+    if pattern is None:
+        return units
+    chosen = {u.key for u in units if fnmatch.fnmatchcase(u.key, pattern)}
+    for unit in reversed(units):  # a unit's starting unit comes before it in the plan
+        if unit.key in chosen and unit.starts_from is not None:
+            chosen.add(unit.starts_from.key)
+    return [u for u in units if u.key in chosen]
 
 
 def _done(out: Path, unit: Unit) -> bool:
@@ -765,6 +778,12 @@ def command_line(
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument(
         "--update", type=Path, help="report: write the table between this file's markers"
+    )
+    parser.add_argument(
+        "--units",
+        metavar="PATTERN",
+        help="run: only the units whose key matches this shell pattern (e.g. "
+        "'*balance__stare*'), and those whose models they start from",
     )
     args = parser.parse_args(argv)
     args.out = args.out or default_out(args.profile)

@@ -491,3 +491,11 @@ def test_a_run_whose_starting_models_were_not_kept_stops_before_training(
     error = capsys.readouterr().err
     assert "supervised__isbi2012__seed0" in error
     assert "delete those results to train them again" in error
+
+
+def test_a_pattern_selects_units_with_the_units_they_start_from(accuracy):
+    units = accuracy.plan(accuracy.PROFILES["screen-from-model"])
+    keys = [u.key for u in accuracy.selected(units, "source-free__isbi2012*")]
+    assert keys == ["supervised__isbi2012__seed0", "source-free__isbi2012-vnc__seed0"]
+    assert accuracy.selected(units, None) == units
+    assert accuracy.selected(units, "nothing*") == []
