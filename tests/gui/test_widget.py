@@ -711,7 +711,7 @@ def test_a_new_u_net_is_judged_against_the_last_source_only_model(
     widget.adapt()
     finish(qtbot, widget)
     source_only = widget.model
-    assert widget.guard_label.text().startswith("Guard: nothing to compare")
+    assert widget.guard_label.text().startswith("Guard: a source-only run is not judged")
     widget.form.mode.value = "mean-teacher"
     started = _spy_runs(monkeypatch)
     _judge_as("adapted", monkeypatch)

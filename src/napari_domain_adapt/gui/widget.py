@@ -355,10 +355,15 @@ class AdaptWidget(QWidget):
             return None
         baseline, self._baseline_name = self._baseline(initial, baseline_name, config.mode)
         keep = self.keep_better.isChecked() and baseline is not None
-        if baseline is None:
+        if baseline is None and config.mode == "source-only":
             self.guard_label.setText(
-                "Guard: nothing to compare this run with (a source-only run, or a new U-Net "
-                "with no source-only model trained or loaded here before)"
+                "Guard: a source-only run is not judged; it is what the guard compares later "
+                "runs from a new U-Net with"
+            )
+        elif baseline is None:
+            self.guard_label.setText(
+                "Guard: nothing to compare this run with: train a source-only run first, or "
+                "start from a model"
             )
         else:
             self.guard_label.setText(f"Guard: will compare this run with {self._baseline_name}")
