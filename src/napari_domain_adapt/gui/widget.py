@@ -555,6 +555,7 @@ class AdaptWidget(QWidget):
 
     def _on_trained(self, finished: Any) -> None:
         self.model = finished.model
+        self.job.training = False  # Stop now cancels the prediction (a verdict still comes)
         self._show_progress()  # the last step, before the prediction's progress
         how = "stopped at" if finished.stopped else "trained"
         self.device_label.setText(finished.device)
