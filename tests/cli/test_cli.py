@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -591,6 +592,65 @@ def test_adapt_with_a_baseline_prints_the_guards_verdict_and_keeps_the_better(
     no_baseline = ["adapt", "--source", str(datasets / "source"), "--target", "x", "--keep-better"]
     assert main([*no_baseline, "--out", str(tmp_path / "b.pt")]) == EXIT_BAD_INPUT
     assert "give --baseline too" in capsys.readouterr().err
+
+
+def _same_weights(first, second) -> bool:
+    pairs = zip(
+        first.network.state_dict().values(), second.network.state_dict().values(), strict=True
+    )
+    return all(torch.equal(a, b) for a, b in pairs)
+
+
+def test_start_from_is_the_default_baseline_before_vs_after(
+    datasets, checkpoint, tmp_path, capsys, monkeypatch
+):
+    """adapt --start-from M with a source and no --baseline: the guard compares M (before)
+    with the model trained from it (after); --keep-better writes M where it prefers it."""
+    from napari_domain_adapt.core import GuardVerdict
+    from napari_domain_adapt.core import pipeline as _pipeline
+
+    verdict = GuardVerdict("source-only", {}, "source-only model preferred: as told", "atc")
+    monkeypatch.setattr(_pipeline, "judge", lambda *args: verdict)
+    out = tmp_path / "kept.pt"
+    argv = ["adapt", "--source", str(datasets / "source"), "--target", str(datasets / "target")]
+    argv += ["--start-from", str(checkpoint), "--keep-better", "--out", str(out), *TINY]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    guard = json.loads(captured.out)["guard"]
+    assert guard["baseline"] == str(checkpoint)
+    assert (guard["prefer"], guard["kept"]) == ("source-only", "baseline")
+    assert "guard: source-only model preferred: as told" in captured.err
+    assert _same_weights(load_checkpoint(out), load_checkpoint(checkpoint))
+
+    monkeypatch.setattr(
+        _pipeline, "judge", lambda *args: dataclasses.replace(verdict, prefer="adapted")
+    )
+    out = tmp_path / "adapted.pt"
+    argv[argv.index("--out") + 1] = str(out)
+    assert main(argv) == 0
+    guard = json.loads(capsys.readouterr().out)["guard"]
+    assert guard["kept"] == "adapted"
+    assert not _same_weights(load_checkpoint(out), load_checkpoint(checkpoint))
+
+
+def test_a_guard_that_cannot_judge_says_why(datasets, checkpoint, tmp_path, capsys):
+    """A target read on demand (zarr): the guard says in one line why it did not judge, and
+    the adapted model is written."""
+    import zarr
+
+    volume = tmp_path / "target.zarr"
+    zarr.save_array(str(volume), em_stack((2, 64, 64), np.uint8))
+    out = tmp_path / "adapted.pt"
+    argv = ["adapt", "--source", str(datasets / "source"), "--target", str(volume)]
+    argv += ["--baseline", str(checkpoint), "--keep-better", "--out", str(out), *TINY]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    guard = json.loads(captured.out)["guard"]
+    assert guard["prefer"] is None
+    assert guard["kept"] == "adapted"
+    assert guard["reason"].startswith("not judged: ")
+    assert f"guard: {guard['reason']}" in captured.err
+    assert out.is_file()
 
 
 def test_a_run_can_start_from_a_model(datasets, checkpoint, tmp_path):

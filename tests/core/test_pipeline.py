@@ -11,12 +11,15 @@ import zarr
 
 from napari_domain_adapt.core import (
     Domain,
+    GuardVerdict,
     InputError,
+    Judged,
     PixelSize,
     PredictionDone,
     PredictionStarted,
     SlicePredicted,
     TargetPrediction,
+    TrainControl,
     TrainEvent,
     TrainFinished,
     open_source,
@@ -24,6 +27,7 @@ from napari_domain_adapt.core import (
     predict,
     train_and_predict,
 )
+from napari_domain_adapt.core import pipeline as _pipeline
 
 
 def _kinds(events) -> list[type]:
@@ -45,6 +49,168 @@ def test_without_a_prediction_the_run_ends_with_the_model(tiny_config, source, s
     target = Domain(sample_pair.target_image, name="target")
     events = list(train_and_predict(tiny_config, source, target))
     assert isinstance(events[-1], TrainFinished)
+
+
+def _probabilities(events) -> np.ndarray:
+    return next(e for e in events if isinstance(e, PredictionDone)).probabilities
+
+
+def test_with_a_baseline_the_run_is_judged_then_the_kept_model_predicts(
+    tiny_config, source, sample_pair, trained_model
+):
+    """A real verdict between the baseline and the model trained, after TrainFinished and
+    before the prediction, which the model kept makes."""
+    baseline = trained_model()
+    target = Domain(sample_pair.target_image, name="target")
+    prediction = TargetPrediction(sample_pair.target_image)
+    events = list(
+        train_and_predict(
+            tiny_config, source, target, prediction=prediction, baseline=baseline, keep_better=True
+        )
+    )
+    kinds = _kinds(events)
+    finished_at = kinds.index(TrainFinished)
+    assert kinds[finished_at + 1 : finished_at + 3] == [Judged, PredictionStarted]
+    assert kinds.count(Judged) == 1
+    judged = events[finished_at + 1]
+    trained = events[finished_at].model
+    assert isinstance(judged.verdict, GuardVerdict)
+    assert judged.verdict.prefer in ("source-only", "adapted")
+    assert set(judged.verdict.estimates) == {"source-only", "adapted"}
+    assert judged.reason == judged.verdict.reason
+    expected = baseline if judged.verdict.prefer == "source-only" else trained
+    assert judged.model is expected
+    assert judged.kept == ("baseline" if expected is baseline else "adapted")
+    _assert_predicted_by(expected, events, sample_pair.target_image)
+
+
+def _assert_predicted_by(model, events, image) -> None:
+    """The run's prediction is ``model``'s (up to float noise: slice by slice vs a stack)."""
+    np.testing.assert_allclose(_probabilities(events), model.predict(image), rtol=0, atol=1e-5)
+
+
+def _verdict(prefer: str) -> GuardVerdict:
+    return GuardVerdict(prefer, {}, f"{prefer} model preferred: as the test says", "atc")
+
+
+@pytest.mark.parametrize(
+    ("prefer", "keep_better", "kept"),
+    [
+        ("source-only", True, "baseline"),
+        ("source-only", False, "adapted"),
+        ("adapted", True, "adapted"),
+    ],
+)
+def test_keep_better_keeps_and_predicts_with_the_model_the_guard_prefers(
+    tiny_config, source, sample_pair, trained_model, monkeypatch, prefer, keep_better, kept
+):
+    monkeypatch.setattr(_pipeline, "judge", lambda *args: _verdict(prefer))
+    baseline = trained_model()
+    target = Domain(sample_pair.target_image, name="target")
+    run = train_and_predict(
+        tiny_config,
+        source,
+        target,
+        prediction=TargetPrediction(sample_pair.target_image),
+        baseline=baseline,
+        keep_better=keep_better,
+    )
+    events = list(run)
+    finished = next(e for e in events if isinstance(e, TrainFinished))
+    (judged,) = [e for e in events if isinstance(e, Judged)]
+    assert judged.verdict.prefer == prefer
+    assert judged.kept == kept
+    assert judged.model is (baseline if kept == "baseline" else finished.model)
+    _assert_predicted_by(judged.model, events, sample_pair.target_image)
+    if kept == "adapted":  # the baseline predicts otherwise: the test can tell them apart
+        other = baseline.predict(sample_pair.target_image)
+        assert np.abs(_probabilities(events) - other).max() > 1e-2
+
+
+def test_the_guard_never_sees_a_target_label(
+    tiny_config, source, sample_pair, trained_model, monkeypatch
+):
+    """A mean teacher learns from a labelled target slice; the guard gets the target's
+    images without their labels (and a real verdict from them)."""
+    labels = np.zeros_like(sample_pair.target_labels)
+    labels[1] = sample_pair.target_labels[1]
+    target = Domain(sample_pair.target_image, labels, name="target")
+    seen = []
+    real = _pipeline.judge
+
+    def spy(baseline, adapted, held, judged_target):
+        seen.append(judged_target)
+        return real(baseline, adapted, held, judged_target)
+
+    monkeypatch.setattr(_pipeline, "judge", spy)
+    config = dataclasses.replace(tiny_config, mode="mean-teacher")
+    events = list(train_and_predict(config, source, target, baseline=trained_model()))
+    (judged,) = [e for e in events if isinstance(e, Judged)]
+    assert judged.verdict is not None
+    (given,) = seen
+    assert given.labels is None
+    assert given.annotated is None
+    np.testing.assert_array_equal(given.images, target.images)
+    np.testing.assert_array_equal(target.labels[1], sample_pair.target_labels[1])  # untouched
+
+
+def test_a_stopped_run_is_judged_too(tiny_config, source, sample_pair, trained_model):
+    control = TrainControl()
+    target = Domain(sample_pair.target_image, name="target")
+    config = dataclasses.replace(tiny_config, steps=50)
+    kinds = []
+    for event in train_and_predict(
+        config, source, target, control=control, baseline=trained_model()
+    ):
+        kinds.append(type(event))
+        if isinstance(event, TrainEvent) and event.step == 2:
+            control.stop()
+        if isinstance(event, TrainFinished):
+            assert event.stopped
+    assert kinds[-2:] == [TrainFinished, Judged]
+    assert len(kinds) < 10
+
+
+def test_where_the_guard_cannot_judge_it_says_why(
+    tiny_config, source, sample_pair, trained_model, tmp_path
+):
+    """Source-free (no labelled source) and a target read on demand: the model trained is
+    kept and predicted, and one line says why there is no verdict."""
+    model = trained_model()
+    free = dataclasses.replace(tiny_config, mode="mean-teacher")
+    target = Domain(sample_pair.target_image, name="target")
+    run = train_and_predict(
+        free,
+        None,
+        target,
+        initial=model,
+        baseline=model,
+        keep_better=True,
+        prediction=TargetPrediction(sample_pair.target_image),
+    )
+    events = list(run)
+    (judged,) = [e for e in events if isinstance(e, Judged)]
+    finished = next(e for e in events if isinstance(e, TrainFinished))
+    assert judged.verdict is None
+    assert judged.kept == "adapted"
+    assert judged.model is finished.model
+    assert judged.reason.startswith("not judged: ")
+    assert "labelled source" in judged.reason
+    assert isinstance(events[-1], PredictionDone)
+
+    path = tmp_path / "t.zarr"
+    zarr.save_array(str(path), sample_pair.target_image)
+    lazy = Domain(path, name="target")
+    events = list(train_and_predict(tiny_config, source, lazy, baseline=model))
+    (judged,) = [e for e in events if isinstance(e, Judged)]
+    assert judged.verdict is None
+    assert "read on demand" in judged.reason
+
+
+def test_keep_better_without_a_baseline_is_refused(tiny_config, source, sample_pair):
+    target = Domain(sample_pair.target_image, name="target")
+    with pytest.raises(InputError, match="give a baseline"):
+        train_and_predict(tiny_config, source, target, keep_better=True)
 
 
 def test_bad_input_is_refused_before_the_first_event(tiny_config, sample_pair):

@@ -81,3 +81,22 @@ def test_the_target_labels_rule_is_the_cores(tiny_config, inputs):
     config = dataclasses.replace(tiny_config, mode="adversarial")
     with pytest.raises(InputError, match="mode adversarial does not use them"):
         next(train_job(config, labelled, TrainControl()))
+
+
+def test_train_job_is_judged_against_a_baseline_and_keeps_the_better(
+    tiny_config, inputs, monkeypatch
+):
+    """With a baseline the job yields the guard's Judged between training and prediction;
+    keep_better without a baseline is simply off (the widget's checkbox is on by default)."""
+    from napari_domain_adapt.core import Domain, GuardVerdict, Judged, fit, pipeline
+
+    baseline = fit(tiny_config, Domain(inputs.source_image, inputs.source_labels)).model
+    verdict = GuardVerdict("source-only", {}, "source-only model preferred: told", "atc")
+    monkeypatch.setattr(pipeline, "judge", lambda *args: verdict)
+    items = list(train_job(tiny_config, inputs, TrainControl(), None, None, baseline, True))
+    kinds = [type(item) for item in items]
+    at = kinds.index(Judged)
+    assert kinds[at - 1 : at + 2] == [TrainFinished, Judged, PredictionStarted]
+    assert items[at].model is baseline
+    plain = list(train_job(tiny_config, inputs, TrainControl(), keep_better=True))
+    assert Judged not in [type(item) for item in plain]

@@ -597,3 +597,196 @@ def test_continue_trains_on_from_the_current_model_with_the_labels_as_they_are(
     assert widget.model is not first
     runs = widget.model.metadata["runs"]
     assert [run["target_labelled_slices"] for run in runs] == [0, 1]
+
+
+def _judge_as(prefer: str, monkeypatch) -> None:
+    """The guard's verdict, in every run from now, is to prefer ``prefer``."""
+    from napari_domain_adapt.core import pipeline
+
+    monkeypatch.setattr(pipeline, "judge", lambda *args: _verdict(prefer))
+
+
+def _spy_runs(monkeypatch) -> list:
+    """The arguments of each run the widget starts (the pipeline still runs)."""
+    started = []
+    real = jobs.core.train_and_predict
+    monkeypatch.setattr(
+        jobs.core,
+        "train_and_predict",
+        lambda *args, **kwargs: started.append((args, kwargs)) or real(*args, **kwargs),
+    )
+    return started
+
+
+def _verdict(prefer: str):
+    from napari_domain_adapt.core import GuardVerdict
+
+    return GuardVerdict(prefer, {}, f"{prefer} model preferred: as the test says", "atc")
+
+
+def _tiny_checkpoint(viewer, path, mode: str = "source-only"):
+    """A tiny model trained on the sample's source layers, saved to ``path``."""
+    from napari_domain_adapt.core import Domain, fit, save_checkpoint
+
+    config = TrainConfig(
+        mode=mode,
+        steps=2,
+        batch_size=2,
+        patch_size=32,
+        model=ModelSpec(depth=2, width=4),
+        device="cpu",
+        preview_interval=None,
+    )
+    source = Domain(viewer.layers["source image"].data, viewer.layers["source labels"].data)
+    return save_checkpoint(fit(config, source).model, path)
+
+
+def test_start_from_offers_the_current_model_once_there_is_one(ready, qtbot, notes):
+    _viewer, widget = ready
+    picker = widget.start_picker
+    assert picker.choice == "new"
+    assert not picker.is_offered("current")
+    assert picker.is_offered("new")
+    assert picker.is_offered("file")
+    started = widget.adapt()
+    assert not picker.isEnabled()  # not while a run goes on
+    finish(qtbot, widget)
+    assert started is not None
+    assert not notes["error"], notes["error"]
+    # A first run from a new U-Net has nothing to compare with, and says so.
+    assert widget.guard_label.text().startswith("Guard: nothing to compare")
+    assert picker.isEnabled()
+    assert picker.is_offered("current")
+    picker.choose("current")
+    assert picker.choice == "current"
+
+
+def test_start_from_a_file_trains_from_it_and_a_bad_file_is_said_once(
+    ready, qtbot, tmp_path, monkeypatch, notes
+):
+    viewer, widget = ready
+    path = _tiny_checkpoint(viewer, tmp_path / "model.pt")
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    file_index = widget.start_picker.findData("file")
+
+    # Chosen in the picker: the dialog asks; a bad file is one message and changes nothing.
+    monkeypatch.setattr(widget.dialogs, "open_path", lambda *a: broken)
+    widget._start_picked(file_index)
+    assert len(notes["error"]) == 1
+    assert notes["error"][0].startswith("Cannot start from broken.pt: ")
+    assert widget.status.text() == notes["error"][0]
+    assert widget.start_picker.choice == "new"
+    monkeypatch.setattr(widget.dialogs, "open_path", lambda *a: None)  # cancelled
+    widget._start_picked(file_index)
+    assert widget.start_picker.choice == "new"
+    assert len(notes["error"]) == 1
+
+    monkeypatch.setattr(widget.dialogs, "open_path", lambda *a: path)
+    widget._start_picked(file_index)
+    assert widget.start_picker.choice == "file"
+    assert widget.start_picker.currentText() == "file: model.pt"
+    loaded = widget._start_file[0]
+    started = _spy_runs(monkeypatch)
+    _judge_as("adapted", monkeypatch)  # the model trained is kept
+    widget.adapt_button.click()
+    finish(qtbot, widget)
+    assert len(notes["error"]) == 1, notes["error"]
+    ((_args, kwargs),) = started
+    assert kwargs["initial"] is loaded  # trained from the file's weights
+    assert kwargs["baseline"] is loaded  # and judged against them
+    assert widget.model.spec == loaded.spec
+    assert widget.model.metadata["runs"][0]["mode"] == "source-only"
+    assert len(widget.model.metadata["runs"]) == 2
+    text = widget.guard_label.text()
+    assert text == "Guard: this run's model preferred over model.pt — as the test says"
+    assert text in notes["info"]
+
+
+def test_a_new_u_net_is_judged_against_the_last_source_only_model(
+    ready, qtbot, monkeypatch, notes
+):
+    viewer, widget = ready
+    widget.form.mode.value = "source-only"
+    widget.adapt()
+    finish(qtbot, widget)
+    source_only = widget.model
+    assert widget.guard_label.text().startswith("Guard: a source-only run is not judged")
+    widget.form.mode.value = "mean-teacher"
+    started = _spy_runs(monkeypatch)
+    _judge_as("adapted", monkeypatch)
+    widget.adapt()
+    finish(qtbot, widget)
+    assert not notes["error"], notes["error"]
+    ((_args, kwargs),) = started
+    assert kwargs["initial"] is None
+    assert kwargs["baseline"] is source_only
+    assert widget.model is not source_only
+    assert widget.guard_label.text() == (
+        "Guard: this run's model preferred over the source-only model trained before — "
+        "as the test says"
+    )
+    assert viewer.status == widget.guard_label.text()
+
+
+def test_continue_keeps_the_model_before_where_the_guard_prefers_it(
+    ready, qtbot, monkeypatch, notes
+):
+    """Continue is judged before vs after; with 'Keep the better' the model before stays
+    the current model and predicts the target; without it, the new one does."""
+    viewer, widget = ready
+    widget.adapt()
+    finish(qtbot, widget)
+    before = widget.model
+    _judge_as("source-only", monkeypatch)
+    assert widget.keep_better.isChecked()  # the default
+    widget.continue_button.click()
+    finish(qtbot, widget)
+    assert not notes["error"], notes["error"]
+    assert widget.model is before
+    assert widget.guard_label.text().startswith(
+        "Guard: the model before this run preferred and kept — as the test says"
+    )
+    assert "kept by the guard" in widget.model_label.text()
+    target = viewer.layers["target image"].data
+    np.testing.assert_allclose(
+        viewer.layers[PROBABILITY_NAME].data, before.predict(target), rtol=0, atol=1e-5
+    )
+
+    widget.keep_better.setChecked(False)
+    widget.continue_button.click()
+    finish(qtbot, widget)
+    assert widget.model is not before
+    assert "not kept" in widget.guard_label.text()
+    np.testing.assert_allclose(
+        viewer.layers[PROBABILITY_NAME].data, widget.model.predict(target), rtol=0, atol=1e-5
+    )
+
+
+def test_a_stopped_continue_is_judged_before_vs_after(ready, qtbot, monkeypatch, notes):
+    _viewer, widget = ready
+    widget.adapt()
+    finish(qtbot, widget)
+    before = widget.model
+    from napari_domain_adapt.core import pipeline
+
+    judged = []
+    monkeypatch.setattr(
+        pipeline,
+        "judge",
+        lambda baseline, adapted, *rest: (
+            judged.append((baseline, adapted)) or _verdict("source-only")
+        ),
+    )
+    tiny(widget, steps=100_000)
+    worker = widget.start_training(widget.model)
+    qtbot.waitUntil(lambda: widget.progress.value() >= 2, timeout=WAIT_MS)
+    widget.stop_button.click()
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        pass
+    assert not notes["error"], notes["error"]
+    ((baseline, adapted),) = judged
+    assert baseline is before
+    assert adapted.metadata["stopped"]
+    assert widget.model is before
+    assert "preferred and kept" in widget.guard_label.text()

@@ -19,8 +19,8 @@ from napari_domain_adapt.core import (
     IMAGE_KINDS,
     IMAGE_SUFFIXES,
     Domain,
-    GuardVerdict,
     InputError,
+    Judged,
     PixelSize,
     PredictionStarted,
     Preprocessing,
@@ -39,7 +39,6 @@ from napari_domain_adapt.core import (
     export_bioimageio,
     is_dataset,
     is_zarr,
-    judge,
     load_dataset,
     load_model,
     make_sample_pair,
@@ -209,8 +208,11 @@ def _progress(total: int, unit: str = "step"):
 def _run_training(args: argparse.Namespace, mode: str | None) -> int:
     inputs = [args.source, args.source_labels, args.target, args.target_labels]
     inputs += [getattr(args, "baseline", None), args.start_from]
-    if getattr(args, "keep_better", False) and args.baseline is None:
-        raise InputError("--keep-better keeps the better of two models: give --baseline too")
+    if getattr(args, "keep_better", False) and _baseline_path(args) is None:
+        raise InputError(
+            "--keep-better keeps the better of two models: give --baseline too (or "
+            "--start-from with --source, whose model is then the baseline)"
+        )
     if args.source is None and args.start_from is None:
         raise InputError(
             "no --source: give the labelled source, or --start-from MODEL to adapt a trained "
@@ -221,6 +223,16 @@ def _run_training(args: argparse.Namespace, mode: str | None) -> int:
     _refuse_existing([args.out, args.metrics], args.overwrite, inputs)
     with run_lock(args.out):  # a second run on this --out is refused now, not after training
         return _train_and_write(args, mode)
+
+
+def _baseline_path(args: argparse.Namespace) -> Path | None:
+    """The model ``adapt``'s guard compares the adapted one with: ``--baseline``, else the
+    ``--start-from`` model where a source is given (before vs after); None for ``train``."""
+    if not hasattr(args, "baseline"):
+        return None  # train: no guard
+    if args.baseline is not None:
+        return args.baseline
+    return args.start_from if args.source is not None else None
 
 
 def _train_and_write(args: argparse.Namespace, mode: str | None) -> int:
@@ -235,14 +247,21 @@ def _train_and_write(args: argparse.Namespace, mode: str | None) -> int:
             f"{state.path} holds the state of an interrupted run; pass --resume to continue "
             "it, or delete it to start over"
         )
-    run = train_and_predict(config, source, target, state=state, initial=initial)
-    finished = _follow(run, config.steps)
+    baseline = _baseline(args, initial, config)
+    run = train_and_predict(
+        config,
+        source,
+        target,
+        state=state,
+        initial=initial,
+        baseline=baseline,
+        held_source=None if baseline is None else _held_source(args, source),
+        keep_better=bool(baseline is not None and args.keep_better),
+    )
+    finished, judged = _follow(run, config.steps)
     if initial is not None:
         finished.model.metadata["started_from"] = str(args.start_from)
-    verdict = _judge(args, finished.model, source, target)
-    kept = finished.model
-    if verdict is not None and args.keep_better and verdict.prefer == "source-only":
-        kept = load_model(args.baseline, "cpu")
+    kept = finished.model if judged is None else judged.model
     save_checkpoint(kept, args.out, overwrite=args.overwrite)
     state.path.unlink(missing_ok=True)  # the model is safe: nothing left to resume
     result: dict[str, Any] = {
@@ -259,20 +278,54 @@ def _train_and_write(args: argparse.Namespace, mode: str | None) -> int:
         "checkpoint": str(args.out),
         "config": config.to_dict(),
     }
-    if verdict is not None:
-        result["guard"] = {
-            "prefer": verdict.prefer,
-            "kept": "baseline" if kept is not finished.model else "adapted",
-            "reason": verdict.reason,
-            "decided_by": verdict.decided_by,
-            "estimates": verdict.estimates,
-        }
+    if judged is not None:
+        print(f"guard: {judged.reason}", file=sys.stderr)
+        result["guard"] = _guard_entry(judged, _baseline_path(args))
     if test is not None:
         result["target_test"] = _scores(kept, test)
     print_json(result)
     if args.metrics is not None:
         _write_json(args.metrics, result, args.overwrite)
     return 0
+
+
+def _baseline(
+    args: argparse.Namespace, initial: SegmentationModel | None, config: TrainConfig
+) -> SegmentationModel | None:
+    """The guard's baseline model (see :func:`_baseline_path`), loaded before training so
+    that a bad file is refused at once; the ``--start-from`` model itself where it is one."""
+    path = _baseline_path(args)
+    if path is None:
+        return None
+    if args.baseline is None:
+        return initial  # train copies it and leaves it unchanged
+    return load_model(path, _device(config.device))
+
+
+def _held_source(args: argparse.Namespace, source: Domain | None) -> Domain | None:
+    """The labelled source slices the guard scores both models on: the dataset's test split
+    where it has one (held back from training); else the training slices, which flatter
+    both models alike."""
+    if source is None or not is_dataset(args.source):
+        return source
+    if not (Path(args.source) / "test" / "labels").is_dir():
+        return source
+    held = load_dataset(args.source, "test", labels=True, name="source test")
+    held.pixel_size = source.pixel_size
+    return held
+
+
+def _guard_entry(judged: Judged, baseline: Path | None) -> dict[str, Any]:
+    """The guard's entry of the results: the baseline, the verdict and the model kept."""
+    verdict = judged.verdict
+    return {
+        "baseline": None if baseline is None else str(baseline),
+        "prefer": None if verdict is None else verdict.prefer,
+        "kept": judged.kept,
+        "reason": judged.reason,
+        "decided_by": None if verdict is None else verdict.decided_by,
+        "estimates": {} if verdict is None else verdict.estimates,
+    }
 
 
 def _say_pixel_sizes(
@@ -285,30 +338,11 @@ def _say_pixel_sizes(
         print(f"pixel sizes: {scaling}", file=sys.stderr)
 
 
-def _judge(
-    args: argparse.Namespace,
-    adapted: SegmentationModel,
-    source: Domain | None,
-    target: Domain | None,
-) -> GuardVerdict | None:
-    """With ``--baseline``: the guard's verdict between it and the adapted model, printed.
-    The source slices it scores are the dataset's test split where it has one (held back
-    from training); else the training slices, which flatter both models alike."""
-    if getattr(args, "baseline", None) is None or target is None or source is None:
-        return None
-    held = source
-    if is_dataset(args.source) and (Path(args.source) / "test" / "labels").is_dir():
-        held = load_dataset(args.source, "test", labels=True, name="source test")
-        held.pixel_size = source.pixel_size
-    verdict = judge(load_model(args.baseline, adapted.device), adapted, held, target)
-    print(f"guard: {verdict.reason}", file=sys.stderr)
-    return verdict
-
-
-def _follow(events: Iterator[Any], steps: int) -> Any:
-    """Show training's progress on a bar until the final event, which is returned. The bar
-    is closed (its line ended) before any error, so the error gets a line of its own."""
-    finished = None
+def _follow(events: Iterator[Any], steps: int) -> tuple[Any, Judged | None]:
+    """Show training's progress on a bar; returns its TrainFinished and the guard's Judged
+    (None without a baseline). The bar is closed (its line ended) before any error, so the
+    error gets a line of its own."""
+    finished = judged = None
     with _progress(steps) as bar:
         for event in events:
             if isinstance(event, TrainEvent):
@@ -320,9 +354,11 @@ def _follow(events: Iterator[Any], steps: int) -> Any:
                     losses["dom"] = f"{event.domain_loss:.3f}"
                     losses["acc"] = f"{event.domain_accuracy:.2f}"
                 bar.set_postfix(losses, refresh=False)
+            elif isinstance(event, Judged):
+                judged = event
             else:
                 finished = event
-    return finished
+    return finished, judged
 
 
 def run_train(args: argparse.Namespace) -> int:

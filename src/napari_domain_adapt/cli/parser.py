@@ -115,12 +115,14 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
             "--baseline",
             type=Path,
             help="a source-only model (e.g. from train) to compare the adapted one with, "
-            "without target labels: the guard's verdict is printed and kept in --metrics",
+            "without target labels: the guard's verdict is printed and kept in --metrics "
+            "(default: the --start-from model, where --source is given: before vs after)",
         )
         guard.add_argument(
             "--keep-better",
             action="store_true",
-            help="with --baseline: write whichever model the guard prefers to --out",
+            help="write whichever of the baseline (--baseline, or the --start-from model) and "
+            "the adapted model the guard prefers to --out",
         )
     out = parser.add_argument_group("output")
     out.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")

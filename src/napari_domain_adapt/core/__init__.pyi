@@ -46,6 +46,7 @@ from .labels import instances_to_membranes
 from .metrics import best_threshold, check_threshold, segmentation_scores
 from .options import ADAPTIVE, PRESETS, SETTINGS, Setting, get_value, preset, with_values
 from .pipeline import (
+    Judged,
     PredictionDone,
     PredictionEvent,
     PredictionStarted,
@@ -85,6 +86,7 @@ __all__ = [
     "DomainClassifierSpec",
     "GuardVerdict",
     "InputError",
+    "Judged",
     "ModelSpec",
     "PixelSize",
     "PredictionDone",

@@ -1,7 +1,8 @@
 """The one pipeline of a run, which the CLI and the widget both call.
 
-:func:`train_and_predict` trains (yielding the training's events) and then, where asked,
-predicts the target with the model trained. :func:`predict` predicts any image slice by
+:func:`train_and_predict` trains (yielding the training's events), judges the model
+trained against a baseline where one is given (the guard), and then, where asked, predicts
+the target with the model kept. :func:`predict` predicts any image slice by
 slice, in memory or out of core into an OME-Zarr store, yielding its progress so that a
 caller can show it and stop between slices. :func:`judge` is the guard's verdict between a
 source-only and an adapted model. :func:`open_source` and :func:`open_target` make the
@@ -12,6 +13,8 @@ and their events into its output (a progress bar and files, layers).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +24,7 @@ import numpy as np
 
 from .data import Domain, as_image_stack, is_lazy
 from .errors import InputError
-from .guard import GuardVerdict, Predictions, guard
+from .guard import SOURCE_ONLY, GuardVerdict, Predictions, guard
 from .hdf5 import split_hdf5_path
 from .io import is_dataset, load_dataset, read_volume
 from .metrics import check_threshold
@@ -64,6 +67,29 @@ class PredictionDone:
 PredictionEvent = PredictionStarted | SlicePredicted | PredictionDone
 
 
+@dataclass
+class Judged:
+    """The guard's verdict between a run's baseline and the model it trained, after
+    :class:`~.training.TrainFinished` (a stopped run's too), and the model kept.
+
+    ``verdict`` is None where the guard could not judge (a run without a labelled source,
+    a target read on demand); ``reason`` then says why, in one line.
+    """
+
+    verdict: GuardVerdict | None
+    model: SegmentationModel
+    """The model kept: the baseline where the run keeps the better and the guard prefers
+    it, else the model trained. The target is predicted with this one."""
+    kept: str
+    """``"baseline"`` or ``"adapted"`` (the model trained)."""
+    reason: str
+    """One line for the user: the verdict's reason, or why there is none."""
+
+
+#: :attr:`Judged.kept`'s values.
+KEPT_BASELINE, KEPT_ADAPTED = "baseline", "adapted"
+
+
 @dataclass(frozen=True)
 class TargetPrediction:
     """What :func:`train_and_predict` predicts with the model it trained: the target as
@@ -87,17 +113,89 @@ def train_and_predict(
     state: StateFile | None = None,
     initial: SegmentationModel | None = None,
     prediction: TargetPrediction | None = None,
-) -> Iterator[TrainEvent | TrainFinished | PredictionEvent]:
-    """Train on ``source`` and ``target`` (see :func:`~.training.train`), then predict
-    ``prediction`` with the model trained.
+    baseline: SegmentationModel | None = None,
+    held_source: Domain | None = None,
+    keep_better: bool = False,
+) -> Iterator[TrainEvent | TrainFinished | Judged | PredictionEvent]:
+    """Train on ``source`` and ``target`` (see :func:`~.training.train`), judge the model
+    trained against ``baseline`` where given, then predict ``prediction`` with the model
+    kept.
 
-    Yields the training's events, one :class:`~.training.TrainFinished`, then
-    :func:`predict`'s events. The inputs are validated before the first event: the
-    generator is returned only once they are known to be good.
+    Yields the training's events, one :class:`~.training.TrainFinished`, one
+    :class:`Judged` where a ``baseline`` is given, then :func:`predict`'s events. The
+    inputs are validated before the first event: the generator is returned only once they
+    are known to be good.
+
+    The guard (:func:`judge`) compares ``baseline`` (a source-only model, or the model a
+    run started from) with the model trained on the labelled ``held_source`` slices (best
+    held back from training; the training ``source`` where None) and on the target's
+    images, never its labels. ``keep_better``: keep (and predict with) the baseline where
+    the guard prefers it.
     """
+    if keep_better and baseline is None:
+        raise InputError("keep_better keeps the better of two models: give a baseline too")
     events = train(config, source, target, control, initial, state)
     pixel_size = None if target is None else target.pixel_size
+    if baseline is not None:
+        held = source if held_source is None else held_source
+        events = _then_judge(events, baseline, held, target, keep_better)
     return _then_predict(events, prediction, config.amp, pixel_size)
+
+
+def _then_judge(
+    events: Iterator[Any],
+    baseline: SegmentationModel,
+    held: Domain | None,
+    target: Domain | None,
+    keep_better: bool,
+) -> Iterator[Any]:
+    """The training's events, then the guard's :class:`Judged` after its TrainFinished."""
+    for event in events:
+        yield event
+        if isinstance(event, TrainFinished):
+            yield _judged(baseline, event.model, held, target, keep_better)
+
+
+def _judged(
+    baseline: SegmentationModel,
+    adapted: SegmentationModel,
+    held: Domain | None,
+    target: Domain | None,
+    keep_better: bool,
+) -> Judged:
+    why_not = _why_not_judged(held, target)
+    if why_not is None:
+        if baseline.device != adapted.device:  # compare (and keep) on the run's device
+            baseline = dataclasses.replace(
+                baseline, network=copy.deepcopy(baseline.network).to(adapted.device)
+            )
+        try:
+            verdict = judge(baseline, adapted, held, _unlabelled(target))
+        except ValueError as error:  # e.g. no pixel inside the masks: the model stays
+            why_not = str(error)
+    if why_not is not None:
+        return Judged(None, adapted, KEPT_ADAPTED, f"not judged: {why_not}")
+    if keep_better and verdict.prefer == SOURCE_ONLY:
+        return Judged(verdict, baseline, KEPT_BASELINE, verdict.reason)
+    return Judged(verdict, adapted, KEPT_ADAPTED, verdict.reason)
+
+
+def _why_not_judged(held: Domain | None, target: Domain | None) -> str | None:
+    """Why the guard cannot compare two models on these inputs (None: it can)."""
+    if held is None or held.labels is None:
+        return "the guard compares the models on labelled source slices, and the run has none"
+    if target is None:
+        return "the guard compares the models on the target, and the run has none"
+    if target.lazy:
+        return "the target is read on demand, and the guard predicts target slices in memory"
+    return None
+
+
+def _unlabelled(target: Domain) -> Domain:
+    """``target`` without its labels (a shallow copy): the guard never sees one."""
+    bare = copy.copy(target)
+    bare.labels = bare.annotated = None
+    return bare
 
 
 def _then_predict(
@@ -106,15 +204,15 @@ def _then_predict(
     amp: bool,
     pixel_size: PixelSize | None,
 ) -> Iterator[Any]:
-    finished = None
+    kept = None
     for event in events:
         yield event
-        if isinstance(event, TrainFinished):
-            finished = event
-    if finished is None or prediction is None:
+        if isinstance(event, TrainFinished | Judged):
+            kept = event.model
+    if kept is None or prediction is None:
         return
     yield from predict(
-        finished.model,
+        kept,
         prediction.image,
         rgb=prediction.rgb,
         name=prediction.name,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, SpinBox, Widget
 from qtpy.QtCore import QTimer, Signal
-from qtpy.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
 from napari_domain_adapt import core
@@ -56,6 +56,49 @@ class LayerCombo(ComboBox):
         return [
             (layer.name, layer) for layer in self._viewer.layers if layer_kind(layer) == self._kind
         ]
+
+
+class StartFromPicker(QComboBox):
+    """Where Adapt starts: a new U-Net, the current model (offered once there is one), or a
+    model file (a checkpoint, or a bioimage.io package of ours), which it also names."""
+
+    NEW, CURRENT, FILE = "new", "current", "file"
+    _FILE_TEXT = "a file…"
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.addItem("a new U-Net", self.NEW)
+        self.addItem("the current model", self.CURRENT)
+        self.addItem(self._FILE_TEXT, self.FILE)
+        self.setToolTip(
+            "What Adapt trains from: a new U-Net; the current model (the last run's or one "
+            "loaded), as Continue does; or a model file (.pt, or a bioimage.io .zip of ours). "
+            "The guard compares the run's model with the one it started from"
+        )
+
+    @property
+    def choice(self) -> str:
+        """``new``, ``current`` or ``file``."""
+        return self.currentData()
+
+    def choose(self, choice: str) -> None:
+        """Select ``choice`` (``new``, ``current`` or ``file``)."""
+        self.setCurrentIndex(self.findData(choice))
+
+    def offer_current(self, offered: bool) -> None:
+        """Enable 'the current model' where there is one; without, fall back to a new U-Net."""
+        self.model().item(self.findData(self.CURRENT)).setEnabled(offered)
+        if not offered and self.choice == self.CURRENT:
+            self.choose(self.NEW)
+
+    def is_offered(self, choice: str) -> bool:
+        """Whether ``choice`` can be picked now."""
+        return self.model().item(self.findData(choice)).isEnabled()
+
+    def name_file(self, name: str | None) -> None:
+        """Show the model file chosen (or none) on the file choice."""
+        text = self._FILE_TEXT if name is None else f"file: {name}"
+        self.setItemText(self.findData(self.FILE), text)
 
 
 def layer_kind(layer: Layer) -> str:

@@ -75,10 +75,13 @@ def train_job(
     control: TrainControl,
     store: Path | None = None,
     initial: SegmentationModel | None = None,
+    baseline: SegmentationModel | None = None,
+    keep_better: bool = False,
 ) -> Iterator[Any]:
     """The run of :func:`~napari_domain_adapt.core.train_and_predict` on the layers' arrays:
-    its training events, then the prediction of the whole target (out of core into the zarr
-    ``store`` for a lazy target); from the model ``initial`` where given (Continue)."""
+    its training events, the guard's verdict against ``baseline`` where given (keeping the
+    better with ``keep_better``), then the prediction of the whole target (out of core into
+    the zarr ``store`` for a lazy target); from the model ``initial`` where given."""
     source = core.Domain(
         inputs.source_image,
         inputs.source_labels,
@@ -97,5 +100,12 @@ def train_job(
         image, rgb = inputs.target_image, inputs.target_rgb
         prediction = core.TargetPrediction(image, rgb, "target", store)
     return core.train_and_predict(
-        config, source, target, control=control, initial=initial, prediction=prediction
+        config,
+        source,
+        target,
+        control=control,
+        initial=initial,
+        prediction=prediction,
+        baseline=baseline,
+        keep_better=keep_better and baseline is not None,
     )

@@ -23,6 +23,7 @@ from magicgui.widgets import ComboBox, FloatSlider
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, QObject, QSize, Qt, QTimer
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QFrame,
@@ -39,7 +40,7 @@ from qtpy.QtWidgets import (
 from napari_domain_adapt import core
 
 from .dialogs import Dialogs
-from .form import InputsForm, LayerCombo, layer_kind, layer_pixel_size
+from .form import InputsForm, LayerCombo, StartFromPicker, layer_kind, layer_pixel_size
 from .jobs import (
     InputRefused,
     ModelExported,
@@ -144,6 +145,12 @@ class AdaptWidget(QWidget):
         self.dialogs = Dialogs(self)
         self.job = _Job()
         self._run_target: Layer | None = None
+        #: The model a run from 'Start from: a file…' starts from, and its file's name.
+        self._start_file: tuple[SegmentationModel, str] | None = None
+        #: The last source-only model trained or loaded here: a new U-Net's baseline.
+        self._source_only: SegmentationModel | None = None
+        #: What the running run's guard compares with, in words (None: no guard).
+        self._baseline_name: str | None = None
         self._result: tuple[Image, Labels] | None = None
         self._plot_timer = QTimer(self)
         self._plot_timer.setInterval(_PLOT_INTERVAL_MS)
@@ -177,7 +184,25 @@ class AdaptWidget(QWidget):
             "as they are now: paint corrections on the target, then Continue"
         )
         self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("End now and keep the model trained so far")
+        self.stop_button.setToolTip(
+            "End now and keep the model trained so far (or, by the guard, the one it started from)"
+        )
+        self.start_picker = StartFromPicker()
+        self._start_choice = StartFromPicker.NEW
+        self.keep_better = QCheckBox("Keep the better (by the guard)")
+        self.keep_better.setChecked(True)
+        self.keep_better.setToolTip(
+            "At the end of a run the guard compares, without target labels, the model trained "
+            "with the one it started from (or, for a new U-Net, the last source-only model). "
+            "Checked: where the guard prefers that baseline, it stays the current model and "
+            "predicts the target"
+        )
+        self.guard_label = QLabel("Guard: –")
+        self.guard_label.setWordWrap(True)
+        self.guard_label.setToolTip(
+            "The guard's label-free verdict on the last run: whether the model trained is "
+            "estimated to beat the one it is compared with (see the user guide, 'The guard')"
+        )
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m")
         self.status = QLabel("Ready")
@@ -203,11 +228,16 @@ class AdaptWidget(QWidget):
         run = QGroupBox("Run")
         run_layout = QVBoxLayout(run)
         run_layout.addWidget(self.form)
+        start = QFormLayout()
+        start.addRow("Start from", self.start_picker)
+        start.addRow("", self.keep_better)
+        run_layout.addLayout(start)
         buttons = QHBoxLayout()
         buttons.addWidget(self.adapt_button)
         buttons.addWidget(self.continue_button)
         buttons.addWidget(self.stop_button)
         run_layout.addLayout(buttons)
+        run_layout.addWidget(self.guard_label)
         run_layout.addWidget(self.progress)
         run_layout.addWidget(self.status)
         run_layout.addWidget(self.plot)
@@ -251,7 +281,8 @@ class AdaptWidget(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
 
-        self.adapt_button.clicked.connect(lambda: self.start_training())
+        self.adapt_button.clicked.connect(lambda: self.adapt())
+        self.start_picker.activated.connect(self._start_picked)
         self.continue_button.clicked.connect(lambda: self.start_training(self.model))
         self.stop_button.clicked.connect(self.stop)
         self.threshold.changed.connect(self.apply_threshold)
@@ -281,6 +312,9 @@ class AdaptWidget(QWidget):
             button.setEnabled(not busy)
         self.stop_button.setEnabled(busy)
         self.continue_button.setEnabled(not busy and self.model is not None)
+        self.start_picker.setEnabled(not busy)
+        self.start_picker.offer_current(self.model is not None)
+        self._start_choice = self.start_picker.choice
         self.save_button.setEnabled(not busy and self.model is not None)
         self.share_button.setEnabled(not busy and self.model is not None)
         self.predict_button.setEnabled(not busy and self.model is not None)
@@ -292,9 +326,25 @@ class AdaptWidget(QWidget):
 
     # running -------------------------------------------------------------------------------
 
-    def start_training(self, initial: core.SegmentationModel | None = None) -> Any:
+    def adapt(self) -> Any:
+        """Adapt: start a run from what 'Start from' names; returns the worker, or None."""
+        choice = self.start_picker.choice
+        if choice == StartFromPicker.CURRENT:
+            return self.start_training(self.model)
+        if choice == StartFromPicker.FILE and self._start_file is not None:
+            model, name = self._start_file
+            return self.start_training(model, baseline_name=name)
+        return self.start_training()
+
+    def start_training(
+        self, initial: core.SegmentationModel | None = None, baseline_name: str | None = None
+    ) -> Any:
         """Start a run in a worker from the form's inputs (from the model ``initial``, for
-        Continue, else from a new U-Net); returns the worker, or None."""
+        Continue, else from a new U-Net); returns the worker, or None.
+
+        The guard compares the model trained with ``initial`` (called ``baseline_name``) or,
+        from a new U-Net, with the last source-only model trained or loaded here.
+        """
         if self.busy:
             return None
         try:
@@ -303,6 +353,20 @@ class AdaptWidget(QWidget):
         except ValueError as error:  # InputError, and TrainConfig's validation
             show_error(f"Cannot start: {error}")
             return None
+        baseline, self._baseline_name = self._baseline(initial, baseline_name, config.mode)
+        keep = self.keep_better.isChecked() and baseline is not None
+        if baseline is None and config.mode == "source-only":
+            self.guard_label.setText(
+                "Guard: a source-only run is not judged; it is what the guard compares later "
+                "runs from a new U-Net with"
+            )
+        elif baseline is None:
+            self.guard_label.setText(
+                "Guard: nothing to compare this run with: train a source-only run first, or "
+                "start from a model"
+            )
+        else:
+            self.guard_label.setText(f"Guard: will compare this run with {self._baseline_name}")
         self._run_target = target = self.form.layer("target_image")
         self.job.control = core.TrainControl(preview_index=self._current_slice())
         # The live layer's first draw is slow: have it now, not later. Only for a slice or a
@@ -318,7 +382,19 @@ class AdaptWidget(QWidget):
         self.progress.setValue(0)
         self.status.setText(f"Starting {config.mode} training…")
         store = self._scratch_store() if core.is_lazy(inputs.target_image) else None
-        return self._start(train_job, config, inputs, self.job.control, store, initial)
+        return self._start(
+            train_job, config, inputs, self.job.control, store, initial, baseline, keep
+        )
+
+    def _baseline(
+        self, initial: SegmentationModel | None, name: str | None, mode: str
+    ) -> tuple[SegmentationModel | None, str | None]:
+        """The model a run's guard compares with, and its name in the guard's line."""
+        if initial is not None:
+            return initial, name or "the model before this run"
+        if self._source_only is None or mode == "source-only":
+            return None, None
+        return self._source_only, "the source-only model trained before"
 
     def start_prediction(self) -> Any:
         """Predict the picked image layer with the current model in a worker."""
@@ -437,6 +513,8 @@ class AdaptWidget(QWidget):
             self._on_step(item)
         elif isinstance(item, core.TrainFinished):
             self._on_trained(item)
+        elif isinstance(item, core.Judged):
+            self._on_judged(item)
         elif isinstance(item, core.PredictionStarted):
             self.job.training = False
             self.progress.setRange(0, item.total)
@@ -477,6 +555,7 @@ class AdaptWidget(QWidget):
 
     def _on_trained(self, finished: Any) -> None:
         self.model = finished.model
+        self.job.training = False  # Stop now cancels the prediction (a verdict still comes)
         self._show_progress()  # the last step, before the prediction's progress
         how = "stopped at" if finished.stopped else "trained"
         self.device_label.setText(finished.device)
@@ -484,11 +563,26 @@ class AdaptWidget(QWidget):
             f"{finished.model.config.mode}, {how} {finished.steps} steps "
             f"in {_format_time(finished.elapsed)} on {finished.device}"
         )
+        if finished.model.metadata.get("mode") == "source-only":
+            self._source_only = finished.model
         if finished.stopped:
             text = f"Training stopped at step {finished.steps}"
         else:
             text = f"Training finished: {finished.steps} steps"
         show_info(f"{text} on {finished.device}")
+        if self._baseline_name is not None:
+            self.guard_label.setText(f"Guard: comparing this run with {self._baseline_name}…")
+            self.status.setText(f"Judging against {self._baseline_name}…")
+
+    def _on_judged(self, judged: Any) -> None:
+        """Show the guard's verdict; the model kept is the current one (and predicts)."""
+        text = guard_text(judged, self._baseline_name or "the baseline")
+        self.guard_label.setText(text)
+        self.viewer.status = text
+        show_info(text)
+        if judged.kept == "baseline":
+            self.model = judged.model
+            self.model_label.setText(f"kept by the guard: {self._baseline_name}")
 
     def _on_errored(self, error: Exception) -> None:
         if isinstance(error, ValueError):  # InputError: bad input, said plainly
@@ -513,7 +607,9 @@ class AdaptWidget(QWidget):
         # A run that failed or was cancelled before its result leaves no half-done preview.
         if LIVE_NAME in self.viewer.layers:
             self.viewer.layers.remove(LIVE_NAME)
-        if self.status.text().startswith(("Step", "Starting", "Stopping", "Predicting")):
+        if self.status.text().startswith(
+            ("Step", "Starting", "Stopping", "Judging", "Predicting")
+        ):
             self.status.setText("Done")
 
     # layers (main thread only) -------------------------------------------------------------
@@ -649,8 +745,7 @@ class AdaptWidget(QWidget):
         if path is None:
             return None
         try:
-            device = core.resolve_device(self.form.field("device").value)
-            model = core.load_model(path, device=device)
+            model = self._read_model(path)
         except ValueError as error:
             show_error(f"Cannot load the model: {error}")
             return None
@@ -660,6 +755,62 @@ class AdaptWidget(QWidget):
         self.model_label.setText(f"loaded {Path(path).name}: {mode}, {steps} steps")
         self._set_busy(self.busy)
         return model
+
+    def _read_model(self, path: str | Path) -> SegmentationModel:
+        """A model file on the form's device (a small U-Net: quick, on the main thread);
+        a source-only one becomes the baseline of later runs from a new U-Net."""
+        device = core.resolve_device(self.form.field("device").value)
+        model = core.load_model(path, device=device)
+        if model.metadata.get("mode") == "source-only":
+            self._source_only = model
+        return model
+
+    def _start_picked(self, index: int) -> None:
+        """'Start from' was chosen: a file asks for the file (and keeps the last choice
+        where the user cancels or the file is bad)."""
+        if self.start_picker.itemData(index) != StartFromPicker.FILE:
+            self._start_choice = self.start_picker.choice
+        elif self.choose_start_file() is None:
+            self.start_picker.choose(self._start_choice)
+
+    def choose_start_file(self, path: str | Path | None = None) -> SegmentationModel | None:
+        """Load a checkpoint or a bioimage.io package of ours for Adapt to start from
+        ('Start from: a file…'); a bad file is said once, and changes nothing."""
+        if path is None:
+            path = self.dialogs.open_path("Start from a model", _LOAD_FILTER)
+            if path is None:
+                return None
+        try:
+            model = self._read_model(path)
+        except ValueError as error:
+            message = f"Cannot start from {Path(path).name}: {error}"
+            self.status.setText(message)
+            show_error(message)
+            return None
+        self._start_file = (model, Path(path).name)
+        self.start_picker.name_file(Path(path).name)
+        self.start_picker.choose(StartFromPicker.FILE)
+        self._start_choice = StartFromPicker.FILE
+        self.status.setText(f"Adapt starts from {Path(path).name}")
+        return model
+
+
+def guard_text(judged: Any, baseline: str) -> str:
+    """The guard's verdict (a :class:`~napari_domain_adapt.core.Judged`) in one line, with
+    ``baseline`` named: which model it prefers, whether it was kept, and why."""
+    verdict = judged.verdict
+    if verdict is None:
+        return f"Guard: {judged.reason}"
+    why = judged.reason
+    preferred = f"{verdict.prefer} model preferred: "
+    if why.startswith(preferred):
+        why = why[len(preferred) :]
+    why = why.replace("(adapted vs source-only)", f"(this run vs {baseline})")
+    if judged.kept == "baseline":
+        return f"Guard: {baseline} preferred and kept — {why}"
+    if verdict.prefer == "adapted":
+        return f"Guard: this run's model preferred over {baseline} — {why}"
+    return f"Guard: {baseline} preferred, not kept ('Keep the better' is off) — {why}"
 
 
 def _set_progress(bar: QProgressBar, value: int) -> None:
