@@ -178,8 +178,12 @@ PROFILES = {
         steps=500,
         seeds=(0,),
         pairs=(("isbi2012", "vnc@9.2nm"),),
-        modes=("mean-teacher", "mean-teacher/no-rescale", *SCREENED),
+        modes=("mean-teacher", "mean-teacher/no-rescale", *SCREENED, "source-free"),
+        label_kinds=(corrections.KIND,),
+        label_pairs=(("isbi2012", "vnc@9.2nm"),),
         pixel_sizes=True,
+        source_free_steps=250,
+        correction_steps=150,
     ),
     # The same candidates on the retina pair where the mean teacher loses most.
     "screen-retina": Profile(
