@@ -16,13 +16,32 @@ A unit is a dict (:func:`unit_row` makes one from a verdict)::
 
     {"key": ..., "true_f1": {"source-only": 0.69, "adapted": 0.74},
      "prefer": "adapted", "estimates": {"source-only": {...}, "adapted": {...}}}
+
+``run`` judges every finished adaptive unit of an accuracy-benchmark results folder whose
+model and whose seed's source-only model were kept (``OUT/models``), as ``adapt --baseline
+--keep-better`` would: on the source's labelled *test* split and the target's *train*
+images. The true F1 of both are the units' recorded target test scores. One JSON per unit
+under ``OUT/guard``; ``report`` gives the table::
+
+    python benchmarks/guard_eval.py run --profile screen --out OUT
+    python benchmarks/guard_eval.py report --profile screen --out OUT
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
+import sys
+from pathlib import Path
 
+# accuracy.py beside this file: the benchmark's units, datasets and results.
+sys.path.insert(0, str(Path(__file__).parent))
+import accuracy
+from napari_domain_adapt.core import judge
+from napari_domain_adapt.core.checkpoints import load_checkpoint
 from napari_domain_adapt.core.guard import ADAPTED, SOURCE_ONLY, GuardVerdict
+from napari_domain_adapt.core.io import atomic_write
 
 MODELS = (SOURCE_ONLY, ADAPTED)
 #: One F1 point: units whose models differ by no more than this are not counted as decisive.
@@ -105,3 +124,62 @@ def markdown(summary: dict, label: str = "all") -> str:
             "| " + " | ".join(cells) + " |",
         ]
     )
+
+
+def judge_unit(result: dict, out: Path, data: Path, profile) -> dict | None:
+    """The guard's record of one finished unit of the accuracy benchmark, or None where
+    the unit is not an adaptation from a source or either model was not kept."""
+    unit = result["unit"]
+    target = unit["target"]
+    if target is None or unit["kind"] in ("supervised", "source-free"):
+        return None
+    baseline_key = f"supervised__{unit['source']}__seed{unit['seed']}"
+    paths = [out / "models" / f"{key}.pt" for key in (baseline_key, result["key"])]
+    baseline_result = out / f"{baseline_key}.json"
+    if not all(path.is_file() for path in [*paths, baseline_result]):
+        return None
+    baseline, adapted = (load_checkpoint(path) for path in paths)
+    sizes = profile.pixel_sizes
+    held = accuracy._load(data, unit["source"], "test", pixel_sizes=sizes)
+    images = accuracy._load(data, target, "train", labels=False, pixel_sizes=sizes)
+    verdict = judge(baseline, adapted, held, images)
+    source_only_f1 = json.loads(baseline_result.read_text())["scores"][target]["f1"]
+    return unit_row(result["key"], source_only_f1, result["scores"][target]["f1"], verdict)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Judge every unit not judged yet."""
+    profile = accuracy.PROFILES[args.profile]
+    folder = args.out / "guard"
+    folder.mkdir(exist_ok=True)
+    for result in accuracy._results(args.out):
+        path = folder / f"{result['key']}.json"
+        if path.exists():
+            continue
+        row = judge_unit(result, args.out, args.data, profile)
+        if row is None:
+            continue
+        with atomic_write(path) as temporary:
+            temporary.write_text(json.dumps(row, indent=2) + "\n")
+        true = {k: round(100 * v, 2) for k, v in row["true_f1"].items()}
+        print(f"{row['key']}: prefers {row['prefer']}; true F1 {true}", flush=True)
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    """The hit-rate table of the judged units, printed or written between markers."""
+    units = [json.loads(p.read_text()) for p in sorted((args.out / "guard").glob("*.json"))]
+    if not units:
+        print(f"error: no judged unit under {args.out / 'guard'}", file=sys.stderr)
+        return 2
+    table = markdown(evaluate(units), f"{args.profile}: {len(units)} units")
+    return accuracy.publish(table, args.update, f"guard:{args.profile}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: the accuracy benchmark's options."""
+    return accuracy.command_line(argv, __doc__.splitlines()[0], run, report)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

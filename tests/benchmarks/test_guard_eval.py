@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from guard_eval import evaluate, markdown, unit_row
@@ -83,3 +85,45 @@ def test_markdown_table() -> None:
     assert header.startswith("| units | n | hit rate | guard |")
     assert rule.count("---") == 7
     assert row == "| EM | 5 | 67% (2/3) | 68.90 | 73.00 | 66.90 | 75.10 |"
+
+
+def test_run_judges_each_adaptive_unit_on_kept_models_without_target_labels(
+    accuracy, data, tmp_path, monkeypatch, capsys
+) -> None:
+    import guard_eval
+
+    profile = accuracy.dataclasses.replace(
+        accuracy.PROFILES["smoke"], modes=("mean-teacher", "adversarial"), label_kinds=()
+    )
+    monkeypatch.setitem(accuracy.PROFILES, "smoke", profile)
+    out = tmp_path / "results"
+    args = ["--profile", "smoke", "--data", str(data), "--out", str(out)]
+    assert accuracy.main(["run", *args]) == 0
+    seen = []
+    real = guard_eval.judge
+
+    def judge(baseline, adapted, held, target):
+        seen.append((held.labels is not None, target.labels, held.name))
+        return real(baseline, adapted, held, target)
+
+    monkeypatch.setattr(guard_eval, "judge", judge)
+    assert guard_eval.main(["run", *args]) == 0
+    rows = {p.stem: json.loads(p.read_text()) for p in (out / "guard").glob("*.json")}
+    assert sorted(rows) == [
+        "adversarial__isbi2012-vnc__seed0",
+        "mean-teacher__isbi2012-vnc__seed0",
+    ]
+    assert seen == [(True, None, "isbi2012 test")] * 2  # source test labels, no target label
+    baseline = json.loads((out / "supervised__isbi2012__seed0.json").read_text())
+    for key, row in rows.items():
+        adapted = json.loads((out / f"{key}.json").read_text())
+        assert row["true_f1"] == {
+            "source-only": baseline["scores"]["vnc"]["f1"],
+            "adapted": adapted["scores"]["vnc"]["f1"],
+        }
+        assert row["prefer"] in ("source-only", "adapted")
+    assert guard_eval.main(["run", *args]) == 0  # judged units are not judged again
+    assert len(seen) == 2
+    capsys.readouterr()
+    assert guard_eval.main(["report", *args]) == 0
+    assert "| smoke: 2 units | 2 |" in capsys.readouterr().out
