@@ -8,7 +8,9 @@ Run under Xvfb from the repository root (about 4 minutes on a 2-core CPU)::
 It loads the sample data, docks the widget, labels one target slice for a look at how the
 widget counts target labels (then removes it), trains with the default settings, and saves
 ``docs/images/01-ready.png``, ``02-one-labelled-slice.png``, ``03-training.png`` and
-``04-result.png`` (each under 400 KB; a 256-colour palette where full colour is larger).
+``04-result.png``; then paints a few corrections (scribbles) on the target, clicks
+Continue, and saves ``05-continue.png`` with the guard's verdict (before vs after) under the
+buttons. Each under 400 KB (a 256-colour palette where full colour is larger).
 """
 
 from __future__ import annotations
@@ -113,6 +115,22 @@ def main() -> None:
     viewer.layers["target probability"].visible = False
     viewer.layers.selection.active = viewer.layers["target segmentation"]
     save(viewer, "04-result.png")
+
+    # Corrections, as a user paints them with the Labels brush: a few strokes of membrane
+    # (2) and of background (1) on slice 3, then Continue from the current model.
+    corrections = np.zeros_like(truth)
+    rows = slice(20, 23)
+    corrections[3, rows] = np.where(truth[3, rows] > 0, 2, 1)
+    corrections[3, :, 40:43] = np.where(truth[3, :, 40:43] > 0, 2, 1)
+    strokes = viewer.add_labels(corrections, name="corrections", opacity=0.8)
+    widget.form.set_layer("target_labels", strokes)
+    widget.form.label_kind.value = "sparse"
+    widget.form.field("steps").value = max(1, steps // 4)
+    viewer.layers.selection.active = strokes
+    widget.continue_button.click()
+    run_loop(3600, until=lambda: not widget.busy)
+    print(widget.guard_label.text())
+    save(viewer, "05-continue.png")
     viewer.close()
 
 
