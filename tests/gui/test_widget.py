@@ -580,13 +580,7 @@ def test_continue_trains_on_from_the_current_model_with_the_labels_as_they_are(
     corrections[1] = viewer.layers["target ground truth"].data[1]
     viewer.add_labels(corrections, name="target labels")
     widget.form.set_layer("target_labels", viewer.layers["target labels"])
-    started = []
-    real = jobs.core.train_and_predict
-    monkeypatch.setattr(
-        jobs.core,
-        "train_and_predict",
-        lambda *args, **kwargs: started.append((args, kwargs)) or real(*args, **kwargs),
-    )
+    started = _spy_runs(monkeypatch)
     widget.continue_button.click()
     finish(qtbot, widget)
     assert not notes["error"], notes["error"]
