@@ -22,6 +22,7 @@ from napari_domain_adapt.core import (
     TrainControl,
     TrainEvent,
     TrainFinished,
+    judge,
     open_source,
     open_target,
     predict,
@@ -174,8 +175,9 @@ def test_a_stopped_run_is_judged_too(tiny_config, source, sample_pair, trained_m
 def test_where_the_guard_cannot_judge_it_says_why(
     tiny_config, source, sample_pair, trained_model, tmp_path
 ):
-    """Source-free (no labelled source) and a target read on demand: the model trained is
-    kept and predicted, and one line says why there is no verdict."""
+    """Source-free (no labelled source): the model trained is kept and predicted, and one
+    line says why there is no verdict. A target read on demand is judged on slices read
+    from it, as the same target in memory is."""
     model = trained_model()
     free = dataclasses.replace(tiny_config, mode="mean-teacher")
     target = Domain(sample_pair.target_image, name="target")
@@ -203,8 +205,19 @@ def test_where_the_guard_cannot_judge_it_says_why(
     lazy = Domain(path, name="target")
     events = list(train_and_predict(tiny_config, source, lazy, baseline=model))
     (judged,) = [e for e in events if isinstance(e, Judged)]
-    assert judged.verdict is None
-    assert "read on demand" in judged.reason
+    adapted = next(e for e in events if isinstance(e, TrainFinished)).model
+    in_memory = Domain(sample_pair.target_image, name="target")
+    assert judged.verdict == judge(model, adapted, source, in_memory)
+
+
+def test_slices_of_a_volume_read_on_demand_are_read_as_in_memory(sample_pair, tmp_path):
+    path = tmp_path / "t.zarr"
+    zarr.save_array(str(path), sample_pair.target_image[np.newaxis, np.newaxis])  # OME's 5D
+    lazy = Domain(path, name="target")
+    in_memory = Domain(sample_pair.target_image, name="target")
+    assert lazy.lazy
+    np.testing.assert_array_equal(lazy.read_slices([0, 3]), in_memory.read_slices([0, 3]))
+    assert lazy.read_slices([2]).shape == (1, *sample_pair.target_image.shape[1:])
 
 
 def test_keep_better_without_a_baseline_is_refused(tiny_config, source, sample_pair):

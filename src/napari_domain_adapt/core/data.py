@@ -7,6 +7,7 @@ or ``(N, H, W, C)`` (colour) for images and ``(N, H, W)`` for labels and masks.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,6 +231,26 @@ class Domain:
         if self.labels is None:
             return np.array([], dtype=int)
         return labelled_slices(self.annotated if self.annotated is not None else self.labels)
+
+    def read_slices(self, indices: Iterable[int]) -> np.ndarray:
+        """Slices ``indices`` of the images, in memory: read from the volume where it is
+        read on demand (a few slices of a volume too large to hold, for the guard)."""
+        indices = [int(i) for i in indices]
+        if not self.lazy:
+            return self.images[indices]
+        shape = tuple(self.images.shape)
+        lead = (0,) * max(0, len(shape) - 3)  # OME-Zarr's (1, 1, Z, Y, X)
+        try:
+            planes = [
+                np.asarray(self.images[...] if len(shape) == 2 else self.images[(*lead, i)])
+                for i in indices
+            ]
+        except Exception as error:  # a corrupt or truncated chunk: any reader's exception
+            raise InputError(
+                f"cannot read slices {indices} of {self.name} ({type(error).__name__}: "
+                f"{error}); expected a readable volume"
+            ) from error
+        return as_image_stack(np.stack(planes), name=self.name)
 
     @property
     def lazy(self) -> bool:

@@ -73,7 +73,7 @@ class Judged:
     :class:`~.training.TrainFinished` (a stopped run's too), and the model kept.
 
     ``verdict`` is None where the guard could not judge (a run without a labelled source,
-    a target read on demand); ``reason`` then says why, in one line.
+    slices of the target that cannot be read); ``reason`` then says why, in one line.
     """
 
     verdict: GuardVerdict | None
@@ -186,8 +186,6 @@ def _why_not_judged(held: Domain | None, target: Domain | None) -> str | None:
         return "the guard compares the models on labelled source slices, and the run has none"
     if target is None:
         return "the guard compares the models on the target, and the run has none"
-    if target.lazy:
-        return "the target is read on demand, and the guard predicts target slices in memory"
     return None
 
 
@@ -387,17 +385,14 @@ def judge(
     """The guard's verdict between a source-only ``baseline`` and an ``adapted`` model.
 
     Both predict the labelled ``source`` slices (best held back from training) and up to
-    :data:`GUARD_SLICES` slices of the ``target``; the verdict (see :mod:`~.guard`) reads
-    the source labels and the target images only, never a target label.
+    :data:`GUARD_SLICES` slices of the ``target`` (read from it where it is read on
+    demand); the verdict (see :mod:`~.guard`) reads the source labels and the target
+    images only, never a target label.
     """
     if source.labels is None:
         raise InputError("the guard needs labelled source slices; the source has no labels")
-    if target.lazy:
-        raise InputError(
-            "the guard predicts target slices in memory; the target is read on demand"
-        )
     chosen = np.unique(np.linspace(0, len(target) - 1, min(len(target), GUARD_SLICES)).round())
-    images = target.images[chosen.astype(int)]
+    images = target.read_slices(chosen)  # read from a volume read on demand
     masks = None if target.masks is None else target.masks[chosen.astype(int)]
 
     def predictions(model: SegmentationModel) -> Predictions:
