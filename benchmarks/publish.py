@@ -20,6 +20,7 @@ from pathlib import Path
 # The benchmark scripts beside this file.
 sys.path.insert(0, str(Path(__file__).parent))
 import accuracy
+import guard_eval
 import selection
 
 ROOT = Path(__file__).parents[1]
@@ -76,6 +77,10 @@ def publish_all(root: Path = ROOT, results: Path = RESULTS) -> int:
         status |= accuracy.report(args)
     args = argparse.Namespace(out=results / "full", profile="full", update=results_md)
     status |= selection.report(args)
+    for name in accuracy.COMMITTED:  # the guard's verdicts, where they were evaluated
+        if (results / name / "guard").is_dir():
+            args = argparse.Namespace(out=results / name, profile=name, update=results_md)
+            status |= guard_eval.report(args)
     table = readme_table(results / "full", accuracy.PROFILES["full"])
     status |= accuracy.publish(table, readme, "benchmark:readme")
     return status
