@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import accuracy
 import guard_eval
 import selection
+from tables import scores_of
 
 ROOT = Path(__file__).parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -47,14 +48,7 @@ def readme_table(out: Path, profile: accuracy.Profile) -> str:
             "supervised": (source, None, "supervised"),
             "target-trained": (target, None, "supervised"),
         }.get(kind, (source, target, kind))
-        values = [
-            r["scores"][target]["f1"]
-            for r in results
-            if r["unit"]["kind"] == kind
-            and r["unit"]["source"] == trained_on
-            and r["unit"]["target"] == unit_target
-            and target in r["scores"]
-        ]
+        values = scores_of(results, kind, trained_on, unit_target, target)
         return 100 * statistics.fmean(values) if values else None
 
     pairs = [f"{NAMES.get(s, s)} → {NAMES.get(t, t)}" for s, t in profile.pairs]
