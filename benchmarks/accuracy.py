@@ -85,6 +85,7 @@ WAIT_SECONDS = 30
 RETINA = ("drive", "stare")
 EM = ("isbi2012", "vnc")
 PAIRS = [("stare", "drive"), ("drive", "stare"), ("isbi2012", "vnc"), ("vnc", "isbi2012")]
+RETINA_PAIRS = tuple(p for p in PAIRS if p[0] in RETINA)
 #: What each kind of unit trains: its mode, and which target train labels it sees (none;
 #: all of slice 0; or simulated scribbles drawn from slice 0, about 1% of its pixels,
 #: strokes per class, by seed). "semi-supervised" and "scribbles" are the paper's
@@ -201,6 +202,10 @@ PROFILES = {
         source_free_steps=250,
         correction_steps=150,
     ),
+    # Is the training budget the limit on the retina pairs? One seed of their models at
+    # three times the full profile's steps, and at twice its width (1000 steps, width 16).
+    "budget-steps": Profile(steps=3000, seeds=(0,), pairs=RETINA_PAIRS, modes=()),
+    "budget-width": Profile(steps=1000, seeds=(0,), pairs=RETINA_PAIRS, modes=(), width=32),
     # Seconds, not minutes: for the tests of this script, not for numbers.
     "smoke": Profile(
         steps=3,
@@ -220,7 +225,7 @@ PROFILES = {
 
 #: Profiles whose results are committed under ``benchmarks/results/PROFILE``, where the
 #: tables of docs/results.md are generated from; any other profile's are scratch.
-COMMITTED = ("full", "quick", "screen", "screen-retina")
+COMMITTED = ("full", "quick", "screen", "screen-retina", "budget-steps", "budget-width")
 
 
 def default_out(profile: str) -> Path:
@@ -697,11 +702,12 @@ def results_table(out: Path, profile: Profile) -> str:
         lines.append(f"| mean of the {len(rows)} pairs | {' | '.join(means)} | |")
     seconds = sum(r["seconds"] for r in results)
     devices = sorted({r["device"] for r in results})
-    lines += [
-        "",
-        f"{len(results)} runs, {seconds / 3600:.2f} h of training, on {', '.join(devices)}.",
-    ]
-    return "\n".join(lines)
+    done = (
+        f"{len(results)} runs, {seconds / 3600:.2f} h of training, on {', '.join(devices)}."
+        if results
+        else "No run has finished yet."
+    )
+    return "\n".join([*lines, "", done])
 
 
 def source_free_table(results: list[dict], pairs: tuple[tuple[str, str], ...]) -> str:
