@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_domain_adapt.core import training
+from napari_domain_adapt.core import training, training_step
 from napari_domain_adapt.core.config import LABEL_MODES, MODES, TrainConfig
 from napari_domain_adapt.core.data import Domain
 from napari_domain_adapt.core.errors import InputError
@@ -29,11 +29,21 @@ from napari_domain_adapt.core.training import (
     TrainEvent,
     TrainFinished,
     fit,
+    train,
+)
+from napari_domain_adapt.core.training_setup import (
+    CHECK_PATCHES,
+    CHECK_SEED,
+    prepare,
+    step_memory,
+)
+from napari_domain_adapt.core.training_step import (
+    confident_pseudo_labels,
     grl_lambda,
     mean_entropy,
-    step_memory,
     supervised_loss,
-    train,
+    train_step,
+    update_teacher,
 )
 
 #: A domain loss half as heavy as the supervised one.
@@ -139,7 +149,7 @@ def _gradient_spy(monkeypatch) -> dict[str, torch.Tensor | float]:
         out.register_hook(lambda grad: seen.__setitem__("from_domain", grad.clone()))
         return out
 
-    monkeypatch.setattr(training, "grad_reverse", spy)
+    monkeypatch.setattr(training_step, "grad_reverse", spy)
     return seen
 
 
@@ -148,11 +158,11 @@ def test_adversarial_step_reverses_the_domain_gradient(
 ) -> None:
     seen = _gradient_spy(monkeypatch)
     config = with_values(_adversarial(tiny_config, steps=10, warmup_fraction=0.0), BETA)
-    run = training._prepare(config, source, target, None)
+    run = prepare(config, source, target, None)
     classifier_before = copy.deepcopy(run.classifier)
     classifier_state, segmentor_state = _state(run.classifier), _state(run.segmentor)
 
-    result = training._step(run, 5)
+    result = train_step(run, 5)
 
     lam = grl_lambda(5, config)
     assert seen["lambda"] == result["grl_lambda"] == lam > 0
@@ -174,9 +184,9 @@ def test_adversarial_step_reverses_the_domain_gradient(
 
 
 def _unet_gradients(config: TrainConfig, source: Domain, target: Domain, step: int):
-    run = training._prepare(config, source, target, None)
+    run = prepare(config, source, target, None)
     classifier_state = _state(run.classifier)
-    training._step(run, step)
+    train_step(run, step)
     gradients = {n: p.grad.clone() for n, p in run.segmentor.named_parameters()}
     return gradients, not _same_state(classifier_state, _state(run.classifier))
 
@@ -219,7 +229,7 @@ def test_semi_supervised_uses_only_labelled_target_slices(
     labels[2] = sample_pair.target_labels[2]
     target = Domain(sample_pair.target_image, labels, name="target")
     config = dataclasses.replace(tiny_config, mode="semi-supervised", augment=False, batch_size=4)
-    run = training._prepare(config, source, target, None)
+    run = prepare(config, source, target, None)
     np.testing.assert_array_equal(run.target_labelled.slices, [2])
     batch = run.target_labelled.sample(24)
     places = _origins(batch.images, run.target_preview)
@@ -229,7 +239,7 @@ def test_semi_supervised_uses_only_labelled_target_slices(
     # a control: the unlabelled target sampler does draw from the other slices
     assert {z for z, _, _ in _origins(run.target.sample(24).images, run.target_preview)} > {2}
 
-    supervised, from_source = training._supervised_batch(run)
+    supervised, from_source = training_step._supervised_batch(run)
     assert from_source == 2  # target_label_fraction 0.5 of a batch of 4
     places = _origins(supervised.images[from_source:], run.target_preview)
     assert {z for z, _, _ in places} == {2}
@@ -309,7 +319,7 @@ def test_cpu_training_runs_channels_last_and_returns_a_plain_layout(
     tiny_config, source, target
 ) -> None:
     config = _adversarial(tiny_config, steps=2, warmup_fraction=0.0)
-    run = training._prepare(config, source, target, None)
+    run = prepare(config, source, target, None)
     for network in (run.segmentor, run.teacher, run.classifier):
         convolutions = [p for p in network.parameters() if p.ndim == 4]
         assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convolutions)
@@ -323,7 +333,7 @@ def test_amp_runs_every_forward_pass_in_bfloat16(tiny_config, source, target, am
     config = dataclasses.replace(
         tiny_config, mode="adversarial+mean-teacher", warmup_fraction=0.0, amp=amp
     )
-    run = training._prepare(config, source, target, None)
+    run = prepare(config, source, target, None)
     seen: dict[str, set[torch.dtype]] = {}
     for name, layer in [
         ("segmentor", run.segmentor.head),
@@ -333,7 +343,7 @@ def test_amp_runs_every_forward_pass_in_bfloat16(tiny_config, source, target, am
         layer.register_forward_hook(
             lambda m, i, out, name=name: seen.setdefault(name, set()).add(out.dtype)
         )
-    values = training._step(run, 2)
+    values = train_step(run, 2)
     expected = torch.bfloat16 if amp else torch.float32
     assert seen == {name: {expected} for name in ("segmentor", "teacher", "classifier")}
     # weights, their gradients and the losses stay float32
@@ -348,7 +358,7 @@ def test_amp_runs_every_forward_pass_in_bfloat16(tiny_config, source, target, am
 
 def test_previews_follow_the_preview_index(tiny_config, source, target) -> None:
     control = TrainControl(preview_index=1)
-    run = training._prepare(dataclasses.replace(tiny_config, steps=5), source, target, None)
+    run = prepare(dataclasses.replace(tiny_config, steps=5), source, target, None)
     events = training._loop(run, control)
     for expected_index, next_index in [(1, 3), (3, 99), (3, -5), (0, 0)]:
         event = next(events)
@@ -437,7 +447,7 @@ def test_scribbles_train_only_on_annotated_pixels(tiny_config, source, sample_pa
     scribbles[2, 50:60, 30] = 1 + sample_pair.target_labels[2, 50:60, 30]
     target = Domain(sample_pair.target_image, scribbles, label_kind="sparse")
     config = dataclasses.replace(tiny_config, mode="semi-supervised")
-    run = training._prepare(config, source, target, None)
+    run = prepare(config, source, target, None)
     assert list(run.target_labelled.slices) == [2]
     batch = run.target_labelled.sample(16)
     # Only scribbled pixels weigh in the loss, and only they carry a label of 1.
@@ -457,10 +467,10 @@ def test_only_the_label_modes_learn_from_target_labels(
     config = dataclasses.replace(tiny_config, mode=mode, batch_size=4)
     if mode not in LABEL_MODES:  # refused, not silently ignored (the CLI's and widget's rule)
         with pytest.raises(InputError, match=f"mode {mode} does not use them"):
-            training._prepare(config, source, target, None)
+            prepare(config, source, target, None)
         return
-    run = training._prepare(config, source, target, None)
-    _, from_source = training._supervised_batch(run)
+    run = prepare(config, source, target, None)
+    _, from_source = training_step._supervised_batch(run)
     assert list(run.target_labelled.slices) == [2]
     assert from_source == 2  # half of the supervised batch from the labelled slice
 
@@ -470,26 +480,26 @@ def test_teacher_is_a_moving_average_of_the_student() -> None:
     with torch.no_grad():
         teacher.weight.fill_(1.0)
         student.weight.fill_(3.0)
-    training.update_teacher(teacher, student, decay=0.75)
+    update_teacher(teacher, student, decay=0.75)
     torch.testing.assert_close(teacher.weight, torch.full((1, 2), 1.5))  # 0.75*1 + 0.25*3
-    training.update_teacher(teacher, student, decay=0.0)
+    update_teacher(teacher, student, decay=0.0)
     torch.testing.assert_close(teacher.weight, student.weight)
 
 
 def test_pseudo_labels_count_only_where_the_teacher_is_confident() -> None:
     probabilities = torch.tensor([0.05, 0.3, 0.5, 0.7, 0.95])
-    labels, weights = training.confident_pseudo_labels(probabilities, confidence=0.8)
+    labels, weights = confident_pseudo_labels(probabilities, confidence=0.8)
     torch.testing.assert_close(labels, torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0]))
     torch.testing.assert_close(weights, torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0]))
 
 
 def test_mean_teacher_step_sends_no_gradient_to_the_teacher(tiny_config, source, target) -> None:
     config = dataclasses.replace(tiny_config, mode="mean-teacher", warmup_fraction=0.0)
-    run = training._prepare(config, source, target, None)
+    run = prepare(config, source, target, None)
     assert all(not p.requires_grad for p in run.teacher.parameters())
     before = _state(run.teacher)
     student_before = _state(run.segmentor)
-    values = training._step(run, step=config.steps)  # full ramp: the consistency loss is on
+    values = train_step(run, step=config.steps)  # full ramp: the consistency loss is on
     assert values["consistency_loss"] is not None
     assert 0.0 <= values["confident_fraction"] <= 1.0
     assert all(p.grad is None for p in run.teacher.parameters())
@@ -518,10 +528,10 @@ def test_each_domain_gets_a_forward_pass_of_its_own(
     config = dataclasses.replace(
         tiny_config, mode=mode, batch_size=4, patch_size=64, preview_interval=None
     )
-    run = training._prepare(config, source, target, None)
+    run = prepare(config, source, target, None)
     seen: list[int] = []
     run.segmentor.register_forward_pre_hook(lambda _, args: seen.append(len(args[0])))
-    training._step(run, step=1)
+    train_step(run, step=1)
     assert seen == sizes
 
 
@@ -563,7 +573,7 @@ def test_a_target_at_another_scale_is_trained_on_at_the_sources(tiny_config, sou
         sample_pair.target_image, name="target", pixel_size=PixelSize((8.0, 8.0), "nm")
     )
     config = dataclasses.replace(tiny_config, mode="mean-teacher", preview_interval=0.0)
-    run = training._prepare(config, source, target, None)
+    run = prepare(config, source, target, None)
     height, width = sample_pair.target_image.shape[1:]
     assert run.target_preview.shape[1:] == (2 * height, 2 * width)
     assert run.target_grid == (height, width)
@@ -583,7 +593,7 @@ def test_matching_pixel_sizes_can_be_turned_off(tiny_config, source, sample_pair
         sample_pair.target_image, name="target", pixel_size=PixelSize((8.0, 8.0), "nm")
     )
     config = with_values(tiny_config, {"mode": "mean-teacher", "alignment.pixel_size": False})
-    run = training._prepare(config, source, target, None)
+    run = prepare(config, source, target, None)
     assert run.target_preview.shape == sample_pair.target_image.shape
     assert run.target_grid is None
 
@@ -603,7 +613,7 @@ def test_a_lazy_target_at_another_scale_is_trained_on_at_the_sources(
     in_memory = Domain(sample_pair.target_image, name="target", pixel_size=size)
     config = dataclasses.replace(tiny_config, mode="mean-teacher", preview_interval=0.0)
     config = with_values(config, {"selection.every": 2})
-    run = training._prepare(config, source, lazy, None)
+    run = prepare(config, source, lazy, None)
     height, width = sample_pair.target_image.shape[1:]
     assert isinstance(run.target_preview, ResampledVolume)
     assert run.target_preview.shape == (4, 2 * height, 2 * width)
@@ -612,19 +622,19 @@ def test_a_lazy_target_at_another_scale_is_trained_on_at_the_sources(
     whole = resample_stack(
         preprocess(sample_pair.target_image, config.preprocessing), 2.0, order=1
     )
-    checks = np.random.default_rng(config.seed + training.CHECK_SEED)
+    checks = np.random.default_rng(config.seed + CHECK_SEED)
     replay = PatchSampler(whole, config.patch_size, checks, augment=False)
-    expected = replay.sample(training.CHECK_PATCHES, jitter=False).images[:, 0]
+    expected = replay.sample(CHECK_PATCHES, jitter=False).images[:, 0]
     np.testing.assert_allclose(run.check_patches, expected, rtol=0, atol=1e-5)
-    assert run.check_patches.shape == (training.CHECK_PATCHES, 32, 32)
+    assert run.check_patches.shape == (CHECK_PATCHES, 32, 32)
     # A run on the target in memory draws the same windows; its intensity range comes from
     # the resampled slices, a lazy one's from the slices as given: nearly the same values.
-    in_memory_run = training._prepare(config, source, in_memory, None)
+    in_memory_run = prepare(config, source, in_memory, None)
     for run_a, run_b in [(run, in_memory_run)] * 3:
         patches = [r.target.sample(4, jitter=False).images for r in (run_a, run_b)]
         assert np.abs(patches[0] - patches[1]).mean() < 0.05
         assert np.corrcoef(patches[0].ravel(), patches[1].ravel())[0, 1] > 0.995
-    again = training._prepare(config, source, lazy, None)
+    again = prepare(config, source, lazy, None)
     np.testing.assert_array_equal(again.check_patches, run.check_patches)
 
     events = list(train(dataclasses.replace(config, steps=3), source, lazy))
@@ -656,9 +666,9 @@ def test_a_target_smaller_than_a_patch_once_resampled_is_refused(
         "most 48"
     )
     with pytest.raises(InputError) as error:
-        training._prepare(config, source, target, None)
+        prepare(config, source, target, None)
     assert str(error.value) == message
-    training._prepare(dataclasses.replace(config, patch_size=48), source, target, None)
+    prepare(dataclasses.replace(config, patch_size=48), source, target, None)
 
 
 def test_source_free_adaptation_starts_teacher_and_student_from_the_model(
@@ -672,14 +682,14 @@ def test_source_free_adaptation_starts_teacher_and_student_from_the_model(
     )
     target = Domain(sample_pair.target_image, name="target")
     config = dataclasses.replace(tiny_config, mode="mean-teacher", steps=3)
-    run = training._prepare(config, None, target, start)
+    run = prepare(config, None, target, start)
     assert run.source is None
     for network in (run.segmentor, run.teacher):
         for name, value in start.network.state_dict().items():
             assert torch.equal(network.state_dict()[name].cpu(), value.cpu()), name
-    supervised, from_source = training._supervised_batch(run)
+    supervised, from_source = training_step._supervised_batch(run)
     assert (len(supervised.images), from_source) == (0, 0)  # nothing labelled to learn from
-    result = training._step(run, 1)
+    result = train_step(run, 1)
     assert result["supervised_loss"] == 0.0
     assert result["consistency_loss"] > 0  # pseudo-labels from the start: no warm-up
     finished = fit(config, None, target, initial=start)
@@ -695,8 +705,8 @@ def test_source_free_adaptation_learns_from_labelled_target_slices(
     labels[1] = sample_pair.target_labels[1]
     target = Domain(sample_pair.target_image, labels, name="target")
     config = dataclasses.replace(tiny_config, mode="mean-teacher", batch_size=4)
-    run = training._prepare(config, None, target, trained_model("batch"))
-    supervised, from_source = training._supervised_batch(run)
+    run = prepare(config, None, target, trained_model("batch"))
+    supervised, from_source = training_step._supervised_batch(run)
     assert (len(supervised.images), from_source) == (4, 0)  # all from the labelled slice
     assert list(run.target_labelled.slices) == [1]
 
@@ -717,7 +727,7 @@ def test_a_run_without_a_source_is_refused_where_it_cannot_learn(
     model = trained_model("batch") if with_model else None
     config = dataclasses.replace(tiny_config, mode=mode)
     with pytest.raises(InputError, match=message):
-        training._prepare(config, None, target, model)
+        prepare(config, None, target, model)
 
 
 def test_a_model_keeps_the_runs_it_went_through(tiny_config, source, trained_model, sample_pair):
