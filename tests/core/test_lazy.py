@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import zarr
 
-from napari_domain_adapt.core import training
 from napari_domain_adapt.core.config import Preprocessing
 from napari_domain_adapt.core.data import Domain
 from napari_domain_adapt.core.errors import InputError
@@ -18,6 +17,7 @@ from napari_domain_adapt.core.pixel_size import PixelSize
 from napari_domain_adapt.core.preprocessing import preprocess
 from napari_domain_adapt.core.resampling import resample_stack, working_shape
 from napari_domain_adapt.core.training import fit
+from napari_domain_adapt.core.training_setup import prepare
 
 
 class CountingArray:
@@ -196,11 +196,11 @@ def test_a_run_hashes_a_resampled_lazy_target_as_given_with_its_zoom(
     counting = CountingArray(volume)
     target = Domain(counting, name="target", pixel_size=PixelSize((8.0, 8.0), "nm"))
     counting.reads.clear()  # the contrast check
-    run = training._prepare(config, source, target, None)
+    run = prepare(config, source, target, None)
     assert run.target_preview.shape == (4, 192, 192)
     whole = [key[0] for key in counting.reads if key[1:] == (slice(None), slice(None))]
     assert whole == [0, 3]  # the fingerprint's slices, as given
     assert not [key for key in counting.reads if key[1:] == (slice(0, 96), slice(0, 96))]
-    assert training._prepare(config, source, target, None).inputs == run.inputs
+    assert prepare(config, source, target, None).inputs == run.inputs
     target.pixel_size = PixelSize((10.0, 10.0), "nm")
-    assert training._prepare(config, source, target, None).inputs != run.inputs
+    assert prepare(config, source, target, None).inputs != run.inputs

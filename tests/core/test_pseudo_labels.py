@@ -13,7 +13,7 @@ from napari_domain_adapt.core.pseudo_labels import (
     class_thresholds,
     estimate_foreground_share,
 )
-from napari_domain_adapt.core.training import confident_pseudo_labels
+from napari_domain_adapt.core.training_step import confident_pseudo_labels
 
 
 def minority_batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_domain_adapt.core import training
+from napari_domain_adapt.core import training_step
 from napari_domain_adapt.core.alignment import (
     appearance_augmentation,
     fourier_domain_adaptation,
@@ -24,7 +24,9 @@ from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.inference import predict_tiled
 from napari_domain_adapt.core.preprocessing import preprocess
 from napari_domain_adapt.core.pseudo_labels import balanced_pseudo_labels
-from napari_domain_adapt.core.training import APPEARANCE_SEED, fit
+from napari_domain_adapt.core.training import fit, train
+from napari_domain_adapt.core.training_setup import APPEARANCE_SEED, prepare
+from napari_domain_adapt.core.training_step import teacher_pseudo_labels, train_step
 
 
 def _config(tiny_config: TrainConfig, mode: str, **alignment) -> TrainConfig:
@@ -42,7 +44,7 @@ def _first_step(config, source, target, monkeypatch) -> dict[str, torch.Tensor]:
     """What the first step gave the networks: the supervised batch as drawn, and the
     inputs of the segmentor's forward passes (source first) and of the teacher's."""
     seen: dict[str, list[torch.Tensor]] = {"segmentor": [], "teacher": [], "drawn": []}
-    forward, draw = training._forward, training._supervised_batch
+    forward, draw = training_step._forward, training_step._supervised_batch
 
     def spy_forward(run, network, images):
         name = "segmentor" if network is run.segmentor else "teacher"
@@ -54,10 +56,10 @@ def _first_step(config, source, target, monkeypatch) -> dict[str, torch.Tensor]:
         seen["drawn"].append(torch.from_numpy(batch.images[:from_source].copy()))
         return batch, from_source
 
-    monkeypatch.setattr(training, "_forward", spy_forward)
-    monkeypatch.setattr(training, "_supervised_batch", spy_draw)
-    run = training._prepare(config, source, target, None)
-    training._step(run, step=1)
+    monkeypatch.setattr(training_step, "_forward", spy_forward)
+    monkeypatch.setattr(training_step, "_supervised_batch", spy_draw)
+    run = prepare(config, source, target, None)
+    train_step(run, step=1)
     return {
         "drawn": seen["drawn"][0],
         "source": seen["segmentor"][0],
@@ -127,9 +129,9 @@ def test_without_alignment_the_run_has_no_generator_and_repeats(
     tiny_config, source, target
 ) -> None:
     config = _config(tiny_config, "adversarial")
-    assert training._prepare(config, source, target, None).appearance is None
+    assert prepare(config, source, target, None).appearance is None
     on = dataclasses.replace(config, alignment=AlignmentSpec(appearance=0.5))
-    assert training._prepare(on, source, target, None).appearance is not None
+    assert prepare(on, source, target, None).appearance is not None
     first, second = fit(on, source, target), fit(on, source, target)
     for name, value in first.model.network.state_dict().items():
         assert torch.equal(second.model.network.state_dict()[name], value)
@@ -142,7 +144,7 @@ def test_histogram_matching_trains_on_the_matched_target_and_keeps_the_reference
     tiny_config, source, target
 ) -> None:
     config = _config(tiny_config, "adversarial", histogram_matching=True)
-    run = training._prepare(config, source, target, None)
+    run = prepare(config, source, target, None)
     pre = config.preprocessing
     reference = intensity_reference(preprocess(source.images, pre, source.masks))
     np.testing.assert_array_equal(run.reference, reference)
@@ -184,7 +186,7 @@ def test_histogram_matching_refuses_a_target_read_on_demand(
     assert lazy.lazy
     config = _config(tiny_config, "adversarial", histogram_matching=True)
     with pytest.raises(InputError, match=r"^histogram matching needs the target in memory"):
-        training.train(config, source, lazy)
+        train(config, source, lazy)
 
 
 # --- the class-balanced teacher --------------------------------------------------------------
@@ -195,7 +197,7 @@ def test_the_teacher_labels_by_the_rule_its_spec_names(
     tiny_config, source, target, monkeypatch, balance
 ) -> None:
     calls: dict[str, list] = {"balanced": [], "fixed": []}
-    balanced, fixed = training.balanced_pseudo_labels, training.confident_pseudo_labels
+    balanced, fixed = training_step.balanced_pseudo_labels, training_step.confident_pseudo_labels
 
     def spy_balanced(probabilities, quantile, ceiling):
         calls["balanced"].append((probabilities.detach().clone(), quantile, ceiling))
@@ -205,16 +207,16 @@ def test_the_teacher_labels_by_the_rule_its_spec_names(
         calls["fixed"].append((probabilities.detach().clone(), confidence))
         return fixed(probabilities, confidence)
 
-    monkeypatch.setattr(training, "balanced_pseudo_labels", spy_balanced)
-    monkeypatch.setattr(training, "confident_pseudo_labels", spy_fixed)
+    monkeypatch.setattr(training_step, "balanced_pseudo_labels", spy_balanced)
+    monkeypatch.setattr(training_step, "confident_pseudo_labels", spy_fixed)
     config = dataclasses.replace(
         _config(tiny_config, "mean-teacher"),
         teacher=TeacherSpec(confidence=0.85, balance=balance),
     )
     teacher_outputs: list[torch.Tensor] = []
-    run = training._prepare(config, source, target, None)
+    run = prepare(config, source, target, None)
     run.teacher.register_forward_hook(lambda *args: teacher_outputs.append(args[2].detach()))
-    training._step(run, step=1)
+    train_step(run, step=1)
     used, unused = ("fixed", "balanced") if balance is None else ("balanced", "fixed")
     assert len(calls[used]) == 1
     assert not calls[unused]
@@ -225,9 +227,9 @@ def test_the_teacher_labels_by_the_rule_its_spec_names(
 
 def test_balanced_pseudo_labels_keep_more_of_the_unsure_class() -> None:
     probabilities = torch.tensor([0.55, 0.6, 0.65, 0.95, 0.05, 0.02, 0.1, 0.01])
-    fixed = training.teacher_pseudo_labels(probabilities, TeacherSpec(confidence=0.8))
+    fixed = teacher_pseudo_labels(probabilities, TeacherSpec(confidence=0.8))
     spec = TeacherSpec(confidence=0.8, balance=0.5)
-    labels, weights = training.teacher_pseudo_labels(probabilities, spec)
+    labels, weights = teacher_pseudo_labels(probabilities, spec)
     expected = balanced_pseudo_labels(probabilities, 0.5, ceiling=0.8)
     torch.testing.assert_close(weights, expected[1])
     torch.testing.assert_close(labels, fixed[0])

@@ -1,7 +1,7 @@
 """Class-balanced pseudo-labels: keep a share of each class, not the majority's confidence.
 
 The mean teacher labels target pixels where it is sure: ``max(p, 1 - p) >= confidence``
-(:func:`~napari_domain_adapt.core.training.confident_pseudo_labels`, 0.8 by default). On
+(:func:`~napari_domain_adapt.core.training_step.confident_pseudo_labels`, 0.8 by default). On
 a target the source-trained teacher is usually much surer of the majority class (the
 background of membranes or vessels) than of the foreground, so a fixed threshold keeps
 most background pixels and few foreground ones: the student is taught the source's prior
@@ -70,7 +70,7 @@ def balanced_pseudo_labels(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Hard labels from teacher probabilities, and a weight of 1 on the pixels kept.
 
-    The same contract as :func:`~napari_domain_adapt.core.training.confident_pseudo_labels`
+    The same contract as :func:`~napari_domain_adapt.core.training_step.confident_pseudo_labels`
     (float tensors of the probabilities' shape: labels ``p >= 0.5``, weights 0 or 1), with
     a threshold per class from :func:`class_thresholds`. Every pixel the fixed rule at
     ``ceiling`` keeps is kept here too.
