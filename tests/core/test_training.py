@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from _weights import adversarial_config, same_state, state_of
 from napari_domain_adapt.core import training
-from napari_domain_adapt.core.config import TrainConfig
 from napari_domain_adapt.core.data import Domain
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.inference import predict_tiled
@@ -21,19 +21,6 @@ from napari_domain_adapt.core.training import (
     train,
 )
 from napari_domain_adapt.core.training_setup import prepare
-
-
-def _adversarial(config: TrainConfig, **changes) -> TrainConfig:
-    return dataclasses.replace(config, mode="adversarial", preview_interval=1e6, **changes)
-
-
-def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
 
 # --- learning ------------------------------------------------------------------------------
 
@@ -62,7 +49,7 @@ def test_events_per_mode(tiny_config, source, target, sample_pair) -> None:
     assert [h["step"] for h in finished.history] == [1, 2, 3]
     assert not finished.model.network.training
 
-    config = _adversarial(tiny_config, steps=4, warmup_fraction=0.5)
+    config = adversarial_config(tiny_config, steps=4, warmup_fraction=0.5)
     events = []
     finished = fit(config, source, target, on_event=events.append)
     for event in events:
@@ -140,19 +127,19 @@ def test_stop_before_the_first_step(tiny_config, source) -> None:
 
 
 def test_seeded_runs_repeat_exactly(tiny_config, source, target) -> None:
-    config = _adversarial(tiny_config, steps=6, warmup_fraction=0.0)
+    config = adversarial_config(tiny_config, steps=6, warmup_fraction=0.0)
     a, b = fit(config, source, target), fit(config, source, target)
     assert a.history == b.history
-    assert _same_state(_state(a.model.network), _state(b.model.network))
+    assert same_state(state_of(a.model.network), state_of(b.model.network))
     c = fit(dataclasses.replace(config, seed=1), source, target)
     assert c.history != a.history
-    assert not _same_state(_state(a.model.network), _state(c.model.network))
+    assert not same_state(state_of(a.model.network), state_of(c.model.network))
 
 
 def test_cpu_training_runs_channels_last_and_returns_a_plain_layout(
     tiny_config, source, target
 ) -> None:
-    config = _adversarial(tiny_config, steps=2, warmup_fraction=0.0)
+    config = adversarial_config(tiny_config, steps=2, warmup_fraction=0.0)
     run = prepare(config, source, target, None)
     for network in (run.segmentor, run.teacher, run.classifier):
         convolutions = [p for p in network.parameters() if p.ndim == 4]
@@ -200,7 +187,7 @@ def test_previews_are_background_outside_the_field_of_view(tiny_config, source, 
 
 def test_bad_inputs_raise_at_once(tiny_config, source, target, sample_pair) -> None:
     """Every check happens when train() is called, before any step."""
-    adversarial = _adversarial(tiny_config)
+    adversarial = adversarial_config(tiny_config)
     with pytest.raises(InputError, match="the source needs labels"):
         train(tiny_config, Domain(sample_pair.source_image))
     with pytest.raises(InputError, match="mode 'adversarial' needs a target image; none"):

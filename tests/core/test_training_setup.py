@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from _weights import same_state, state_of
 from napari_domain_adapt.core import training_step
 from napari_domain_adapt.core.config import LABEL_MODES, MODES
 from napari_domain_adapt.core.data import Domain
@@ -27,15 +28,6 @@ from napari_domain_adapt.core.training_setup import (
     step_memory,
 )
 from napari_domain_adapt.core.training_step import train_step
-
-
-def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
 
 # --- target labels -------------------------------------------------------------------------
 
@@ -138,12 +130,12 @@ def test_source_labels_of_one_class_give_a_warning(tiny_config, sample_pair, val
 
 def test_initial_model_is_copied_not_changed(tiny_config, source, trained_model) -> None:
     initial = trained_model("batch")
-    before = _state(initial.network)
+    before = state_of(initial.network)
     finished = fit(dataclasses.replace(tiny_config, steps=2), source, initial=initial)
     assert finished.model.spec == initial.spec  # not tiny_config's group norm
     assert finished.model.network is not initial.network
-    assert _same_state(before, _state(initial.network))
-    assert not _same_state(before, _state(finished.model.network))
+    assert same_state(before, state_of(initial.network))
+    assert not same_state(before, state_of(finished.model.network))
     fresh = fit(dataclasses.replace(tiny_config, steps=2), source)
     assert finished.history[0]["supervised_loss"] < fresh.history[0]["supervised_loss"]
 

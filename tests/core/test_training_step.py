@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from _weights import adversarial_config, same_state, state_of
 from napari_domain_adapt.core import training_step
 from napari_domain_adapt.core.config import LABEL_MODES, TrainConfig
 from napari_domain_adapt.core.data import Domain
@@ -31,23 +32,11 @@ from napari_domain_adapt.core.training_step import (
 BETA = {"domain.beta": 0.5}
 
 
-def _adversarial(config: TrainConfig, **changes) -> TrainConfig:
-    return dataclasses.replace(config, mode="adversarial", preview_interval=1e6, **changes)
-
-
-def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
 # --- losses and schedule -------------------------------------------------------------------
 
 
 def test_grl_lambda_schedule(tiny_config) -> None:
-    config = _adversarial(tiny_config, steps=100, warmup_fraction=0.2)
+    config = adversarial_config(tiny_config, steps=100, warmup_fraction=0.2)
     config = with_values(config, {"domain.lambda_max": 0.8})
     assert [grl_lambda(step, config) for step in (1, 10, 20)] == [0.0, 0.0, 0.0]
     ramp = [grl_lambda(step, config) for step in range(21, 101)]
@@ -116,10 +105,10 @@ def test_adversarial_step_reverses_the_domain_gradient(
     tiny_config, source, target, monkeypatch
 ) -> None:
     seen = _gradient_spy(monkeypatch)
-    config = with_values(_adversarial(tiny_config, steps=10, warmup_fraction=0.0), BETA)
+    config = with_values(adversarial_config(tiny_config, steps=10, warmup_fraction=0.0), BETA)
     run = prepare(config, source, target, None)
     classifier_before = copy.deepcopy(run.classifier)
-    classifier_state, segmentor_state = _state(run.classifier), _state(run.segmentor)
+    classifier_state, segmentor_state = state_of(run.classifier), state_of(run.segmentor)
 
     result = train_step(run, 5)
 
@@ -138,20 +127,20 @@ def test_adversarial_step_reverses_the_domain_gradient(
     (expected,) = torch.autograd.grad(domain_loss, probabilities)
     torch.testing.assert_close(from_domain, config.domain.beta * expected)
     # both networks were updated
-    assert not _same_state(classifier_state, _state(run.classifier))
-    assert not _same_state(segmentor_state, _state(run.segmentor))
+    assert not same_state(classifier_state, state_of(run.classifier))
+    assert not same_state(segmentor_state, state_of(run.segmentor))
 
 
 def _unet_gradients(config: TrainConfig, source: Domain, target: Domain, step: int):
     run = prepare(config, source, target, None)
-    classifier_state = _state(run.classifier)
+    classifier_state = state_of(run.classifier)
     train_step(run, step)
     gradients = {n: p.grad.clone() for n, p in run.segmentor.named_parameters()}
-    return gradients, not _same_state(classifier_state, _state(run.classifier))
+    return gradients, not same_state(classifier_state, state_of(run.classifier))
 
 
 def test_domain_loss_reaches_the_unet_only_through_lambda(tiny_config, source, target) -> None:
-    config = with_values(_adversarial(tiny_config, steps=10, warmup_fraction=0.5), BETA)
+    config = with_values(adversarial_config(tiny_config, steps=10, warmup_fraction=0.5), BETA)
     without, classifier_moved = _unet_gradients(
         with_values(config, {"domain.beta": 0.0}), source, target, 8
     )
@@ -191,16 +180,16 @@ def test_mean_teacher_step_sends_no_gradient_to_the_teacher(tiny_config, source,
     config = dataclasses.replace(tiny_config, mode="mean-teacher", warmup_fraction=0.0)
     run = prepare(config, source, target, None)
     assert all(not p.requires_grad for p in run.teacher.parameters())
-    before = _state(run.teacher)
-    student_before = _state(run.segmentor)
+    before = state_of(run.teacher)
+    student_before = state_of(run.segmentor)
     values = train_step(run, step=config.steps)  # full ramp: the consistency loss is on
     assert values["consistency_loss"] is not None
     assert 0.0 <= values["confident_fraction"] <= 1.0
     assert all(p.grad is None for p in run.teacher.parameters())
-    assert not _same_state(student_before, _state(run.segmentor))
+    assert not same_state(student_before, state_of(run.segmentor))
     # The teacher's weights moved only by the moving average: 0.99 * old + 0.01 * new
     # student; its buffers (BatchNorm's running statistics) are the student's.
-    after, student = _state(run.teacher), _state(run.segmentor)
+    after, student = state_of(run.teacher), state_of(run.segmentor)
     weights = {name for name, _ in run.teacher.named_parameters()}
     for name, old in before.items():
         expected = 0.99 * old + 0.01 * student[name] if name in weights else student[name]
