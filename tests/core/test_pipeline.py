@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -359,3 +361,31 @@ def test_predict_resamples_in_memory_and_out_of_core(trained_model, sample_pair,
     mask = np.asarray(list(events)[-1].probabilities)
     assert set(np.unique(mask)) <= {0, 255}
     np.testing.assert_array_equal(mask, (done >= 0.5) * 255)  # thresholded on its grid
+
+
+@pytest.mark.slow  # a fresh interpreter, to see first imports
+def test_after_warm_up_a_run_imports_nothing_of_ours():
+    """A GUI warms up in a thread when it opens; imports left for the run's first second
+    hold the interpreter while the viewer draws (a ~0.3 s stall, measured)."""
+    code = """
+import sys
+from napari_domain_adapt import core
+from napari_domain_adapt.core.sample_data import make_sample_pair
+core.warm_up()
+before = set(sys.modules)
+pair = make_sample_pair(n_source=2, n_target=2, size=64)
+source = core.Domain(pair.source_image, pair.source_labels)
+target = core.Domain(pair.target_image)
+config = core.TrainConfig(steps=2, patch_size=32, batch_size=2)
+baseline = core.fit(core.TrainConfig(mode="source-only", steps=1, patch_size=32), source).model
+prediction = core.TargetPrediction(pair.target_image, False, "target", None)
+events = core.train_and_predict(
+    config, source, target, baseline=baseline, keep_better=True, prediction=prediction
+)
+assert any(isinstance(event, core.Judged) for event in events)
+print(sorted(m for m in set(sys.modules) - before if m.startswith("napari_domain_adapt")))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -57,13 +57,14 @@ from .pipeline import (
     open_target,
     predict,
     train_and_predict,
+    warm_up,
 )
 from .pixel_metadata import layer_options, layer_pixel_size
 from .pixel_size import PixelSize, normalise_unit, parse_pixel_size
 from .resampling import describe_scaling, resample_stack, restore_plane, scale_factor
 from .resume import StateFile
 from .sample_data import SamplePair, make_sample_pair
-from .training import TrainControl, TrainEvent, TrainFinished, fit, train, warm_up
+from .training import TrainControl, TrainEvent, TrainFinished, fit, train
 from .volume_prediction import predict_volume, predicting_volume
 from .volumes import is_zarr, open_volume
 

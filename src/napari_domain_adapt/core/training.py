@@ -304,17 +304,6 @@ def _this_run(run: TrainingRun, steps: int, stopped: bool) -> dict[str, Any]:
     }
 
 
-def warm_up() -> None:
-    """Do the imports that a process's first optimiser step does (``torch._dynamo``, ~1 s).
-
-    A GUI calls this when it opens, so the import does not hold the interpreter while the
-    viewer should be drawing the first steps of a run.
-    """
-    parameter = torch.nn.Parameter(torch.zeros(1))
-    parameter.grad = torch.zeros(1)
-    torch.optim.Adam([parameter]).step()
-
-
 def fit(
     config: TrainConfig,
     source: Domain | None,
