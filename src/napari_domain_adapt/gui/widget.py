@@ -21,18 +21,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, FloatSlider
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QEvent, QObject, QSize, Qt, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QFormLayout,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -52,6 +49,7 @@ from .layers import LIVE_NAME, binarize, result_names, slice_index
 from .placement import PROBABILITY_LOOK, place_layer, promote_preview, show_preview
 from .plot import LossPlot
 from .progress import RemainingTime
+from .qt_helpers import COMBO_CHARACTERS, COMBO_POLICY, scrolling_column, set_progress
 from .writer import write_mask
 
 if TYPE_CHECKING:
@@ -66,48 +64,8 @@ _MODEL_FILTER = "Model checkpoint (*.pt)"
 _LOAD_FILTER = "Model checkpoint or bioimage.io package (*.pt *.zip)"
 _PACKAGE_FILTER = "bioimage.io package (*.zip)"
 _TIFF_FILTER = "TIFF (*.tif *.tiff)"
-#: Drop-down boxes size to this many characters, not to their longest choice.
-COMBO_POLICY = QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
-COMBO_CHARACTERS = 12
-
-
-def _show_choice_in_tooltip(combo: QComboBox) -> None:
-    """The combo's tooltip starts with its whole current choice, which may be cut short."""
-    explanation = combo.toolTip()
-
-    def update(text: str) -> None:
-        combo.setToolTip(f"{text}\n\n{explanation}" if explanation else text)
-
-    update(combo.currentText())
-    combo.currentTextChanged.connect(update)
-
-
-class _VerticalScrollArea(QScrollArea):
-    """Scrolls up and down only, and is never narrower than its content, so that the dock
-    takes the width the form needs instead of cutting off its right edge."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.setWidgetResizable(True)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-
-    def setWidget(self, widget: QWidget) -> None:
-        super().setWidget(widget)
-        widget.installEventFilter(self)
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
-            self.updateGeometry()  # the content's minimum width may have changed
-        return super().eventFilter(watched, event)
-
-    def minimumSizeHint(self) -> QSize:
-        hint = super().minimumSizeHint()
-        content = self.widget()
-        if content is not None:
-            edges = self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
-            hint.setWidth(content.minimumSizeHint().width() + edges)
-        return hint
+# COMBO_* (now in .qt_helpers) and guard_text (now in .messages) stay importable from here.
+__all__ = ["COMBO_CHARACTERS", "COMBO_POLICY", "AdaptWidget", "guard_text"]
 
 
 class _Job:
@@ -264,22 +222,9 @@ class AdaptWidget(QWidget):
         predict_row.addWidget(self.predict_button)
         model_form.addRow("Predict on", predict_row)
 
-        content = QWidget()
-        layout = QVBoxLayout(content)
-        for box in (run, results, model):
-            layout.addWidget(box)
-        layout.addStretch(1)
-        for combo in content.findChildren(QComboBox):
-            # Long choices (layer names, "source-only (no adaptation)") must not widen the dock
-            # beyond the window: a combo shows what fits and its list shows everything.
-            combo.setSizeAdjustPolicy(COMBO_POLICY)
-            combo.setMinimumContentsLength(COMBO_CHARACTERS)
-            _show_choice_in_tooltip(combo)
-        scroll = _VerticalScrollArea()  # small screens, and the Advanced section unfolded
-        scroll.setWidget(content)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
+        outer.addWidget(scrolling_column(run, results, model))
 
         self.adapt_button.clicked.connect(lambda: self.adapt())
         self.start_picker.activated.connect(self._start_picked)
@@ -521,7 +466,7 @@ class AdaptWidget(QWidget):
             self.progress.setValue(0)
             self.status.setText(f"Predicting {item.total} slice(s)…")
         elif isinstance(item, core.SlicePredicted):
-            _set_progress(self.progress, item.done)
+            set_progress(self.progress, item.done)
         elif isinstance(item, core.PredictionDone):
             self._show_result(item)
         elif isinstance(item, ModelExported):
@@ -544,7 +489,7 @@ class AdaptWidget(QWidget):
         """Show the latest step in the progress bar, the status line and the plot."""
         event, self._latest_step = self._latest_step, None
         if event is not None:
-            _set_progress(self.progress, event.step)
+            set_progress(self.progress, event.step)
             remaining = self._remaining.seconds
             eta = "…" if remaining is None else _format_time(remaining)
             self.status.setText(
@@ -811,14 +756,3 @@ def guard_text(judged: Any, baseline: str) -> str:
     if verdict.prefer == "adapted":
         return f"Guard: this run's model preferred over {baseline} — {why}"
     return f"Guard: {baseline} preferred, not kept ('Keep the better' is off) — {why}"
-
-
-def _set_progress(bar: QProgressBar, value: int) -> None:
-    """``bar.setValue`` without its synchronous repaint; the change is drawn with the next
-    paint of the window (a repaint of a bar showing its value cost ~27 ms under Xvfb)."""
-    bar.setUpdatesEnabled(False)
-    try:
-        bar.setValue(value)
-    finally:
-        bar.setUpdatesEnabled(True)
-    bar.update()
