@@ -46,6 +46,15 @@ from .jobs import (
     train_job,
 )
 from .layers import LIVE_NAME, binarize, result_names, slice_index
+from .messages import (
+    device_text,
+    guard_plan_text,
+    guard_text,
+    loaded_text,
+    step_text,
+    trained_note,
+    trained_text,
+)
 from .placement import PROBABILITY_LOOK, place_layer, promote_preview, show_preview
 from .plot import LossPlot
 from .progress import RemainingTime
@@ -82,11 +91,6 @@ class _Job:
             self.control.stop()
         if self.worker is not None:
             self.worker.quit()
-
-
-def _format_time(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 class AdaptWidget(QWidget):
@@ -300,18 +304,7 @@ class AdaptWidget(QWidget):
             return None
         baseline, self._baseline_name = self._baseline(initial, baseline_name, config.mode)
         keep = self.keep_better.isChecked() and baseline is not None
-        if baseline is None and config.mode == "source-only":
-            self.guard_label.setText(
-                "Guard: a source-only run is not judged; it is what the guard compares later "
-                "runs from a new U-Net with"
-            )
-        elif baseline is None:
-            self.guard_label.setText(
-                "Guard: nothing to compare this run with: train a source-only run first, or "
-                "start from a model"
-            )
-        else:
-            self.guard_label.setText(f"Guard: will compare this run with {self._baseline_name}")
+        self.guard_label.setText(guard_plan_text(self._baseline_name, config.mode))
         self._run_target = target = self.form.layer("target_image")
         self.job.control = core.TrainControl(preview_index=self._current_slice())
         # The live layer's first draw is slow: have it now, not later. Only for a slice or a
@@ -321,7 +314,7 @@ class AdaptWidget(QWidget):
             self._show_preview(np.zeros(shape, np.float32), self.job.control.preview_index)
         self.job.training = True
         self._remaining = RemainingTime()
-        self.device_label.setText(self._device_name(config.device))
+        self.device_label.setText(device_text(config.device))
         self.plot.clear(config.steps)
         self.progress.setRange(0, config.steps)
         self.progress.setValue(0)
@@ -367,15 +360,6 @@ class AdaptWidget(QWidget):
         image = np.asarray(data)
         return self._start(core.predict, self.model, image, rgb=layer.rgb, **options)
 
-    def _device_name(self, name: str) -> str:
-        """Where a run on device ``name`` trains, e.g. ``cpu (2 threads)``; the run itself
-        reports a device it cannot use."""
-
-        try:
-            return core.describe_device(core.resolve_device(name))
-        except ValueError:
-            return name
-
     def _prepare_torch(self) -> None:
         """Import torch and take one optimiser step in a thread: the dock opens at once
         (the import took seconds on the main thread with a CUDA build of torch), and the
@@ -395,7 +379,7 @@ class AdaptWidget(QWidget):
 
     def _show_device(self, name: str) -> None:
         if self.ready:  # before, resolving the device would import torch here and now
-            self.device_label.setText(self._device_name(name))
+            self.device_label.setText(device_text(name))
 
     def _scratch_store(self) -> Path:
         """A new zarr path in this session's scratch folder (removed when Python exits)."""
@@ -490,31 +474,18 @@ class AdaptWidget(QWidget):
         event, self._latest_step = self._latest_step, None
         if event is not None:
             set_progress(self.progress, event.step)
-            remaining = self._remaining.seconds
-            eta = "…" if remaining is None else _format_time(remaining)
-            self.status.setText(
-                f"Step {event.step} / {event.total_steps} · "
-                f"{_format_time(event.elapsed)} elapsed · ETA {eta}"
-            )
+            self.status.setText(step_text(event, self._remaining.seconds))
         self.plot.redraw()
 
     def _on_trained(self, finished: Any) -> None:
         self.model = finished.model
         self.job.training = False  # Stop now cancels the prediction (a verdict still comes)
         self._show_progress()  # the last step, before the prediction's progress
-        how = "stopped at" if finished.stopped else "trained"
         self.device_label.setText(finished.device)
-        self.model_label.setText(
-            f"{finished.model.config.mode}, {how} {finished.steps} steps "
-            f"in {_format_time(finished.elapsed)} on {finished.device}"
-        )
+        self.model_label.setText(trained_text(finished))
         if finished.model.metadata.get("mode") == "source-only":
             self._source_only = finished.model
-        if finished.stopped:
-            text = f"Training stopped at step {finished.steps}"
-        else:
-            text = f"Training finished: {finished.steps} steps"
-        show_info(f"{text} on {finished.device}")
+        show_info(trained_note(finished))
         if self._baseline_name is not None:
             self.guard_label.setText(f"Guard: comparing this run with {self._baseline_name}…")
             self.status.setText(f"Judging against {self._baseline_name}…")
@@ -695,9 +666,7 @@ class AdaptWidget(QWidget):
             show_error(f"Cannot load the model: {error}")
             return None
         self.model = model
-        steps = model.metadata.get("steps", "?")
-        mode = model.metadata.get("mode", "unknown mode")
-        self.model_label.setText(f"loaded {Path(path).name}: {mode}, {steps} steps")
+        self.model_label.setText(loaded_text(path, model))
         self._set_busy(self.busy)
         return model
 
@@ -738,21 +707,3 @@ class AdaptWidget(QWidget):
         self._start_choice = StartFromPicker.FILE
         self.status.setText(f"Adapt starts from {Path(path).name}")
         return model
-
-
-def guard_text(judged: Any, baseline: str) -> str:
-    """The guard's verdict (a :class:`~napari_domain_adapt.core.Judged`) in one line, with
-    ``baseline`` named: which model it prefers, whether it was kept, and why."""
-    verdict = judged.verdict
-    if verdict is None:
-        return f"Guard: {judged.reason}"
-    why = judged.reason
-    preferred = f"{verdict.prefer} model preferred: "
-    if why.startswith(preferred):
-        why = why[len(preferred) :]
-    why = why.replace("(adapted vs source-only)", f"(this run vs {baseline})")
-    if judged.kept == "baseline":
-        return f"Guard: {baseline} preferred and kept — {why}"
-    if verdict.prefer == "adapted":
-        return f"Guard: this run's model preferred over {baseline} — {why}"
-    return f"Guard: {baseline} preferred, not kept ('Keep the better' is off) — {why}"
