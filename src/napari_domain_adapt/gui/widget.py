@@ -19,25 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, FloatSlider
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_domain_adapt import core
 
 from .dialogs import Dialogs
-from .form import InputsForm, LayerCombo, StartFromPicker, layer_kind, layer_pixel_size
+from .form import InputsForm, StartFromPicker, layer_kind, layer_pixel_size
 from .jobs import (
     InputRefused,
     ModelExported,
@@ -55,8 +44,8 @@ from .messages import (
     trained_note,
     trained_text,
 )
+from .panels import ModelBox, ResultBox, RunBox
 from .placement import PROBABILITY_LOOK, place_layer, promote_preview, show_preview
-from .plot import LossPlot
 from .progress import RemainingTime
 from .qt_helpers import COMBO_CHARACTERS, COMBO_POLICY, scrolling_column, set_progress
 from .writer import write_mask
@@ -138,94 +127,18 @@ class AdaptWidget(QWidget):
     # layout --------------------------------------------------------------------------------
 
     def _build(self) -> None:
-        self.adapt_button = QPushButton("Adapt")
-        self.adapt_button.setToolTip("Train on the source, adapt to the target, then predict it")
-        self.continue_button = QPushButton("Continue")
-        self.continue_button.setToolTip(
-            "Train on from the current model (the last run's or one loaded), with the labels "
-            "as they are now: paint corrections on the target, then Continue"
-        )
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip(
-            "End now and keep the model trained so far (or, by the guard, the one it started from)"
-        )
-        self.start_picker = StartFromPicker()
+        """Lay out the Run, Result and Model boxes in a scroll area, and connect them."""
+        run, results, model = RunBox(self.form), ResultBox(), ModelBox(self.viewer)
+        self.adapt_button, self.continue_button = run.adapt_button, run.continue_button
+        self.stop_button, self.start_picker = run.stop_button, run.start_picker
+        self.keep_better, self.guard_label = run.keep_better, run.guard_label
+        self.progress, self.status, self.plot = run.progress, run.status, run.plot
+        self.device_label, self.threshold = results.device_label, results.threshold
+        self.export_format, self.export_button = results.export_format, results.export_button
+        self.model_label, self.share_button = model.model_label, model.share_button
+        self.save_button, self.load_button = model.save_button, model.load_button
+        self.predict_picker, self.predict_button = model.predict_picker, model.predict_button
         self._start_choice = StartFromPicker.NEW
-        self.keep_better = QCheckBox("Keep the better (by the guard)")
-        self.keep_better.setChecked(True)
-        self.keep_better.setToolTip(
-            "At the end of a run the guard compares, without target labels, the model trained "
-            "with the one it started from (or, for a new U-Net, the last source-only model). "
-            "Checked: where the guard prefers that baseline, it stays the current model and "
-            "predicts the target"
-        )
-        self.guard_label = QLabel("Guard: –")
-        self.guard_label.setWordWrap(True)
-        self.guard_label.setToolTip(
-            "The guard's label-free verdict on the last run: whether the model trained is "
-            "estimated to beat the one it is compared with (see the user guide, 'The guard')"
-        )
-        self.progress = QProgressBar()
-        self.progress.setFormat("%v / %m")
-        self.status = QLabel("Ready")
-        self.status.setWordWrap(True)
-        self.plot = LossPlot()
-
-        self.device_label = QLabel("–")
-        self.threshold = FloatSlider(value=0.5, min=0.01, max=0.99, step=0.01)
-        self.export_format = ComboBox(choices=[("0/1", 1), ("0/255", 255)], value=255)
-        self.export_button = QPushButton("Export mask…")
-        self.model_label = QLabel("no model yet")
-        self.model_label.setWordWrap(True)
-        self.save_button = QPushButton("Save model…")
-        self.load_button = QPushButton("Load model…")
-        self.share_button = QPushButton("Export bioimage.io…")
-        self.share_button.setToolTip(
-            "Save the model as a bioimage.io package for deepImageJ, ilastik, BiaPy and the "
-            "Model Zoo; its test data is cut from the image picked under 'Predict on'"
-        )
-        self.predict_picker = LayerCombo(self.viewer, "image")
-        self.predict_button = QPushButton("Predict")
-
-        run = QGroupBox("Run")
-        run_layout = QVBoxLayout(run)
-        run_layout.addWidget(self.form)
-        start = QFormLayout()
-        start.addRow("Start from", self.start_picker)
-        start.addRow("", self.keep_better)
-        run_layout.addLayout(start)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.adapt_button)
-        buttons.addWidget(self.continue_button)
-        buttons.addWidget(self.stop_button)
-        run_layout.addLayout(buttons)
-        run_layout.addWidget(self.guard_label)
-        run_layout.addWidget(self.progress)
-        run_layout.addWidget(self.status)
-        run_layout.addWidget(self.plot)
-
-        results = QGroupBox("Result")
-        results_form = QFormLayout(results)
-        results_form.addRow("Device", self.device_label)
-        results_form.addRow("Threshold", self.threshold.native)
-        export_row = QHBoxLayout()
-        export_row.addWidget(self.export_format.native)
-        export_row.addWidget(self.export_button)
-        results_form.addRow("Export as", export_row)
-
-        model = QGroupBox("Model")
-        model_form = QFormLayout(model)
-        model_form.addRow(self.model_label)
-        files = QHBoxLayout()
-        files.addWidget(self.save_button)
-        files.addWidget(self.load_button)
-        model_form.addRow(files)
-        model_form.addRow(self.share_button)
-        predict_row = QHBoxLayout()
-        predict_row.addWidget(self.predict_picker.native)
-        predict_row.addWidget(self.predict_button)
-        model_form.addRow("Predict on", predict_row)
-
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scrolling_column(run, results, model))
