@@ -25,6 +25,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_domain_adapt import core
 
+from . import model_files
 from .dialogs import Dialogs
 from .form import InputsForm, StartFromPicker, layer_kind, layer_pixel_size
 from .jobs import (
@@ -48,7 +49,6 @@ from .panels import ModelBox, ResultBox, RunBox
 from .placement import PROBABILITY_LOOK, place_layer, promote_preview, show_preview
 from .progress import RemainingTime
 from .qt_helpers import COMBO_CHARACTERS, COMBO_POLICY, scrolling_column, set_progress
-from .writer import write_mask
 
 if TYPE_CHECKING:
     import napari
@@ -58,10 +58,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 _PLOT_INTERVAL_MS = 250
-_MODEL_FILTER = "Model checkpoint (*.pt)"
-_LOAD_FILTER = "Model checkpoint or bioimage.io package (*.pt *.zip)"
-_PACKAGE_FILTER = "bioimage.io package (*.zip)"
-_TIFF_FILTER = "TIFF (*.tif *.tiff)"
 # COMBO_* (now in .qt_helpers) and guard_text (now in .messages) stay importable from here.
 __all__ = ["COMBO_CHARACTERS", "COMBO_POLICY", "AdaptWidget", "guard_text"]
 
@@ -490,41 +486,27 @@ class AdaptWidget(QWidget):
         if layer is None:
             show_warning("Nothing to export: run Adapt or Predict, or select a Labels layer")
             return None
+        sources = (self._run_target, self.form.layer("target_image"))  # beside their file
+        suggested = model_files.suggested_export(layer.name, sources)
         chosen = self.dialogs.path_to_write(
-            path, "Export mask", _TIFF_FILTER, self._suggested_export(layer)
+            path, "Export mask", model_files.TIFF_FILTER, suggested
         )
         if chosen is None:
             return None
         try:
-            written = write_mask(
-                chosen[0],
-                layer.data,
-                layer.scale,
-                self.export_format.value,
-                chosen[1],
-                units=getattr(layer, "units", None),  # napari 0.6 and later
-            )
+            written = model_files.write_layer_mask(layer, *chosen, self.export_format.value)
         except ValueError as error:
             show_error(f"Cannot export: {error}")
             return None
         show_info(f"Saved {layer.name} to {written}")
         return written
 
-    def _suggested_export(self, layer: Layer) -> Path:
-        """``LAYER NAME.tif``, in the folder of the target's file where it came from one."""
-        name = Path(f"{layer.name}.tif")
-        for source in (self._run_target, self.form.layer("target_image")):
-            path = getattr(getattr(source, "source", None), "path", None)
-            if path:
-                return Path(path).parent / name
-        return name
-
     def save_model(self, path: str | Path | None = None) -> Path | None:
         """Save the current model as a checkpoint; asks before replacing a file."""
         if self.model is None:
             show_warning("No model to save yet: run Adapt or load a model")
             return None
-        chosen = self.dialogs.path_to_write(path, "Save model", _MODEL_FILTER)
+        chosen = self.dialogs.path_to_write(path, "Save model", model_files.MODEL_FILTER)
         if chosen is None:
             return None
         try:
@@ -537,40 +519,25 @@ class AdaptWidget(QWidget):
 
     def export_model(self, path: str | Path | None = None) -> Any:
         """Write the model as a bioimage.io package in a worker; asks name, author, licence."""
-
         layer = self.predict_picker.value
         if self.busy:
             return None
         if self.model is None or layer is None:
             show_warning("Train or load a model, and pick an image under 'Predict on'")
             return None
-        details = self.dialogs.package_details(
-            core.DEFAULT_NAME, core.DEFAULT_AUTHOR, core.DEFAULT_LICENSE
-        )
-        if details is None:
+        asked = model_files.ask_package(self.dialogs, path)
+        if asked is None:
             return None
-        chosen = self.dialogs.path_to_write(path, "Export bioimage.io package", _PACKAGE_FILTER)
-        if chosen is None:
-            return None
+        package, details = asked
         self.job.control = None
         self.job.training = False
-        self.status.setText(f"Exporting a bioimage.io package to {chosen[0].name}…")
-        return self._start(
-            export_job,
-            self.model,
-            np.asarray(layer.data),
-            chosen[0],
-            {
-                "name": details["name"],
-                "authors": [details["author"]],
-                "license": details["license"],
-                "overwrite": chosen[1],
-            },
-        )
+        self.status.setText(f"Exporting a bioimage.io package to {package.name}…")
+        return self._start(export_job, self.model, np.asarray(layer.data), package, details)
 
     def load_model(self, path: str | Path | None = None) -> SegmentationModel | None:
         """Load a checkpoint or bioimage.io package as the current model, on the device."""
-        path = self.dialogs.open_path("Load model", _LOAD_FILTER) if path is None else path
+        if path is None:
+            path = self.dialogs.open_path("Load model", model_files.LOAD_FILTER)
         if path is None:
             return None
         try:
@@ -586,8 +553,7 @@ class AdaptWidget(QWidget):
     def _read_model(self, path: str | Path) -> SegmentationModel:
         """A model file on the form's device (a small U-Net: quick, on the main thread);
         a source-only one becomes the baseline of later runs from a new U-Net."""
-        device = core.resolve_device(self.form.field("device").value)
-        model = core.load_model(path, device=device)
+        model = model_files.read_model(path, self.form.field("device").value)
         if model.metadata.get("mode") == "source-only":
             self._source_only = model
         return model
@@ -604,7 +570,7 @@ class AdaptWidget(QWidget):
         """Load a checkpoint or a bioimage.io package of ours for Adapt to start from
         ('Start from: a file…'); a bad file is said once, and changes nothing."""
         if path is None:
-            path = self.dialogs.open_path("Start from a model", _LOAD_FILTER)
+            path = self.dialogs.open_path("Start from a model", model_files.LOAD_FILTER)
             if path is None:
                 return None
         try:
