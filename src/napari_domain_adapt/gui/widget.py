@@ -27,7 +27,7 @@ from napari_domain_adapt import core
 
 from . import model_files
 from .dialogs import Dialogs
-from .form import InputsForm, StartFromPicker, layer_kind, layer_pixel_size
+from .form import InputsForm, StartFromPicker, layer_pixel_size
 from .jobs import (
     InputRefused,
     ModelExported,
@@ -35,7 +35,7 @@ from .jobs import (
     refusing,
     train_job,
 )
-from .layers import LIVE_NAME, binarize, result_names, slice_index
+from .layers import LIVE_NAME
 from .messages import (
     device_text,
     guard_plan_text,
@@ -46,9 +46,10 @@ from .messages import (
     trained_text,
 )
 from .panels import ModelBox, ResultBox, RunBox
-from .placement import PROBABILITY_LOOK, place_layer, promote_preview, show_preview
+from .placement import show_preview
 from .progress import RemainingTime
 from .qt_helpers import COMBO_CHARACTERS, COMBO_POLICY, scrolling_column, set_progress
+from .results import export_layer, preview_shape, rethreshold, show_result, viewed_slice
 
 if TYPE_CHECKING:
     import napari
@@ -215,11 +216,10 @@ class AdaptWidget(QWidget):
         keep = self.keep_better.isChecked() and baseline is not None
         self.guard_label.setText(guard_plan_text(self._baseline_name, config.mode))
         self._run_target = target = self.form.layer("target_image")
-        self.job.control = core.TrainControl(preview_index=self._current_slice())
+        self.job.control = core.TrainControl(preview_index=viewed_slice(self.viewer, target))
         # The live layer's first draw is slow: have it now, not later. Only for a slice or a
         # stack: other shapes are refused by the run, with a message, in a moment.
-        if target is not None and target.ndim in (2, 3):
-            shape = target.data.shape[-3:-1] if target.rgb else target.data.shape[-2:]
+        if (shape := preview_shape(target)) is not None:
             self._show_preview(np.zeros(shape, np.float32), self.job.control.preview_index)
         self.job.training = True
         self._remaining = RemainingTime()
@@ -332,17 +332,9 @@ class AdaptWidget(QWidget):
         elif self.job.worker is not None:
             self.job.worker.quit()
 
-    def _current_slice(self) -> int:
-        layer = self._run_target
-        if layer is None:
-            return 0
-        stacked = layer.ndim >= 3
-        count = layer.data.shape[0] if stacked else 1
-        return slice_index(self.viewer.dims.point, layer.scale, layer.translate, count)
-
     def _follow_slice(self, _event: Any = None) -> None:
         if self.job.control is not None:
-            self.job.control.preview_index = self._current_slice()
+            self.job.control.preview_index = viewed_slice(self.viewer, self._run_target)
 
     # worker events (main thread) -----------------------------------------------------------
 
@@ -447,38 +439,21 @@ class AdaptWidget(QWidget):
         if like is None:
             return
         is_target = done.target == "target"
-        probability_name, segmentation_name = result_names(like.name, is_target)
-        viewer = self.viewer
-        probability = None
-        if is_target:  # a first run's live layer becomes its probability layer
-            probability = promote_preview(viewer, done.probabilities, probability_name, like)
-        if probability is None:
-            probability = place_layer(
-                viewer, done.probabilities, probability_name, "image", like, **PROBABILITY_LOOK
-            )
-        mask = binarize(done.probabilities, self.threshold.value)
-        segmentation = place_layer(viewer, mask, segmentation_name, "labels", like, opacity=0.5)
-        self._result = (probability, segmentation)
-        if is_target and LIVE_NAME in self.viewer.layers:
-            self.viewer.layers.remove(LIVE_NAME)
-        self.status.setText(f"Done: {probability_name!r} and {segmentation_name!r}")
+        threshold = self.threshold.value
+        self._result = show_result(self.viewer, done.probabilities, like, is_target, threshold)
+        probability, segmentation = self._result
+        self.status.setText(f"Done: {probability.name!r} and {segmentation.name!r}")
 
     def apply_threshold(self, _value: float | None = None) -> None:
         """Re-threshold the last probability layer into its segmentation layer."""
-        if self._result is None:
-            return
-        probability, segmentation = self._result
-        if probability in self.viewer.layers and segmentation in self.viewer.layers:
-            segmentation.data = binarize(probability.data, self.threshold.value)
+        if self._result is not None:
+            rethreshold(self.viewer, self._result, self.threshold.value)
 
     # files ---------------------------------------------------------------------------------
 
     def segmentation_layer(self) -> Labels | None:
         """The layer Export writes: the last result, else the selected Labels layer."""
-        if self._result is not None and self._result[1] in self.viewer.layers:
-            return self._result[1]
-        active = self.viewer.layers.selection.active
-        return active if active is not None and layer_kind(active) == "labels" else None
+        return export_layer(self.viewer, self._result)
 
     def export_segmentation(self, path: str | Path | None = None) -> Path | None:
         """Write the segmentation as a compressed TIFF; asks before replacing a file."""
