@@ -10,11 +10,8 @@ on the main thread.
 
 from __future__ import annotations
 
-import atexit
 import gc
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,13 +25,7 @@ from napari_domain_adapt import core
 from . import model_files
 from .dialogs import Dialogs
 from .form import InputsForm, StartFromPicker, layer_pixel_size
-from .jobs import (
-    InputRefused,
-    ModelExported,
-    export_job,
-    refusing,
-    train_job,
-)
+from .jobs import InputRefused, ModelExported, export_job, train_job
 from .layers import LIVE_NAME
 from .messages import (
     device_text,
@@ -50,33 +41,18 @@ from .placement import show_preview
 from .progress import RemainingTime
 from .qt_helpers import COMBO_CHARACTERS, COMBO_POLICY, scrolling_column, set_progress
 from .results import export_layer, preview_shape, rethreshold, show_result, viewed_slice
+from .running import Job, ScratchFolder
 
 if TYPE_CHECKING:
     import napari
     from napari.layers import Image, Labels, Layer
 
-    from napari_domain_adapt.core import SegmentationModel, TrainControl
+    from napari_domain_adapt.core import SegmentationModel
 
 _log = logging.getLogger(__name__)
 _PLOT_INTERVAL_MS = 250
 # COMBO_* (now in .qt_helpers) and guard_text (now in .messages) stay importable from here.
 __all__ = ["COMBO_CHARACTERS", "COMBO_POLICY", "AdaptWidget", "guard_text"]
-
-
-class _Job:
-    """The running worker and its stop token; a plain object the closing hooks can hold."""
-
-    def __init__(self) -> None:
-        self.worker: Any = None
-        self.control: TrainControl | None = None
-        self.training = False
-
-    def stop(self) -> None:
-        """End training at once (keeping the model) and the worker after it."""
-        if self.control is not None:
-            self.control.stop()
-        if self.worker is not None:
-            self.worker.quit()
 
 
 class AdaptWidget(QWidget):
@@ -91,7 +67,7 @@ class AdaptWidget(QWidget):
         #: TrainConfig fields that replace the form's values (e.g. in tests or scripts).
         self.config_overrides: dict[str, Any] = {}
         self.dialogs = Dialogs(self)
-        self.job = _Job()
+        self.job = Job()
         self._run_target: Layer | None = None
         #: The model a run from 'Start from: a file…' starts from, and its file's name.
         self._start_file: tuple[SegmentationModel, str] | None = None
@@ -109,8 +85,8 @@ class AdaptWidget(QWidget):
         self._latest_step: Any = None
         self._remaining = RemainingTime()
         self._predict_chosen = self._syncing = False
-        self._scratch: Path | None = None
-        self._scratch_count = 0
+        #: Where lazy predictions are written (a folder made on first use).
+        self._scratch = ScratchFolder()
         self.predict_picker.changed.connect(self._predict_picked)
         self.form.changed.connect(self._sync_predict_picker)
         self._sync_predict_picker()
@@ -228,7 +204,7 @@ class AdaptWidget(QWidget):
         self.progress.setRange(0, config.steps)
         self.progress.setValue(0)
         self.status.setText(f"Starting {config.mode} training…")
-        store = self._scratch_store() if core.is_lazy(inputs.target_image) else None
+        store = self._scratch.new_store() if core.is_lazy(inputs.target_image) else None
         return self._start(
             train_job, config, inputs, self.job.control, store, initial, baseline, keep
         )
@@ -264,7 +240,7 @@ class AdaptWidget(QWidget):
         if core.is_lazy(data) and not layer.rgb and data.ndim in (2, 3) and not layer.multiscale:
             # Out of core: the result goes to a zarr store on disk, shown lazily.
             return self._start(
-                core.predict, self.model, data, store=self._scratch_store(), **options
+                core.predict, self.model, data, store=self._scratch.new_store(), **options
             )
         image = np.asarray(data)
         return self._start(core.predict, self.model, image, rgb=layer.rgb, **options)
@@ -290,36 +266,17 @@ class AdaptWidget(QWidget):
         if self.ready:  # before, resolving the device would import torch here and now
             self.device_label.setText(device_text(name))
 
-    def _scratch_store(self) -> Path:
-        """A new zarr path in this session's scratch folder (removed when Python exits)."""
-        if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix="napari-domain-adapt-"))
-            atexit.register(shutil.rmtree, self._scratch, ignore_errors=True)
-        self._scratch_count += 1
-        return self._scratch / f"prediction-{self._scratch_count}.zarr"
-
     def _start(self, function: Any, *args: Any, **kwargs: Any) -> Any:
-        # superqt's create_worker, not napari's: napari's lists every worker in the viewer's
-        # task status for good, and with it a cancelled job's generator and its arrays.
-        from napari.qt.threading import GeneratorWorker
-        from superqt.utils import create_worker
-
-        worker = create_worker(
-            refusing,
-            function,
-            *args,
-            **kwargs,
-            _worker_class=GeneratorWorker,
-            _start_thread=True,
-            _connect={
-                "yielded": self._on_yielded,
-                "errored": self._on_errored,
-                "warned": self._on_warned,
-                "aborted": self._on_aborted,
-                "finished": self._on_finished,
-            },
-        )
-        self.job.worker = worker
+        """Run the generator ``function(*args, **kwargs)`` in a worker, its events handled
+        here in the main thread; returns the worker."""
+        handlers = {
+            "yielded": self._on_yielded,
+            "errored": self._on_errored,
+            "warned": self._on_warned,
+            "aborted": self._on_aborted,
+            "finished": self._on_finished,
+        }
+        worker = self.job.start(handlers, function, *args, **kwargs)
         self._set_busy(True)
         self._plot_timer.start()
         return worker
@@ -415,9 +372,7 @@ class AdaptWidget(QWidget):
         self.status.setText("Cancelled; the model is kept")
 
     def _on_finished(self) -> None:
-        self.job.worker = None
-        self.job.control = None
-        self.job.training = False
+        self.job.clear()
         self._plot_timer.stop()
         self._show_progress()
         self._set_busy(False)
