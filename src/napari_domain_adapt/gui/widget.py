@@ -3,9 +3,13 @@
 The widget is thin. :class:`~.form.InputsForm` turns layers and settings into a
 configuration and numpy arrays; :func:`~.jobs.train_job` runs the core in napari's
 ``thread_worker``; the main thread turns each yielded event into progress, plot and layer
-updates. Layers are touched only here, in the main thread. The core is a lazy module: torch
-is imported in a worker when the widget opens, never when this module is imported and never
-on the main thread.
+updates. Layers are touched only from here, in the main thread. The core is a lazy module:
+torch is imported in a worker when the widget opens, never when this module is imported and
+never on the main thread.
+
+The widget holds the state and reacts; the rest is beside it: the boxes in :mod:`.panels`,
+its sentences in :mod:`.messages`, its files in :mod:`.model_files`, a run's layers in
+:mod:`.results`, the worker in :mod:`.running`, small Qt pieces in :mod:`.qt_helpers`.
 """
 
 from __future__ import annotations
