@@ -63,6 +63,16 @@ def test_the_targets_result_takes_over_the_live_layer(target) -> None:
     assert tuple(segmentation.scale) == (2.0, 1.0, 1.0)
 
 
+def test_a_later_target_result_replaces_its_layers_and_drops_the_live_one(target) -> None:
+    viewer, layer = target
+    first = show_result(viewer, RAMP, layer, True, 0.5)
+    show_preview(viewer, layer, np.zeros((4, 5), np.float32), 1)  # the next run's preview
+    second = show_result(viewer, 1 - RAMP, layer, True, 0.5)
+    assert second == first  # updated in place, not piled up
+    assert LIVE_NAME not in viewer.layers
+    np.testing.assert_array_equal(second[0].data, 1 - RAMP)
+
+
 def test_another_layers_result_leaves_the_live_layer(target) -> None:
     viewer, layer = target
     other = viewer.add_image(np.zeros((3, 4, 5), np.uint8), name="other")
