@@ -429,7 +429,7 @@ def test_a_dask_layer_is_predicted_out_of_core(ready, qtbot):
     widget.threshold.value = 0.7
     assert isinstance(segmentation.data, da.Array)
     np.testing.assert_array_equal(segmentation.data.compute(), expected >= 0.7)
-    assert list(widget._scratch.glob("prediction-*.zarr"))
+    assert list(widget._scratch.path.glob("prediction-*.zarr"))
 
 
 @pytest.mark.slow  # a whole run end to end: `pytest -m slow`

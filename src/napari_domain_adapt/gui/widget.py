@@ -3,132 +3,60 @@
 The widget is thin. :class:`~.form.InputsForm` turns layers and settings into a
 configuration and numpy arrays; :func:`~.jobs.train_job` runs the core in napari's
 ``thread_worker``; the main thread turns each yielded event into progress, plot and layer
-updates. Layers are touched only here, in the main thread. The core is a lazy module: torch
-is imported in a worker when the widget opens, never when this module is imported and never
-on the main thread.
+updates. Layers are touched only from here, in the main thread. The core is a lazy module:
+torch is imported in a worker when the widget opens, never when this module is imported and
+never on the main thread.
+
+The widget holds the state and reacts; the rest is beside it: the boxes in :mod:`.panels`,
+its sentences in :mod:`.messages`, its files in :mod:`.model_files`, a run's layers in
+:mod:`.results`, the worker in :mod:`.running`, small Qt pieces in :mod:`.qt_helpers`.
 """
 
 from __future__ import annotations
 
-import atexit
 import gc
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, FloatSlider
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QEvent, QObject, QSize, Qt, QTimer
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFormLayout,
-    QFrame,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QScrollArea,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_domain_adapt import core
 
+from . import model_files
 from .dialogs import Dialogs
-from .form import InputsForm, LayerCombo, StartFromPicker, layer_kind, layer_pixel_size
-from .jobs import (
-    InputRefused,
-    ModelExported,
-    export_job,
-    refusing,
-    train_job,
+from .form import InputsForm, StartFromPicker, layer_pixel_size
+from .jobs import InputRefused, ModelExported, export_job, train_job
+from .layers import LIVE_NAME
+from .messages import (
+    device_text,
+    guard_plan_text,
+    guard_text,
+    loaded_text,
+    step_text,
+    trained_note,
+    trained_text,
 )
-from .layers import LIVE_NAME, binarize, result_names, slice_index
-from .placement import PROBABILITY_LOOK, place_layer, promote_preview, show_preview
-from .plot import LossPlot
+from .panels import ModelBox, ResultBox, RunBox
+from .placement import show_preview
 from .progress import RemainingTime
-from .writer import write_mask
+from .qt_helpers import COMBO_CHARACTERS, COMBO_POLICY, scrolling_column, set_progress
+from .results import export_layer, preview_shape, rethreshold, show_result, viewed_slice
+from .running import Job, ScratchFolder
 
 if TYPE_CHECKING:
     import napari
     from napari.layers import Image, Labels, Layer
 
-    from napari_domain_adapt.core import SegmentationModel, TrainControl
+    from napari_domain_adapt.core import SegmentationModel
 
 _log = logging.getLogger(__name__)
 _PLOT_INTERVAL_MS = 250
-_MODEL_FILTER = "Model checkpoint (*.pt)"
-_LOAD_FILTER = "Model checkpoint or bioimage.io package (*.pt *.zip)"
-_PACKAGE_FILTER = "bioimage.io package (*.zip)"
-_TIFF_FILTER = "TIFF (*.tif *.tiff)"
-#: Drop-down boxes size to this many characters, not to their longest choice.
-COMBO_POLICY = QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
-COMBO_CHARACTERS = 12
-
-
-def _show_choice_in_tooltip(combo: QComboBox) -> None:
-    """The combo's tooltip starts with its whole current choice, which may be cut short."""
-    explanation = combo.toolTip()
-
-    def update(text: str) -> None:
-        combo.setToolTip(f"{text}\n\n{explanation}" if explanation else text)
-
-    update(combo.currentText())
-    combo.currentTextChanged.connect(update)
-
-
-class _VerticalScrollArea(QScrollArea):
-    """Scrolls up and down only, and is never narrower than its content, so that the dock
-    takes the width the form needs instead of cutting off its right edge."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.setWidgetResizable(True)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-
-    def setWidget(self, widget: QWidget) -> None:
-        super().setWidget(widget)
-        widget.installEventFilter(self)
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
-            self.updateGeometry()  # the content's minimum width may have changed
-        return super().eventFilter(watched, event)
-
-    def minimumSizeHint(self) -> QSize:
-        hint = super().minimumSizeHint()
-        content = self.widget()
-        if content is not None:
-            edges = self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
-            hint.setWidth(content.minimumSizeHint().width() + edges)
-        return hint
-
-
-class _Job:
-    """The running worker and its stop token; a plain object the closing hooks can hold."""
-
-    def __init__(self) -> None:
-        self.worker: Any = None
-        self.control: TrainControl | None = None
-        self.training = False
-
-    def stop(self) -> None:
-        """End training at once (keeping the model) and the worker after it."""
-        if self.control is not None:
-            self.control.stop()
-        if self.worker is not None:
-            self.worker.quit()
-
-
-def _format_time(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
+# COMBO_* (now in .qt_helpers) and guard_text (now in .messages) stay importable from here.
+__all__ = ["COMBO_CHARACTERS", "COMBO_POLICY", "AdaptWidget", "guard_text"]
 
 
 class AdaptWidget(QWidget):
@@ -143,7 +71,7 @@ class AdaptWidget(QWidget):
         #: TrainConfig fields that replace the form's values (e.g. in tests or scripts).
         self.config_overrides: dict[str, Any] = {}
         self.dialogs = Dialogs(self)
-        self.job = _Job()
+        self.job = Job()
         self._run_target: Layer | None = None
         #: The model a run from 'Start from: a file…' starts from, and its file's name.
         self._start_file: tuple[SegmentationModel, str] | None = None
@@ -161,8 +89,8 @@ class AdaptWidget(QWidget):
         self._latest_step: Any = None
         self._remaining = RemainingTime()
         self._predict_chosen = self._syncing = False
-        self._scratch: Path | None = None
-        self._scratch_count = 0
+        #: Where lazy predictions are written (a folder made on first use).
+        self._scratch = ScratchFolder()
         self.predict_picker.changed.connect(self._predict_picked)
         self.form.changed.connect(self._sync_predict_picker)
         self._sync_predict_picker()
@@ -176,110 +104,21 @@ class AdaptWidget(QWidget):
     # layout --------------------------------------------------------------------------------
 
     def _build(self) -> None:
-        self.adapt_button = QPushButton("Adapt")
-        self.adapt_button.setToolTip("Train on the source, adapt to the target, then predict it")
-        self.continue_button = QPushButton("Continue")
-        self.continue_button.setToolTip(
-            "Train on from the current model (the last run's or one loaded), with the labels "
-            "as they are now: paint corrections on the target, then Continue"
-        )
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip(
-            "End now and keep the model trained so far (or, by the guard, the one it started from)"
-        )
-        self.start_picker = StartFromPicker()
+        """Lay out the Run, Result and Model boxes in a scroll area, and connect them."""
+        run, results, model = RunBox(self.form), ResultBox(), ModelBox(self.viewer)
+        self.adapt_button, self.continue_button = run.adapt_button, run.continue_button
+        self.stop_button, self.start_picker = run.stop_button, run.start_picker
+        self.keep_better, self.guard_label = run.keep_better, run.guard_label
+        self.progress, self.status, self.plot = run.progress, run.status, run.plot
+        self.device_label, self.threshold = results.device_label, results.threshold
+        self.export_format, self.export_button = results.export_format, results.export_button
+        self.model_label, self.share_button = model.model_label, model.share_button
+        self.save_button, self.load_button = model.save_button, model.load_button
+        self.predict_picker, self.predict_button = model.predict_picker, model.predict_button
         self._start_choice = StartFromPicker.NEW
-        self.keep_better = QCheckBox("Keep the better (by the guard)")
-        self.keep_better.setChecked(True)
-        self.keep_better.setToolTip(
-            "At the end of a run the guard compares, without target labels, the model trained "
-            "with the one it started from (or, for a new U-Net, the last source-only model). "
-            "Checked: where the guard prefers that baseline, it stays the current model and "
-            "predicts the target"
-        )
-        self.guard_label = QLabel("Guard: –")
-        self.guard_label.setWordWrap(True)
-        self.guard_label.setToolTip(
-            "The guard's label-free verdict on the last run: whether the model trained is "
-            "estimated to beat the one it is compared with (see the user guide, 'The guard')"
-        )
-        self.progress = QProgressBar()
-        self.progress.setFormat("%v / %m")
-        self.status = QLabel("Ready")
-        self.status.setWordWrap(True)
-        self.plot = LossPlot()
-
-        self.device_label = QLabel("–")
-        self.threshold = FloatSlider(value=0.5, min=0.01, max=0.99, step=0.01)
-        self.export_format = ComboBox(choices=[("0/1", 1), ("0/255", 255)], value=255)
-        self.export_button = QPushButton("Export mask…")
-        self.model_label = QLabel("no model yet")
-        self.model_label.setWordWrap(True)
-        self.save_button = QPushButton("Save model…")
-        self.load_button = QPushButton("Load model…")
-        self.share_button = QPushButton("Export bioimage.io…")
-        self.share_button.setToolTip(
-            "Save the model as a bioimage.io package for deepImageJ, ilastik, BiaPy and the "
-            "Model Zoo; its test data is cut from the image picked under 'Predict on'"
-        )
-        self.predict_picker = LayerCombo(self.viewer, "image")
-        self.predict_button = QPushButton("Predict")
-
-        run = QGroupBox("Run")
-        run_layout = QVBoxLayout(run)
-        run_layout.addWidget(self.form)
-        start = QFormLayout()
-        start.addRow("Start from", self.start_picker)
-        start.addRow("", self.keep_better)
-        run_layout.addLayout(start)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.adapt_button)
-        buttons.addWidget(self.continue_button)
-        buttons.addWidget(self.stop_button)
-        run_layout.addLayout(buttons)
-        run_layout.addWidget(self.guard_label)
-        run_layout.addWidget(self.progress)
-        run_layout.addWidget(self.status)
-        run_layout.addWidget(self.plot)
-
-        results = QGroupBox("Result")
-        results_form = QFormLayout(results)
-        results_form.addRow("Device", self.device_label)
-        results_form.addRow("Threshold", self.threshold.native)
-        export_row = QHBoxLayout()
-        export_row.addWidget(self.export_format.native)
-        export_row.addWidget(self.export_button)
-        results_form.addRow("Export as", export_row)
-
-        model = QGroupBox("Model")
-        model_form = QFormLayout(model)
-        model_form.addRow(self.model_label)
-        files = QHBoxLayout()
-        files.addWidget(self.save_button)
-        files.addWidget(self.load_button)
-        model_form.addRow(files)
-        model_form.addRow(self.share_button)
-        predict_row = QHBoxLayout()
-        predict_row.addWidget(self.predict_picker.native)
-        predict_row.addWidget(self.predict_button)
-        model_form.addRow("Predict on", predict_row)
-
-        content = QWidget()
-        layout = QVBoxLayout(content)
-        for box in (run, results, model):
-            layout.addWidget(box)
-        layout.addStretch(1)
-        for combo in content.findChildren(QComboBox):
-            # Long choices (layer names, "source-only (no adaptation)") must not widen the dock
-            # beyond the window: a combo shows what fits and its list shows everything.
-            combo.setSizeAdjustPolicy(COMBO_POLICY)
-            combo.setMinimumContentsLength(COMBO_CHARACTERS)
-            _show_choice_in_tooltip(combo)
-        scroll = _VerticalScrollArea()  # small screens, and the Advanced section unfolded
-        scroll.setWidget(content)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
+        outer.addWidget(scrolling_column(run, results, model))
 
         self.adapt_button.clicked.connect(lambda: self.adapt())
         self.start_picker.activated.connect(self._start_picked)
@@ -355,33 +194,21 @@ class AdaptWidget(QWidget):
             return None
         baseline, self._baseline_name = self._baseline(initial, baseline_name, config.mode)
         keep = self.keep_better.isChecked() and baseline is not None
-        if baseline is None and config.mode == "source-only":
-            self.guard_label.setText(
-                "Guard: a source-only run is not judged; it is what the guard compares later "
-                "runs from a new U-Net with"
-            )
-        elif baseline is None:
-            self.guard_label.setText(
-                "Guard: nothing to compare this run with: train a source-only run first, or "
-                "start from a model"
-            )
-        else:
-            self.guard_label.setText(f"Guard: will compare this run with {self._baseline_name}")
+        self.guard_label.setText(guard_plan_text(self._baseline_name, config.mode))
         self._run_target = target = self.form.layer("target_image")
-        self.job.control = core.TrainControl(preview_index=self._current_slice())
+        self.job.control = core.TrainControl(preview_index=viewed_slice(self.viewer, target))
         # The live layer's first draw is slow: have it now, not later. Only for a slice or a
         # stack: other shapes are refused by the run, with a message, in a moment.
-        if target is not None and target.ndim in (2, 3):
-            shape = target.data.shape[-3:-1] if target.rgb else target.data.shape[-2:]
+        if (shape := preview_shape(target)) is not None:
             self._show_preview(np.zeros(shape, np.float32), self.job.control.preview_index)
         self.job.training = True
         self._remaining = RemainingTime()
-        self.device_label.setText(self._device_name(config.device))
+        self.device_label.setText(device_text(config.device))
         self.plot.clear(config.steps)
         self.progress.setRange(0, config.steps)
         self.progress.setValue(0)
         self.status.setText(f"Starting {config.mode} training…")
-        store = self._scratch_store() if core.is_lazy(inputs.target_image) else None
+        store = self._scratch.new_store() if core.is_lazy(inputs.target_image) else None
         return self._start(
             train_job, config, inputs, self.job.control, store, initial, baseline, keep
         )
@@ -417,19 +244,10 @@ class AdaptWidget(QWidget):
         if core.is_lazy(data) and not layer.rgb and data.ndim in (2, 3) and not layer.multiscale:
             # Out of core: the result goes to a zarr store on disk, shown lazily.
             return self._start(
-                core.predict, self.model, data, store=self._scratch_store(), **options
+                core.predict, self.model, data, store=self._scratch.new_store(), **options
             )
         image = np.asarray(data)
         return self._start(core.predict, self.model, image, rgb=layer.rgb, **options)
-
-    def _device_name(self, name: str) -> str:
-        """Where a run on device ``name`` trains, e.g. ``cpu (2 threads)``; the run itself
-        reports a device it cannot use."""
-
-        try:
-            return core.describe_device(core.resolve_device(name))
-        except ValueError:
-            return name
 
     def _prepare_torch(self) -> None:
         """Import torch and take one optimiser step in a thread: the dock opens at once
@@ -450,38 +268,19 @@ class AdaptWidget(QWidget):
 
     def _show_device(self, name: str) -> None:
         if self.ready:  # before, resolving the device would import torch here and now
-            self.device_label.setText(self._device_name(name))
-
-    def _scratch_store(self) -> Path:
-        """A new zarr path in this session's scratch folder (removed when Python exits)."""
-        if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix="napari-domain-adapt-"))
-            atexit.register(shutil.rmtree, self._scratch, ignore_errors=True)
-        self._scratch_count += 1
-        return self._scratch / f"prediction-{self._scratch_count}.zarr"
+            self.device_label.setText(device_text(name))
 
     def _start(self, function: Any, *args: Any, **kwargs: Any) -> Any:
-        # superqt's create_worker, not napari's: napari's lists every worker in the viewer's
-        # task status for good, and with it a cancelled job's generator and its arrays.
-        from napari.qt.threading import GeneratorWorker
-        from superqt.utils import create_worker
-
-        worker = create_worker(
-            refusing,
-            function,
-            *args,
-            **kwargs,
-            _worker_class=GeneratorWorker,
-            _start_thread=True,
-            _connect={
-                "yielded": self._on_yielded,
-                "errored": self._on_errored,
-                "warned": self._on_warned,
-                "aborted": self._on_aborted,
-                "finished": self._on_finished,
-            },
-        )
-        self.job.worker = worker
+        """Run the generator ``function(*args, **kwargs)`` in a worker, its events handled
+        here in the main thread; returns the worker."""
+        handlers = {
+            "yielded": self._on_yielded,
+            "errored": self._on_errored,
+            "warned": self._on_warned,
+            "aborted": self._on_aborted,
+            "finished": self._on_finished,
+        }
+        worker = self.job.start(handlers, function, *args, **kwargs)
         self._set_busy(True)
         self._plot_timer.start()
         return worker
@@ -494,17 +293,9 @@ class AdaptWidget(QWidget):
         elif self.job.worker is not None:
             self.job.worker.quit()
 
-    def _current_slice(self) -> int:
-        layer = self._run_target
-        if layer is None:
-            return 0
-        stacked = layer.ndim >= 3
-        count = layer.data.shape[0] if stacked else 1
-        return slice_index(self.viewer.dims.point, layer.scale, layer.translate, count)
-
     def _follow_slice(self, _event: Any = None) -> None:
         if self.job.control is not None:
-            self.job.control.preview_index = self._current_slice()
+            self.job.control.preview_index = viewed_slice(self.viewer, self._run_target)
 
     # worker events (main thread) -----------------------------------------------------------
 
@@ -521,7 +312,7 @@ class AdaptWidget(QWidget):
             self.progress.setValue(0)
             self.status.setText(f"Predicting {item.total} slice(s)…")
         elif isinstance(item, core.SlicePredicted):
-            _set_progress(self.progress, item.done)
+            set_progress(self.progress, item.done)
         elif isinstance(item, core.PredictionDone):
             self._show_result(item)
         elif isinstance(item, ModelExported):
@@ -544,32 +335,19 @@ class AdaptWidget(QWidget):
         """Show the latest step in the progress bar, the status line and the plot."""
         event, self._latest_step = self._latest_step, None
         if event is not None:
-            _set_progress(self.progress, event.step)
-            remaining = self._remaining.seconds
-            eta = "…" if remaining is None else _format_time(remaining)
-            self.status.setText(
-                f"Step {event.step} / {event.total_steps} · "
-                f"{_format_time(event.elapsed)} elapsed · ETA {eta}"
-            )
+            set_progress(self.progress, event.step)
+            self.status.setText(step_text(event, self._remaining.seconds))
         self.plot.redraw()
 
     def _on_trained(self, finished: Any) -> None:
         self.model = finished.model
         self.job.training = False  # Stop now cancels the prediction (a verdict still comes)
         self._show_progress()  # the last step, before the prediction's progress
-        how = "stopped at" if finished.stopped else "trained"
         self.device_label.setText(finished.device)
-        self.model_label.setText(
-            f"{finished.model.config.mode}, {how} {finished.steps} steps "
-            f"in {_format_time(finished.elapsed)} on {finished.device}"
-        )
+        self.model_label.setText(trained_text(finished))
         if finished.model.metadata.get("mode") == "source-only":
             self._source_only = finished.model
-        if finished.stopped:
-            text = f"Training stopped at step {finished.steps}"
-        else:
-            text = f"Training finished: {finished.steps} steps"
-        show_info(f"{text} on {finished.device}")
+        show_info(trained_note(finished))
         if self._baseline_name is not None:
             self.guard_label.setText(f"Guard: comparing this run with {self._baseline_name}…")
             self.status.setText(f"Judging against {self._baseline_name}…")
@@ -598,9 +376,7 @@ class AdaptWidget(QWidget):
         self.status.setText("Cancelled; the model is kept")
 
     def _on_finished(self) -> None:
-        self.job.worker = None
-        self.job.control = None
-        self.job.training = False
+        self.job.clear()
         self._plot_timer.stop()
         self._show_progress()
         self._set_busy(False)
@@ -622,38 +398,21 @@ class AdaptWidget(QWidget):
         if like is None:
             return
         is_target = done.target == "target"
-        probability_name, segmentation_name = result_names(like.name, is_target)
-        viewer = self.viewer
-        probability = None
-        if is_target:  # a first run's live layer becomes its probability layer
-            probability = promote_preview(viewer, done.probabilities, probability_name, like)
-        if probability is None:
-            probability = place_layer(
-                viewer, done.probabilities, probability_name, "image", like, **PROBABILITY_LOOK
-            )
-        mask = binarize(done.probabilities, self.threshold.value)
-        segmentation = place_layer(viewer, mask, segmentation_name, "labels", like, opacity=0.5)
-        self._result = (probability, segmentation)
-        if is_target and LIVE_NAME in self.viewer.layers:
-            self.viewer.layers.remove(LIVE_NAME)
-        self.status.setText(f"Done: {probability_name!r} and {segmentation_name!r}")
+        threshold = self.threshold.value
+        self._result = show_result(self.viewer, done.probabilities, like, is_target, threshold)
+        probability, segmentation = self._result
+        self.status.setText(f"Done: {probability.name!r} and {segmentation.name!r}")
 
     def apply_threshold(self, _value: float | None = None) -> None:
         """Re-threshold the last probability layer into its segmentation layer."""
-        if self._result is None:
-            return
-        probability, segmentation = self._result
-        if probability in self.viewer.layers and segmentation in self.viewer.layers:
-            segmentation.data = binarize(probability.data, self.threshold.value)
+        if self._result is not None:
+            rethreshold(self.viewer, self._result, self.threshold.value)
 
     # files ---------------------------------------------------------------------------------
 
     def segmentation_layer(self) -> Labels | None:
         """The layer Export writes: the last result, else the selected Labels layer."""
-        if self._result is not None and self._result[1] in self.viewer.layers:
-            return self._result[1]
-        active = self.viewer.layers.selection.active
-        return active if active is not None and layer_kind(active) == "labels" else None
+        return export_layer(self.viewer, self._result)
 
     def export_segmentation(self, path: str | Path | None = None) -> Path | None:
         """Write the segmentation as a compressed TIFF; asks before replacing a file."""
@@ -661,41 +420,27 @@ class AdaptWidget(QWidget):
         if layer is None:
             show_warning("Nothing to export: run Adapt or Predict, or select a Labels layer")
             return None
+        sources = (self._run_target, self.form.layer("target_image"))  # beside their file
+        suggested = model_files.suggested_export(layer.name, sources)
         chosen = self.dialogs.path_to_write(
-            path, "Export mask", _TIFF_FILTER, self._suggested_export(layer)
+            path, "Export mask", model_files.TIFF_FILTER, suggested
         )
         if chosen is None:
             return None
         try:
-            written = write_mask(
-                chosen[0],
-                layer.data,
-                layer.scale,
-                self.export_format.value,
-                chosen[1],
-                units=getattr(layer, "units", None),  # napari 0.6 and later
-            )
+            written = model_files.write_layer_mask(layer, *chosen, self.export_format.value)
         except ValueError as error:
             show_error(f"Cannot export: {error}")
             return None
         show_info(f"Saved {layer.name} to {written}")
         return written
 
-    def _suggested_export(self, layer: Layer) -> Path:
-        """``LAYER NAME.tif``, in the folder of the target's file where it came from one."""
-        name = Path(f"{layer.name}.tif")
-        for source in (self._run_target, self.form.layer("target_image")):
-            path = getattr(getattr(source, "source", None), "path", None)
-            if path:
-                return Path(path).parent / name
-        return name
-
     def save_model(self, path: str | Path | None = None) -> Path | None:
         """Save the current model as a checkpoint; asks before replacing a file."""
         if self.model is None:
             show_warning("No model to save yet: run Adapt or load a model")
             return None
-        chosen = self.dialogs.path_to_write(path, "Save model", _MODEL_FILTER)
+        chosen = self.dialogs.path_to_write(path, "Save model", model_files.MODEL_FILTER)
         if chosen is None:
             return None
         try:
@@ -708,40 +453,25 @@ class AdaptWidget(QWidget):
 
     def export_model(self, path: str | Path | None = None) -> Any:
         """Write the model as a bioimage.io package in a worker; asks name, author, licence."""
-
         layer = self.predict_picker.value
         if self.busy:
             return None
         if self.model is None or layer is None:
             show_warning("Train or load a model, and pick an image under 'Predict on'")
             return None
-        details = self.dialogs.package_details(
-            core.DEFAULT_NAME, core.DEFAULT_AUTHOR, core.DEFAULT_LICENSE
-        )
-        if details is None:
+        asked = model_files.ask_package(self.dialogs, path)
+        if asked is None:
             return None
-        chosen = self.dialogs.path_to_write(path, "Export bioimage.io package", _PACKAGE_FILTER)
-        if chosen is None:
-            return None
+        package, details = asked
         self.job.control = None
         self.job.training = False
-        self.status.setText(f"Exporting a bioimage.io package to {chosen[0].name}…")
-        return self._start(
-            export_job,
-            self.model,
-            np.asarray(layer.data),
-            chosen[0],
-            {
-                "name": details["name"],
-                "authors": [details["author"]],
-                "license": details["license"],
-                "overwrite": chosen[1],
-            },
-        )
+        self.status.setText(f"Exporting a bioimage.io package to {package.name}…")
+        return self._start(export_job, self.model, np.asarray(layer.data), package, details)
 
     def load_model(self, path: str | Path | None = None) -> SegmentationModel | None:
         """Load a checkpoint or bioimage.io package as the current model, on the device."""
-        path = self.dialogs.open_path("Load model", _LOAD_FILTER) if path is None else path
+        if path is None:
+            path = self.dialogs.open_path("Load model", model_files.LOAD_FILTER)
         if path is None:
             return None
         try:
@@ -750,17 +480,14 @@ class AdaptWidget(QWidget):
             show_error(f"Cannot load the model: {error}")
             return None
         self.model = model
-        steps = model.metadata.get("steps", "?")
-        mode = model.metadata.get("mode", "unknown mode")
-        self.model_label.setText(f"loaded {Path(path).name}: {mode}, {steps} steps")
+        self.model_label.setText(loaded_text(path, model))
         self._set_busy(self.busy)
         return model
 
     def _read_model(self, path: str | Path) -> SegmentationModel:
         """A model file on the form's device (a small U-Net: quick, on the main thread);
         a source-only one becomes the baseline of later runs from a new U-Net."""
-        device = core.resolve_device(self.form.field("device").value)
-        model = core.load_model(path, device=device)
+        model = model_files.read_model(path, self.form.field("device").value)
         if model.metadata.get("mode") == "source-only":
             self._source_only = model
         return model
@@ -777,7 +504,7 @@ class AdaptWidget(QWidget):
         """Load a checkpoint or a bioimage.io package of ours for Adapt to start from
         ('Start from: a file…'); a bad file is said once, and changes nothing."""
         if path is None:
-            path = self.dialogs.open_path("Start from a model", _LOAD_FILTER)
+            path = self.dialogs.open_path("Start from a model", model_files.LOAD_FILTER)
             if path is None:
                 return None
         try:
@@ -793,32 +520,3 @@ class AdaptWidget(QWidget):
         self._start_choice = StartFromPicker.FILE
         self.status.setText(f"Adapt starts from {Path(path).name}")
         return model
-
-
-def guard_text(judged: Any, baseline: str) -> str:
-    """The guard's verdict (a :class:`~napari_domain_adapt.core.Judged`) in one line, with
-    ``baseline`` named: which model it prefers, whether it was kept, and why."""
-    verdict = judged.verdict
-    if verdict is None:
-        return f"Guard: {judged.reason}"
-    why = judged.reason
-    preferred = f"{verdict.prefer} model preferred: "
-    if why.startswith(preferred):
-        why = why[len(preferred) :]
-    why = why.replace("(adapted vs source-only)", f"(this run vs {baseline})")
-    if judged.kept == "baseline":
-        return f"Guard: {baseline} preferred and kept — {why}"
-    if verdict.prefer == "adapted":
-        return f"Guard: this run's model preferred over {baseline} — {why}"
-    return f"Guard: {baseline} preferred, not kept ('Keep the better' is off) — {why}"
-
-
-def _set_progress(bar: QProgressBar, value: int) -> None:
-    """``bar.setValue`` without its synchronous repaint; the change is drawn with the next
-    paint of the window (a repaint of a bar showing its value cost ~27 ms under Xvfb)."""
-    bar.setUpdatesEnabled(False)
-    try:
-        bar.setValue(value)
-    finally:
-        bar.setUpdatesEnabled(True)
-    bar.update()
