@@ -24,7 +24,7 @@ import numpy as np
 
 # ui_stall.py beside this file: the stall probe.
 sys.path.insert(0, str(Path(__file__).parent))
-from ui_stall import StallProbe
+from ui_stall import StallProbe, run_loop
 
 TIMES: dict[str, list[float]] = collections.defaultdict(list)
 
@@ -53,8 +53,8 @@ def main() -> None:
     import napari
     from qtpy.QtWidgets import QApplication, QLabel, QProgressBar
 
-    from napari_domain_adapt.gui import _widget
     from napari_domain_adapt.gui import plot as _plot
+    from napari_domain_adapt.gui import widget as _widget
     from napari_domain_adapt.gui.sample_data import make_sample_data
 
     for name in ("_on_yielded", "_on_step", "_show_progress", "_show_preview", "_show_result"):
@@ -67,6 +67,7 @@ def main() -> None:
     for data, meta, kind in make_sample_data():
         getattr(viewer, f"add_{kind}")(data, **meta)
     _, widget = viewer.window.add_plugin_dock_widget("napari-domain-adapt", "Domain adaptation")
+    run_loop(120.0, until=lambda: widget.ready)  # Adapt is off until PyTorch has loaded
     app = QApplication.instance()
     probe = StallProbe()
     probe.start()

@@ -154,6 +154,7 @@ def main() -> None:
     viewer = napari.Viewer(show=True)
     viewer.open_sample("napari-domain-adapt", "em_pair")
     _, widget = viewer.window.add_plugin_dock_widget("napari-domain-adapt", "Domain adaptation")
+    run_loop(120.0, until=lambda: widget.ready)  # Adapt is off until PyTorch has loaded
     run_loop(1.0)  # let the window settle
 
     for run in range(1, args.runs + 1):

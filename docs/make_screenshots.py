@@ -76,6 +76,7 @@ def main() -> None:
     viewer.window.resize(1400, 900)
     viewer.open_sample("napari-domain-adapt", "em_pair")
     _, widget = viewer.window.add_plugin_dock_widget("napari-domain-adapt", "Domain adaptation")
+    run_loop(120.0, until=lambda: widget.ready)  # the Device row and Adapt, ready
     viewer.dims.current_step = (3, *viewer.dims.current_step[1:])
     viewer.reset_view()
     save(viewer, "01-ready.png")

@@ -29,6 +29,7 @@ from _bad_inputs import (
     read_only,
     snapshot,
 )
+from _widgets import wait_until_ready
 from napari_domain_adapt.core.checkpoints import load_checkpoint
 from napari_domain_adapt.gui import dialogs as _dialogs
 from napari_domain_adapt.gui.form import layer_kind
@@ -55,6 +56,7 @@ def viewer(world):
 @pytest.fixture(scope="module")
 def widget(viewer):
     _, widget = viewer.window.add_plugin_dock_widget("napari-domain-adapt", "Domain adaptation")
+    wait_until_ready(widget)
     return widget
 
 

@@ -13,6 +13,7 @@ from qtpy.QtCore import QThreadPool
 from qtpy.QtWidgets import QScrollArea, QStyle, QStyleOptionComboBox
 
 from _pixel_files import tiff_pixel_size_of
+from _widgets import wait_until_ready
 from napari_domain_adapt.core import ModelSpec, Preprocessing, TrainConfig
 from napari_domain_adapt.core.pixel_size import PixelSize
 from napari_domain_adapt.gui import dialogs as _dialogs
@@ -39,9 +40,12 @@ def no_dialogs(monkeypatch):
         monkeypatch.setattr(_dialogs.Dialogs, name, refuse)
 
 
-def dock(viewer):
-    """The widget, found and docked through npe2 like a user would."""
+def dock(viewer, ready: bool = True):
+    """The widget, found and docked through npe2 like a user would; by default once
+    PyTorch has loaded, as its run buttons wait for that."""
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    if ready:
+        wait_until_ready(widget)
     return widget
 
 
@@ -114,14 +118,19 @@ def test_torch_is_prepared_in_a_thread_not_while_the_dock_opens(
         real()
 
     monkeypatch.setattr(core, "warm_up", slow_warm_up)
-    widget = dock(make_napari_viewer())
+    widget = dock(make_napari_viewer(), ready=False)
     assert not widget.ready  # the dock is open while the warm-up still runs
     assert "loading" in widget.device_label.text()
+    # A click now would wait for the import on the GUI thread: Adapt is off, and says why.
+    assert not widget.adapt_button.isEnabled()
+    assert "loading" in widget.adapt_button.toolTip()
     release.set()
     qtbot.waitUntil(lambda: widget.ready, timeout=WAIT_MS)
     assert threads
     assert threads[0] is not threading.main_thread()
     assert widget.device_label.text().startswith("cpu (")
+    assert widget.adapt_button.isEnabled()
+    assert "loading" not in widget.adapt_button.toolTip()
 
 
 def test_sample_data_fills_the_pickers(make_napari_viewer):

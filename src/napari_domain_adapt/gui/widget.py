@@ -85,6 +85,10 @@ class AdaptWidget(QWidget):
 
         self.form = InputsForm(napari_viewer)
         self._build()
+        #: The run buttons' own tooltips, shown again once PyTorch has loaded.
+        self._tooltips = {
+            b: b.toolTip() for b in (self.adapt_button, self.load_button, self.continue_button)
+        }
         self._plot_timer.timeout.connect(self._show_progress)
         self._latest_step: Any = None
         self._remaining = RemainingTime()
@@ -147,16 +151,21 @@ class AdaptWidget(QWidget):
             self._predict_chosen = True
 
     def _set_busy(self, busy: bool) -> None:
-        for button in (self.adapt_button, self.predict_button, self.load_button):
-            button.setEnabled(not busy)
+        # Until PyTorch has loaded (in a thread), a click would wait for its import on the
+        # GUI thread: the buttons that need it stay off, and say why.
+        idle = not busy and self.ready
+        waiting = "" if self.ready else "PyTorch is loading…"
+        for button in (self.adapt_button, self.load_button, self.continue_button):
+            button.setEnabled(idle)
+            button.setToolTip(waiting or self._tooltips[button])
         self.stop_button.setEnabled(busy)
-        self.continue_button.setEnabled(not busy and self.model is not None)
+        self.continue_button.setEnabled(idle and self.model is not None)
         self.start_picker.setEnabled(not busy)
         self.start_picker.offer_current(self.model is not None)
         self._start_choice = self.start_picker.choice
         self.save_button.setEnabled(not busy and self.model is not None)
         self.share_button.setEnabled(not busy and self.model is not None)
-        self.predict_button.setEnabled(not busy and self.model is not None)
+        self.predict_button.setEnabled(idle and self.model is not None)
 
     @property
     def busy(self) -> bool:
@@ -265,6 +274,7 @@ class AdaptWidget(QWidget):
         gc.collect()
         self.ready = True
         self._show_device(self.form.field("device").value)
+        self._set_busy(self.busy)
 
     def _show_device(self, name: str) -> None:
         if self.ready:  # before, resolving the device would import torch here and now
