@@ -172,7 +172,8 @@ def report(args: argparse.Namespace) -> int:
     if not units:
         print(f"error: no judged unit under {args.out / 'guard'}", file=sys.stderr)
         return 2
-    table = markdown(evaluate(units), f"{args.profile}: {len(units)} units")
+    count = f"{len(units)} unit" + ("" if len(units) == 1 else "s")
+    table = markdown(evaluate(units), f"{args.profile}: {count}")
     return accuracy.publish(table, args.update, f"guard:{args.profile}")
 
 
