@@ -67,13 +67,7 @@ from napari_domain_adapt.core.resume import StateFile
 from napari_domain_adapt.core.training import TrainFinished, train
 from scale_pairs import PIXEL_SIZES, binned, load_with_pixel_size
 from scribbles import simulate_scribbles
-from tables import (
-    cell,
-    mean_of_pairs,
-    publish,  # noqa: F401 (selection.py publishes through this module)
-    publish_tables,
-    scores_of,
-)
+from tables import cell, mean_of_pairs, publish_tables, read_results, scores_of
 
 #: Steps between saves of a unit's training state, and between snapshots of its kept model
 #: (see :func:`_snapshot`; a multiple of the first, as snapshots are read from the state).
@@ -642,11 +636,6 @@ def _claim(path: Path) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _results(out: Path) -> Iterator[dict]:
-    for path in sorted(out.glob("*.json")):
-        yield json.loads(path.read_text())
-
-
 def _paper(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
@@ -656,7 +645,7 @@ def report(args: argparse.Namespace) -> int:
     in ``--update``: the main table, and those of source-free runs and of the correction
     loop where the profile has them."""
     profile, marker = PROFILES[args.profile], f"benchmark:{args.profile}"
-    results = list(_results(args.out))
+    results = list(read_results(args.out))
     tables = {marker: results_table(args.out, profile)}
     if "source-free" in profile.modes:
         tables[f"{marker}:source-free"] = source_free_table(results, profile.pairs)
@@ -669,7 +658,7 @@ def report(args: argparse.Namespace) -> int:
 
 def results_table(out: Path, profile: Profile) -> str:
     """The Markdown table of the units finished under ``out``."""
-    results = list(_results(out))
+    results = list(read_results(out))
     extra = list(profile.label_kinds) if profile.label_pairs else []
     columns = ["source-only", *profile.modes, *extra, "target-trained"]
     lines = [

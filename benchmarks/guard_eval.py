@@ -42,6 +42,7 @@ from napari_domain_adapt.core import judge
 from napari_domain_adapt.core.checkpoints import load_checkpoint
 from napari_domain_adapt.core.guard import ADAPTED, SOURCE_ONLY, GuardVerdict
 from napari_domain_adapt.core.io import atomic_write
+from tables import publish, read_results
 
 MODELS = (SOURCE_ONLY, ADAPTED)
 #: One F1 point: units whose models differ by no more than this are not counted as decisive.
@@ -152,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     profile = accuracy.PROFILES[args.profile]
     folder = args.out / "guard"
     folder.mkdir(exist_ok=True)
-    for result in accuracy._results(args.out):
+    for result in read_results(args.out):
         path = folder / f"{result['key']}.json"
         if path.exists():
             continue
@@ -174,7 +175,7 @@ def report(args: argparse.Namespace) -> int:
         return 2
     count = f"{len(units)} unit" + ("" if len(units) == 1 else "s")
     table = markdown(evaluate(units), f"{args.profile}: {count}")
-    return accuracy.publish(table, args.update, f"guard:{args.profile}")
+    return publish(table, args.update, f"guard:{args.profile}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import accuracy
 import guard_eval
 import selection
-from tables import scores_of
+from tables import publish, read_results, scores_of
 
 ROOT = Path(__file__).parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -41,7 +41,7 @@ NAMES = {"stare": "STARE", "drive": "DRIVE", "isbi2012": "ISBI 2012", "vnc": "VN
 
 def readme_table(out: Path, profile: accuracy.Profile) -> str:
     """The README's summary: mean F1 over seeds per mode and pair, and over the pairs."""
-    results = list(accuracy._results(out))
+    results = list(read_results(out))
 
     def mean_f1(kind: str, source: str, target: str) -> float | None:
         trained_on, unit_target, kind = {
@@ -76,7 +76,7 @@ def publish_all(root: Path = ROOT, results: Path = RESULTS) -> int:
             args = argparse.Namespace(out=results / name, profile=name, update=results_md)
             status |= guard_eval.report(args)
     table = readme_table(results / "full", accuracy.PROFILES["full"])
-    status |= accuracy.publish(table, readme, "benchmark:readme")
+    status |= publish(table, readme, "benchmark:readme")
     return status
 
 

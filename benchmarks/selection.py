@@ -47,6 +47,7 @@ from napari_domain_adapt.core.preprocessing import field_of_view_masks, preproce
 from napari_domain_adapt.core.selection import CRITERIA as ONLINE_CRITERIA
 from napari_domain_adapt.core.selection import label_free_criteria
 from napari_domain_adapt.core.training import TARGET_STATISTICS_BATCHES
+from tables import publish, read_results
 
 #: Criteria and whether larger values are better: training's, the source test F1, and the
 #: gap between the target's predicted and the source's labelled foreground share.
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads or torch.get_num_threads())
     folder = args.out / "selection"
     folder.mkdir(exist_ok=True)
-    for result in accuracy._results(args.out):
+    for result in read_results(args.out):
         done = folder / f"{result['key']}.json"
         if result["unit"]["kind"] == "supervised" or done.exists():
             continue
@@ -180,7 +181,7 @@ def report(args: argparse.Namespace) -> int:
         }
         values = " | ".join(_mean_cell(cells[c], len(chosen)) for c in columns)
         lines.append(f"| {mode} | {len(chosen)} | {values} |")
-    return accuracy.publish("\n".join(lines), args.update, f"selection:{args.profile}")
+    return publish("\n".join(lines), args.update, f"selection:{args.profile}")
 
 
 def _mean_cell(values: list[float], units: int) -> str:

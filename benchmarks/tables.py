@@ -1,12 +1,21 @@
-"""Markdown cells of the benchmarks' tables, and writing tables into a document."""
+"""The benchmarks' results as their tables read them, Markdown cells, and writing tables
+into a document."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from napari_domain_adapt.core.io import atomic_write
+
+
+def read_results(out: Path) -> Iterator[dict]:
+    """The result of every finished unit under ``out`` (one JSON file each), by file name."""
+    for path in sorted(out.glob("*.json")):
+        yield json.loads(path.read_text())
 
 
 def scores_of(

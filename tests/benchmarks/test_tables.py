@@ -1,8 +1,18 @@
-"""Table cells and writing tables between a document's markers."""
+"""Results read for the tables, table cells and writing tables between a document's markers."""
 
 from __future__ import annotations
 
-from tables import cell, mean_of_pairs, publish_tables
+import json
+
+from tables import cell, mean_of_pairs, publish_tables, read_results
+
+
+def test_results_are_every_json_file_of_the_folder_by_name(tmp_path) -> None:
+    (tmp_path / "b__vnc__seed0.json").write_text(json.dumps({"key": "b"}))
+    (tmp_path / "a__vnc__seed0.json").write_text(json.dumps({"key": "a"}))
+    (tmp_path / "models").mkdir()  # neither models nor training states are results
+    (tmp_path / "a__vnc__seed0.pt").write_bytes(b"")
+    assert [r["key"] for r in read_results(tmp_path)] == ["a", "b"]
 
 
 def test_cells_give_mean_spread_and_count() -> None:
