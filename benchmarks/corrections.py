@@ -23,7 +23,7 @@ from napari_domain_adapt.core.io import atomic_write
 from scribbles import UNLABELLED, correction_scribbles
 from tables import cell, mean_of_pairs, scores_of
 
-#: The unit kind of the loop (see accuracy.KINDS), and the kind of its starting model.
+#: The unit kind of the loop (see profiles.KINDS), and the kind of its starting model.
 KIND = "mean-teacher+corrections"
 STARTS_FROM = "mean-teacher"
 

@@ -42,6 +42,7 @@ from napari_domain_adapt.core import judge
 from napari_domain_adapt.core.checkpoints import load_checkpoint
 from napari_domain_adapt.core.guard import ADAPTED, SOURCE_ONLY, GuardVerdict
 from napari_domain_adapt.core.io import atomic_write
+from profiles import PROFILES
 from tables import publish, read_results
 
 MODELS = (SOURCE_ONLY, ADAPTED)
@@ -150,7 +151,7 @@ def judge_unit(result: dict, out: Path, data: Path, profile) -> dict | None:
 
 def run(args: argparse.Namespace) -> int:
     """Judge every unit not judged yet."""
-    profile = accuracy.PROFILES[args.profile]
+    profile = PROFILES[args.profile]
     folder = args.out / "guard"
     folder.mkdir(exist_ok=True)
     for result in read_results(args.out):

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import accuracy
 import guard_eval
 import selection
+from profiles import COMMITTED, PROFILES, Profile
 from tables import publish, read_results, scores_of
 
 ROOT = Path(__file__).parents[1]
@@ -39,7 +40,7 @@ README_ROWS = (
 NAMES = {"stare": "STARE", "drive": "DRIVE", "isbi2012": "ISBI 2012", "vnc": "VNC"}
 
 
-def readme_table(out: Path, profile: accuracy.Profile) -> str:
+def readme_table(out: Path, profile: Profile) -> str:
     """The README's summary: mean F1 over seeds per mode and pair, and over the pairs."""
     results = list(read_results(out))
 
@@ -66,16 +67,16 @@ def publish_all(root: Path = ROOT, results: Path = RESULTS) -> int:
     """Write every table into the documents under ``root``; the exit status."""
     results_md, readme = root / "docs" / "results.md", root / "README.md"
     status = 0
-    for name in accuracy.COMMITTED:
+    for name in COMMITTED:
         args = argparse.Namespace(out=results / name, profile=name, update=results_md)
         status |= accuracy.report(args)
     args = argparse.Namespace(out=results / "full", profile="full", update=results_md)
     status |= selection.report(args)
-    for name in accuracy.COMMITTED:  # the guard's verdicts, where they were evaluated
+    for name in COMMITTED:  # the guard's verdicts, where they were evaluated
         if (results / name / "guard").is_dir():
             args = argparse.Namespace(out=results / name, profile=name, update=results_md)
             status |= guard_eval.report(args)
-    table = readme_table(results / "full", accuracy.PROFILES["full"])
+    table = readme_table(results / "full", PROFILES["full"])
     status |= publish(table, readme, "benchmark:readme")
     return status
 

@@ -7,8 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from napari_domain_adapt.cli import main as cli
+from napari_domain_adapt.core import SegmentationModel
+from napari_domain_adapt.core.checkpoints import save_checkpoint
+from napari_domain_adapt.core.config import ModelSpec
 
 SCRIPTS = Path(__file__).parents[2] / "benchmarks"
 sys.path.insert(0, str(SCRIPTS))  # the scripts import each other; helpers like scribbles.py
@@ -30,6 +34,26 @@ def accuracy():
 @pytest.fixture(scope="session")
 def selection(accuracy):
     return _script("selection")
+
+
+@pytest.fixture
+def tiny_model():
+    """Save a small untrained model as a unit's, as the units of the smoke profile are; the
+    function that does it (path, the bias of its head) and returns the model."""
+    import profiles  # beside the scripts, on the path once this module has run
+
+    def save(path: Path, bias: float = 0.0) -> SegmentationModel:
+        torch.manual_seed(0)
+        model = SegmentationModel.create(
+            ModelSpec(width=4), profiles.modality_preprocessing("isbi2012")
+        )
+        with torch.no_grad():
+            model.network.head.bias.fill_(bias)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(model, path)
+        return model
+
+    return save
 
 
 @pytest.fixture(scope="session")
