@@ -35,7 +35,7 @@ import statistics
 import sys
 from pathlib import Path
 
-# accuracy.py beside this file: the benchmark's units, datasets and results.
+# The accuracy benchmark beside this file: its profiles, datasets, results and command line.
 sys.path.insert(0, str(Path(__file__).parent))
 import accuracy
 from napari_domain_adapt.core import judge
@@ -44,6 +44,7 @@ from napari_domain_adapt.core.guard import ADAPTED, SOURCE_ONLY, GuardVerdict
 from napari_domain_adapt.core.io import atomic_write
 from profiles import PROFILES
 from tables import publish, read_results
+from unit_training import load_split
 
 MODELS = (SOURCE_ONLY, ADAPTED)
 #: One F1 point: units whose models differ by no more than this are not counted as decisive.
@@ -142,8 +143,8 @@ def judge_unit(result: dict, out: Path, data: Path, profile) -> dict | None:
         return None
     baseline, adapted = (load_checkpoint(path) for path in paths)
     sizes = profile.pixel_sizes
-    held = accuracy._load(data, unit["source"], "test", pixel_sizes=sizes)
-    images = accuracy._load(data, target, "train", labels=False, pixel_sizes=sizes)
+    held = load_split(data, unit["source"], "test", pixel_sizes=sizes)
+    images = load_split(data, target, "train", labels=False, pixel_sizes=sizes)
     verdict = judge(baseline, adapted, held, images)
     source_only_f1 = json.loads(baseline_result.read_text())["scores"][target]["f1"]
     return unit_row(result["key"], source_only_f1, result["scores"][target]["f1"], verdict)

@@ -1,7 +1,7 @@
 """Which model to keep without target labels: label-free criteria against the oracle.
 
 For every finished adaptive unit of the accuracy benchmark, each kept snapshot (every
-``accuracy.SNAPSHOT_EVERY`` steps) and the final model are scored by label-free criteria
+``unit_training.SNAPSHOT_EVERY`` steps) and the final model are scored by label-free criteria
 and, for comparison only, by the target test labels (the "oracle"):
 
 - ``source_f1``: F1 on the *source* test split (source labels are known; a held-out check
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# accuracy.py beside this file: the benchmark's datasets and configuration.
+# The accuracy benchmark beside this file: its datasets, results and command line.
 sys.path.insert(0, str(Path(__file__).parent))
 import accuracy
 from napari_domain_adapt.core import TrainConfig, segmentation_scores
@@ -48,6 +48,7 @@ from napari_domain_adapt.core.selection import CRITERIA as ONLINE_CRITERIA
 from napari_domain_adapt.core.selection import label_free_criteria
 from napari_domain_adapt.core.training import TARGET_STATISTICS_BATCHES
 from tables import publish, read_results
+from unit_training import load_split
 
 #: Criteria and whether larger values are better: training's, the source test F1, and the
 #: gap between the target's predicted and the source's labelled foreground share.
@@ -79,10 +80,10 @@ def score_unit(out: Path, result: dict, data: Path) -> dict:
     """Every criterion and the oracle for each of the unit's models."""
     unit = result["unit"]
     config = TrainConfig.from_dict(result["config"])
-    source_test = accuracy._load(data, unit["source"], "test")
-    source_train = accuracy._load(data, unit["source"], "train")
-    target_train = accuracy._load(data, unit["target"], "train", labels=False)
-    target_test = accuracy._load(data, unit["target"], "test")
+    source_test = load_split(data, unit["source"], "test")
+    source_train = load_split(data, unit["source"], "train")
+    target_train = load_split(data, unit["target"], "train", labels=False)
+    target_test = load_split(data, unit["target"], "test")
     pre = config.preprocessing
     masks = field_of_view_masks(target_train.images, pre, target_train.masks)
     prepared = preprocess(target_train.images, pre, masks)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
+import profiles
 from guard_eval import evaluate, markdown, unit_row
 from napari_domain_adapt.core.guard import guard_verdict
 
@@ -92,10 +94,10 @@ def test_run_judges_each_adaptive_unit_on_kept_models_without_target_labels(
 ) -> None:
     import guard_eval
 
-    profile = accuracy.dataclasses.replace(
-        accuracy.PROFILES["smoke"], modes=("mean-teacher", "adversarial"), label_kinds=()
+    profile = dataclasses.replace(
+        profiles.PROFILES["smoke"], modes=("mean-teacher", "adversarial"), label_kinds=()
     )
-    monkeypatch.setitem(accuracy.PROFILES, "smoke", profile)
+    monkeypatch.setitem(profiles.PROFILES, "smoke", profile)
     out = tmp_path / "results"
     args = ["--profile", "smoke", "--data", str(data), "--out", str(out)]
     assert accuracy.main(["run", *args]) == 0

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+import unit_training
+
 # The selection benchmark end to end: `pytest -m slow` (CI runs it).
 pytestmark = pytest.mark.slow
 
@@ -13,8 +15,8 @@ pytestmark = pytest.mark.slow
 def test_selection_scores_every_snapshot_and_reports(
     accuracy, selection, data, tmp_path, capsys, monkeypatch
 ) -> None:
-    monkeypatch.setattr(accuracy, "STATE_EVERY", 1)
-    monkeypatch.setattr(accuracy, "SNAPSHOT_EVERY", 2)
+    monkeypatch.setattr(unit_training, "STATE_EVERY", 1)
+    monkeypatch.setattr(unit_training, "SNAPSHOT_EVERY", 2)
     out = tmp_path / "results"
     args = ["--profile", "smoke", "--data", str(data), "--out", str(out)]
     assert accuracy.main(["run", *args]) == 0
