@@ -19,7 +19,7 @@ from pathlib import Path
 
 # The benchmark scripts beside this file.
 sys.path.insert(0, str(Path(__file__).parent))
-import accuracy
+import accuracy_tables
 import guard_eval
 import selection
 from profiles import COMMITTED, PROFILES, Profile
@@ -69,7 +69,7 @@ def publish_all(root: Path = ROOT, results: Path = RESULTS) -> int:
     status = 0
     for name in COMMITTED:
         args = argparse.Namespace(out=results / name, profile=name, update=results_md)
-        status |= accuracy.report(args)
+        status |= accuracy_tables.report(args)
     args = argparse.Namespace(out=results / "full", profile="full", update=results_md)
     status |= selection.report(args)
     for name in COMMITTED:  # the guard's verdicts, where they were evaluated
