@@ -42,9 +42,7 @@ import torch
 
 # Modules beside this file: what is measured (profiles.py), training one unit
 # (unit_training.py) and the tables (accuracy_tables.py). unit_training's names are read
-# when used, so that tests can shorten its STATE_EVERY or stand in for run_unit. The scripts
-# of experiments/ (explore_*.py) read base_config, modality_preprocessing and _load (the
-# benchmark's datasets and configuration) through this module.
+# when used, so that tests can shorten its STATE_EVERY or stand in for run_unit.
 sys.path.insert(0, str(Path(__file__).parent))
 import unit_training
 from accuracy_tables import report
@@ -52,9 +50,6 @@ from napari_domain_adapt.core.checkpoints import save_checkpoint
 from napari_domain_adapt.core.io import atomic_write
 from napari_domain_adapt.core.resume import StateFile
 from profiles import PROFILES, Profile, Unit, default_out, plan
-from profiles import base_config as base_config
-from profiles import modality_preprocessing as modality_preprocessing
-from unit_training import load_split as _load  # noqa: F401
 
 #: Seconds a worker waits before looking again for a model another worker is training.
 WAIT_SECONDS = 30

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# benchmarks/accuracy.py: the benchmark's datasets and configuration.
+# benchmarks/profiles.py and unit_training.py: the benchmark's datasets and configuration.
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-import accuracy
+import profiles
+import unit_training
 from napari_domain_adapt.core import segmentation_scores
 from napari_domain_adapt.core.checkpoints import SegmentationModel, load_checkpoint
 from napari_domain_adapt.core.metrics import best_threshold
@@ -43,21 +44,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--norm", default="batch")
     parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--profile", default="full", choices=sorted(accuracy.PROFILES))
+    parser.add_argument("--profile", default="full", choices=sorted(profiles.PROFILES))
     parser.add_argument(
         "--model", type=Path, help="score this checkpoint (e.g. a benchmark unit's) instead"
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    profile = dataclasses.replace(accuracy.PROFILES[args.profile], steps=args.steps)
-    config = accuracy.base_config(profile, args.source, "source-only", 0)
+    profile = dataclasses.replace(profiles.PROFILES[args.profile], steps=args.steps)
+    config = profiles.base_config(profile, args.source, "source-only", 0)
     plain = dataclasses.replace(config.preprocessing, field_of_view=False)
     config = dataclasses.replace(
         config, model=dataclasses.replace(config.model, norm=args.norm), preprocessing=plain
     )
-    source = accuracy._load(args.data, args.source, "train")
-    target = accuracy._load(args.data, args.target, "train", labels=False)
-    test = accuracy._load(args.data, args.target, "test")
+    source = unit_training.load_split(args.data, args.source, "train")
+    target = unit_training.load_split(args.data, args.target, "train", labels=False)
+    test = unit_training.load_split(args.data, args.target, "test")
     if args.model is None:
         network = fit(config, source).model.network
     else:
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         result[name] = {"f1": round(100 * f1, 2), "oracle_f1": round(100 * oracle, 2)}
 
     score("plain", SegmentationModel(network, plain))
-    fov = accuracy.modality_preprocessing(args.source)  # fundus: with the field of view
+    fov = profiles.modality_preprocessing(args.source)  # fundus: with the field of view
     score("fov", SegmentationModel(network, fov))
     masks = field_of_view_masks(target.images, fov, target.masks)
     sampler = PatchSampler(

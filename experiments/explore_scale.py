@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from skimage.transform import rescale, resize
 
-# benchmarks/accuracy.py: the benchmark's datasets.
+# benchmarks/profiles.py and unit_training.py: the benchmark's datasets.
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-import accuracy
+import profiles
+import unit_training
 from napari_domain_adapt.core import segmentation_scores
 from napari_domain_adapt.core.checkpoints import load_checkpoint
 from napari_domain_adapt.core.metrics import best_threshold
@@ -35,8 +36,8 @@ from napari_domain_adapt.core.preprocessing import field_of_view_masks
 
 def disc_diameter(name: str, data: Path) -> float:
     """Mean diameter (pixels) of a disc with the area of each train image's field of view."""
-    train = accuracy._load(data, name, "train", labels=False)
-    spec = accuracy.modality_preprocessing(name)
+    train = unit_training.load_split(data, name, "train", labels=False)
+    spec = profiles.modality_preprocessing(name)
     masks = field_of_view_masks(train.images, spec, train.masks)
     return float(np.mean([2 * np.sqrt(m.sum() / np.pi) for m in masks]))
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     model = load_checkpoint(args.model)
-    test = accuracy._load(args.data, args.target, "test")
+    test = unit_training.load_split(args.data, args.target, "test")
     zooms = list(args.zooms)
     if args.source:
         source, target = (disc_diameter(n, args.data) for n in (args.source, args.target))

@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 from skimage.filters import threshold_otsu
 
-# benchmarks/accuracy.py: the benchmark's datasets.
+# benchmarks/unit_training.py: the benchmark's datasets.
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-import accuracy
+import unit_training
 from napari_domain_adapt.core import segmentation_scores
 from napari_domain_adapt.core.checkpoints import load_checkpoint
 from napari_domain_adapt.core.metrics import best_threshold
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     model = load_checkpoint(args.model)
-    source = accuracy._load(args.data, args.source, "test")
-    target = accuracy._load(args.data, args.target, "test")
+    source = unit_training.load_split(args.data, args.source, "test")
+    target = unit_training.load_split(args.data, args.target, "test")
     on_source = model.predict(source.images, source.masks)
     on_target = model.predict(target.images, target.masks)
     inside = on_target if target.masks is None else on_target[target.masks > 0]
