@@ -156,8 +156,9 @@ class AdaptWidget(QWidget):
         idle = not busy and self.ready
         waiting = "" if self.ready else "PyTorch is loading…"
         for button in (self.adapt_button, self.load_button, self.continue_button):
-            button.setEnabled(idle)
             button.setToolTip(waiting or self._tooltips[button])
+        self.adapt_button.setEnabled(idle)
+        self.load_button.setEnabled(idle)
         self.stop_button.setEnabled(busy)
         self.continue_button.setEnabled(idle and self.model is not None)
         self.start_picker.setEnabled(not busy)
