@@ -124,12 +124,16 @@ def test_torch_is_prepared_in_a_thread_not_while_the_dock_opens(
     # A click now would wait for the import on the GUI thread: Adapt is off, and says why.
     assert not widget.adapt_button.isEnabled()
     assert "loading" in widget.adapt_button.toolTip()
+    # 'Start from: a file…' reads a model with torch: off too.
+    assert not widget.start_picker.isEnabled()
+    assert "loading" in widget.start_picker.toolTip()
     release.set()
     qtbot.waitUntil(lambda: widget.ready, timeout=WAIT_MS)
     assert threads
     assert threads[0] is not threading.main_thread()
     assert widget.device_label.text().startswith("cpu (")
     assert widget.adapt_button.isEnabled()
+    assert widget.start_picker.isEnabled()
     assert "loading" not in widget.adapt_button.toolTip()
 
 

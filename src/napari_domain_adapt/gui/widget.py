@@ -86,9 +86,7 @@ class AdaptWidget(QWidget):
         self.form = InputsForm(napari_viewer)
         self._build()
         #: The run buttons' own tooltips, shown again once PyTorch has loaded.
-        self._tooltips = {
-            b: b.toolTip() for b in (self.adapt_button, self.load_button, self.continue_button)
-        }
+        self._tooltips = {b: b.toolTip() for b in self._needs_torch()}
         self._plot_timer.timeout.connect(self._show_progress)
         self._latest_step: Any = None
         self._remaining = RemainingTime()
@@ -155,18 +153,22 @@ class AdaptWidget(QWidget):
         # GUI thread: the buttons that need it stay off, and say why.
         idle = not busy and self.ready
         waiting = "" if self.ready else "PyTorch is loading…"
-        for button in (self.adapt_button, self.load_button, self.continue_button):
-            button.setToolTip(waiting or self._tooltips[button])
+        for control in self._needs_torch():
+            control.setToolTip(waiting or self._tooltips[control])
         self.adapt_button.setEnabled(idle)
         self.load_button.setEnabled(idle)
         self.stop_button.setEnabled(busy)
         self.continue_button.setEnabled(idle and self.model is not None)
-        self.start_picker.setEnabled(not busy)
+        self.start_picker.setEnabled(idle)  # 'a file…' reads a model with torch
         self.start_picker.offer_current(self.model is not None)
         self._start_choice = self.start_picker.choice
         self.save_button.setEnabled(not busy and self.model is not None)
         self.share_button.setEnabled(not busy and self.model is not None)
         self.predict_button.setEnabled(idle and self.model is not None)
+
+    def _needs_torch(self) -> tuple[QWidget, ...]:
+        """The controls that start work with torch: off until it has loaded."""
+        return (self.adapt_button, self.load_button, self.continue_button, self.start_picker)
 
     @property
     def busy(self) -> bool:
