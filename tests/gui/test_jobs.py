@@ -87,7 +87,7 @@ def test_train_job_is_judged_against_a_baseline_and_keeps_the_better(
     tiny_config, inputs, monkeypatch
 ):
     """With a baseline the job yields the guard's Judged between training and prediction;
-    keep_better without a baseline is simply off (the widget's checkbox is on by default)."""
+    keep_better without a baseline is simply off."""
     from napari_domain_adapt.core import Domain, GuardVerdict, Judged, fit, pipeline
 
     baseline = fit(tiny_config, Domain(inputs.source_image, inputs.source_labels)).model

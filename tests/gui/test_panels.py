@@ -47,12 +47,14 @@ def test_the_run_box_holds_the_form_first_then_the_run_controls(qtbot) -> None:
         "continue_button",
         "stop_button",
         "guard_label",
+        "switch_button",
         "progress",
         "status",
         "plot",
     ]
     assert isinstance(box.start_picker, StartFromPicker)
-    assert box.keep_better.isChecked()  # keep the better by default
+    assert not box.keep_better.isChecked()  # the guard advises; the user keeps
+    assert box.switch_button.isHidden()  # until a guarded run has two models
     assert (box.guard_label.text(), box.status.text()) == ("Guard: –", "Ready")
     assert box.progress.format() == "%v / %m"
 

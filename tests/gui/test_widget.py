@@ -740,13 +740,14 @@ def test_continue_keeps_the_model_before_where_the_guard_prefers_it(
     ready, qtbot, monkeypatch, notes
 ):
     """Continue is judged before vs after; with 'Keep the better' the model before stays
-    the current model and predicts the target; without it, the new one does."""
+    the current model and predicts the target; without it (the default), the new one does."""
     viewer, widget = ready
     widget.adapt()
     finish(qtbot, widget)
     before = widget.model
     _judge_as("source-only", monkeypatch)
-    assert widget.keep_better.isChecked()  # the default
+    assert not widget.keep_better.isChecked()  # the default: the guard advises
+    widget.keep_better.setChecked(True)
     widget.continue_button.click()
     finish(qtbot, widget)
     assert not notes["error"], notes["error"]
@@ -770,6 +771,46 @@ def test_continue_keeps_the_model_before_where_the_guard_prefers_it(
     )
 
 
+def test_the_other_model_of_a_guarded_run_is_one_click_away(
+    ready, qtbot, monkeypatch, notes, tmp_path
+):
+    """The guard is an estimate: after a guarded run, 'Use … instead' makes the model it
+    did not keep current and predicts the target with it; a second click switches back."""
+    viewer, widget = ready
+    assert widget.switch_button.isHidden()  # nothing judged yet
+    widget.adapt()
+    finish(qtbot, widget)
+    before = widget.model
+    _judge_as("source-only", monkeypatch)
+    widget.continue_button.click()  # 'Keep the better' off: this run's model is kept
+    finish(qtbot, widget)
+    after = widget.model
+    assert after is not before
+    assert widget.switch_button.isEnabled()
+    assert not widget.switch_button.isHidden()
+    assert widget.switch_button.text() == "Use the model before this run instead"
+    target = viewer.layers["target image"].data
+
+    def switch_and_check(expected) -> None:
+        widget.switch_button.click()
+        finish(qtbot, widget)
+        assert not notes["error"], notes["error"]
+        assert widget.model is expected
+        np.testing.assert_allclose(
+            viewer.layers[PROBABILITY_NAME].data, expected.predict(target), rtol=0, atol=1e-5
+        )
+
+    switch_and_check(before)
+    assert widget.model_label.text() == "switched to the model before this run"
+    assert widget.switch_button.text() == "Use this run's model instead"
+    switch_and_check(after)
+    assert widget.switch_button.text() == "Use the model before this run instead"
+    # A model loaded (or a new run) has no other: the switch is off again.
+    widget.load_model(widget.save_model(tmp_path / "model.pt"))
+    assert not widget.switch_button.isEnabled()
+    assert widget.switch_button.isHidden()
+
+
 def test_a_stopped_continue_is_judged_before_vs_after(ready, qtbot, monkeypatch, notes):
     _viewer, widget = ready
     widget.adapt()
@@ -786,6 +827,7 @@ def test_a_stopped_continue_is_judged_before_vs_after(ready, qtbot, monkeypatch,
         ),
     )
     tiny(widget, steps=100_000)
+    widget.keep_better.setChecked(True)
     worker = widget.start_training(widget.model)
     qtbot.waitUntil(lambda: widget.progress.value() >= 2, timeout=WAIT_MS)
     widget.stop_button.click()

@@ -28,9 +28,14 @@ if TYPE_CHECKING:
     import napari
 
 
+#: The switch button's text while there is no other model to switch to.
+SWITCH_TEXT = "Use the other model"
+
+
 class RunBox(QGroupBox):
     """'Run': the inputs form, where Adapt starts from, Adapt / Continue / Stop, the guard's
-    line, the progress bar, the status line and the loss plot."""
+    line and the switch to the other model it judged, the progress bar, the status line and
+    the loss plot."""
 
     def __init__(self, form: QWidget) -> None:
         super().__init__("Run")
@@ -47,18 +52,25 @@ class RunBox(QGroupBox):
         )
         self.start_picker = StartFromPicker()
         self.keep_better = QCheckBox("Keep the better (by the guard)")
-        self.keep_better.setChecked(True)
         self.keep_better.setToolTip(
             "At the end of a run the guard compares, without target labels, the model trained "
             "with the one it started from (or, for a new U-Net, the last source-only model). "
             "Checked: where the guard prefers that baseline, it stays the current model and "
-            "predicts the target"
+            "predicts the target. Off by default: the guard is an estimate, often wrong in our "
+            "benchmark (see the user guide); either way 'Use … instead' switches afterwards"
         )
         self.guard_label = QLabel("Guard: –")
         self.guard_label.setWordWrap(True)
         self.guard_label.setToolTip(
             "The guard's label-free verdict on the last run: whether the model trained is "
             "estimated to beat the one it is compared with (see the user guide, 'The guard')"
+        )
+        self.switch_button = QPushButton(SWITCH_TEXT)
+        self.switch_button.setVisible(False)  # shown once a guarded run has two models
+        self.switch_button.setToolTip(
+            "After a run the guard judged: make the other of its two models (the one the run "
+            "was compared with, or the one it trained) the current model, and predict the "
+            "target with it"
         )
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m")
@@ -78,6 +90,7 @@ class RunBox(QGroupBox):
         buttons.addWidget(self.stop_button)
         layout.addLayout(buttons)
         layout.addWidget(self.guard_label)
+        layout.addWidget(self.switch_button)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.plot)

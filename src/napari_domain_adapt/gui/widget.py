@@ -40,7 +40,7 @@ from .messages import (
     trained_note,
     trained_text,
 )
-from .panels import ModelBox, ResultBox, RunBox
+from .panels import SWITCH_TEXT, ModelBox, ResultBox, RunBox
 from .placement import show_preview
 from .progress import RemainingTime
 from .qt_helpers import COMBO_CHARACTERS, COMBO_POLICY, scrolling_column, set_progress
@@ -77,8 +77,13 @@ class AdaptWidget(QWidget):
         self._start_file: tuple[SegmentationModel, str] | None = None
         #: The last source-only model trained or loaded here: a new U-Net's baseline.
         self._source_only: SegmentationModel | None = None
-        #: What the running run's guard compares with, in words (None: no guard).
+        #: What the running run's guard compares with, and its name (None: no guard).
+        self._baseline_model: SegmentationModel | None = None
         self._baseline_name: str | None = None
+        #: After a guarded run: the one of its two models that is not current, with its
+        #: name, and the current one's name ('Use … instead' switches them).
+        self._other: tuple[SegmentationModel, str] | None = None
+        self._current_name = ""
         self._result: tuple[Image, Labels] | None = None
         self._plot_timer = QTimer(self)
         self._plot_timer.setInterval(_PLOT_INTERVAL_MS)
@@ -111,6 +116,7 @@ class AdaptWidget(QWidget):
         self.adapt_button, self.continue_button = run.adapt_button, run.continue_button
         self.stop_button, self.start_picker = run.stop_button, run.start_picker
         self.keep_better, self.guard_label = run.keep_better, run.guard_label
+        self.switch_button = run.switch_button
         self.progress, self.status, self.plot = run.progress, run.status, run.plot
         self.device_label, self.threshold = results.device_label, results.threshold
         self.export_format, self.export_button = results.export_format, results.export_button
@@ -126,6 +132,7 @@ class AdaptWidget(QWidget):
         self.start_picker.activated.connect(self._start_picked)
         self.continue_button.clicked.connect(lambda: self.start_training(self.model))
         self.stop_button.clicked.connect(self.stop)
+        self.switch_button.clicked.connect(lambda: self.use_other_model())
         self.threshold.changed.connect(self.apply_threshold)
         self.export_button.clicked.connect(lambda: self.export_segmentation())
         self.save_button.clicked.connect(lambda: self.save_model())
@@ -165,6 +172,7 @@ class AdaptWidget(QWidget):
         self.save_button.setEnabled(not busy and self.model is not None)
         self.share_button.setEnabled(not busy and self.model is not None)
         self.predict_button.setEnabled(idle and self.model is not None)
+        self.switch_button.setEnabled(idle and self._other is not None)
 
     def _needs_torch(self) -> tuple[QWidget, ...]:
         """The controls that start work with torch: off until it has loaded."""
@@ -205,6 +213,8 @@ class AdaptWidget(QWidget):
             show_error(f"Cannot start: {error}")
             return None
         baseline, self._baseline_name = self._baseline(initial, baseline_name, config.mode)
+        self._baseline_model = baseline
+        self._offer_other(None)
         keep = self.keep_better.isChecked() and baseline is not None
         self.guard_label.setText(guard_plan_text(self._baseline_name, config.mode))
         self._run_target = target = self.form.layer("target_image")
@@ -237,7 +247,35 @@ class AdaptWidget(QWidget):
 
     def start_prediction(self) -> Any:
         """Predict the picked image layer with the current model in a worker."""
-        layer = self.predict_picker.value
+        return self._predict(self.predict_picker.value)
+
+    def use_other_model(self) -> Any:
+        """Make the other model of the last guarded run the current one, and predict the
+        target with it (the result layers follow); returns the worker, or None."""
+        if self.busy or self._other is None:
+            return None
+        model, name = self._other
+        self._offer_other((self.model, self._current_name), current=name)
+        self.model = model
+        self.model_label.setText(f"switched to {name}")
+        target = self.form.layer("target_image")
+        if target is None:  # nothing to predict: the buttons follow the new model
+            self._set_busy(self.busy)
+            return None
+        return self._predict(target)
+
+    def _offer_other(
+        self, other: tuple[SegmentationModel | None, str] | None, current: str = ""
+    ) -> None:
+        """Remember the model 'Use … instead' switches to (None: there is none)."""
+        model, name = other or (None, "")
+        self._other = None if model is None else (model, name)
+        self._current_name = current
+        self.switch_button.setText(f"Use {name} instead" if self._other else SWITCH_TEXT)
+        self.switch_button.setVisible(self._other is not None)
+
+    def _predict(self, layer: Layer | None) -> Any:
+        """Predict ``layer`` with the current model in a worker; returns it, or None."""
         if self.busy:
             return None
         if self.model is None or layer is None:
@@ -371,9 +409,13 @@ class AdaptWidget(QWidget):
         self.guard_label.setText(text)
         self.viewer.status = text
         show_info(text)
+        name, trained = self._baseline_name or "the baseline", self.model
         if judged.kept == "baseline":
             self.model = judged.model
-            self.model_label.setText(f"kept by the guard: {self._baseline_name}")
+            self.model_label.setText(f"kept by the guard: {name}")
+            self._offer_other((trained, "this run's model"), current=name)
+        else:
+            self._offer_other((self._baseline_model, name), current="this run's model")
 
     def _on_errored(self, error: Exception) -> None:
         if isinstance(error, ValueError):  # InputError: bad input, said plainly
@@ -494,6 +536,7 @@ class AdaptWidget(QWidget):
             return None
         self.model = model
         self.model_label.setText(loaded_text(path, model))
+        self._offer_other(None)
         self._set_busy(self.busy)
         return model
 
