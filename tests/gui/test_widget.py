@@ -805,6 +805,11 @@ def test_the_other_model_of_a_guarded_run_is_one_click_away(
     assert widget.switch_button.text() == "Use this run's model instead"
     switch_and_check(after)
     assert widget.switch_button.text() == "Use the model before this run instead"
+    viewer.layers.remove("target image")  # nothing to predict: the model still switches
+    widget.switch_button.click()
+    assert widget.model is before
+    assert "no longer open" in widget.status.text()
+    assert widget.switch_button.isEnabled()
     # A model loaded (or a new run) has no other: the switch is off again.
     widget.load_model(widget.save_model(tmp_path / "model.pt"))
     assert not widget.switch_button.isEnabled()

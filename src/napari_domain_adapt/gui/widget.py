@@ -81,9 +81,10 @@ class AdaptWidget(QWidget):
         self._baseline_model: SegmentationModel | None = None
         self._baseline_name: str | None = None
         #: After a guarded run: the one of its two models that is not current, with its
-        #: name, and the current one's name ('Use … instead' switches them).
+        #: name, the current one's name ('Use … instead' switches them), and its target.
         self._other: tuple[SegmentationModel, str] | None = None
         self._current_name = ""
+        self._judged_target: Layer | None = None
         self._result: tuple[Image, Labels] | None = None
         self._plot_timer = QTimer(self)
         self._plot_timer.setInterval(_PLOT_INTERVAL_MS)
@@ -250,16 +251,17 @@ class AdaptWidget(QWidget):
         return self._predict(self.predict_picker.value)
 
     def use_other_model(self) -> Any:
-        """Make the other model of the last guarded run the current one, and predict the
-        target with it (the result layers follow); returns the worker, or None."""
+        """Make the other model of the last guarded run the current one, and predict that
+        run's target with it (the result layers follow); returns the worker, or None."""
         if self.busy or self._other is None:
             return None
         model, name = self._other
         self._offer_other((self.model, self._current_name), current=name)
         self.model = model
         self.model_label.setText(f"switched to {name}")
-        target = self.form.layer("target_image")
-        if target is None:  # nothing to predict: the buttons follow the new model
+        target = self._judged_target
+        if target is None or target not in self.viewer.layers:  # the buttons follow it
+            self.status.setText(f"Switched to {name}; its run's target is no longer open")
             self._set_busy(self.busy)
             return None
         return self._predict(target)
@@ -410,6 +412,7 @@ class AdaptWidget(QWidget):
         self.viewer.status = text
         show_info(text)
         name, trained = self._baseline_name or "the baseline", self.model
+        self._judged_target = self._run_target
         if judged.kept == "baseline":
             self.model = judged.model
             self.model_label.setText(f"kept by the guard: {name}")
