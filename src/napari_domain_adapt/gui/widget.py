@@ -407,14 +407,14 @@ class AdaptWidget(QWidget):
 
     def _on_judged(self, judged: Any) -> None:
         """Show the guard's verdict; the model kept is the current one (and predicts)."""
-        text = guard_text(judged, self._baseline_name or "the baseline")
+        name = self._baseline_name or "the baseline"
+        text = guard_text(judged, name)
         self.guard_label.setText(text)
         self.viewer.status = text
         show_info(text)
-        name, trained = self._baseline_name or "the baseline", self.model
         self._judged_target = self._run_target
         if judged.kept == "baseline":
-            self.model = judged.model
+            trained, self.model = self.model, judged.model
             self.model_label.setText(f"kept by the guard: {name}")
             self._offer_other((trained, "this run's model"), current=name)
         else:
