@@ -805,9 +805,16 @@ def test_the_other_model_of_a_guarded_run_is_one_click_away(
     assert widget.switch_button.text() == "Use this run's model instead"
     switch_and_check(after)
     assert widget.switch_button.text() == "Use the model before this run instead"
+    # The form's target changed since the run: the switch still predicts the run's target,
+    # into that run's result layers (not new ones beside them).
+    viewer.add_image(np.zeros_like(target), name="another target image")
+    widget.form.set_layer("target_image", viewer.layers["another target image"])
+    layers_before = len(viewer.layers)
+    switch_and_check(before)
+    assert len(viewer.layers) == layers_before
     viewer.layers.remove("target image")  # nothing to predict: the model still switches
     widget.switch_button.click()
-    assert widget.model is before
+    assert widget.model is after
     assert "no longer open" in widget.status.text()
     assert widget.switch_button.isEnabled()
     # A model loaded (or a new run) has no other: the switch is off again.

@@ -264,7 +264,7 @@ class AdaptWidget(QWidget):
             self.status.setText(f"Switched to {name}; its run's target is no longer open")
             self._set_busy(self.busy)
             return None
-        return self._predict(target)
+        return self._predict(target, name="target")  # replaces that run's result layers
 
     def _offer_other(
         self, other: tuple[SegmentationModel | None, str] | None, current: str = ""
@@ -276,8 +276,10 @@ class AdaptWidget(QWidget):
         self.switch_button.setText(f"Use {name} instead" if self._other else SWITCH_TEXT)
         self.switch_button.setVisible(self._other is not None)
 
-    def _predict(self, layer: Layer | None) -> Any:
-        """Predict ``layer`` with the current model in a worker; returns it, or None."""
+    def _predict(self, layer: Layer | None, name: str | None = None) -> Any:
+        """Predict ``layer`` with the current model in a worker; returns it, or None. The
+        result layers are named ``name``, else "target" for the form's target, else by the
+        layer."""
         if self.busy:
             return None
         if self.model is None or layer is None:
@@ -286,9 +288,10 @@ class AdaptWidget(QWidget):
         self._run_target = layer
         self.job.control = None
         self.job.training = False
-        target = self.form.layer("target_image")
-        is_target = target is not None and layer.name == target.name
-        name = "target" if is_target else layer.name
+        if name is None:
+            target = self.form.layer("target_image")
+            is_target = target is not None and layer.name == target.name
+            name = "target" if is_target else layer.name
         self.status.setText(f"Predicting {layer.name}…")
         data = layer.data
         options = {"name": name, "amp": self.form.field("amp").value}
