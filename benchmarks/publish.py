@@ -15,6 +15,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 # The benchmark scripts beside this file.
@@ -37,30 +38,47 @@ README_ROWS = (
     ("mean-teacher+slice", "mean teacher + one labelled target slice"),
     ("target-trained", "trained on the target's own labels"),
 )
-NAMES = {"stare": "STARE", "drive": "DRIVE", "isbi2012": "ISBI 2012", "vnc": "VNC"}
+NAMES = {
+    "stare": "STARE",
+    "drive": "DRIVE",
+    "isbi2012": "ISBI 2012",
+    "vnc": "VNC",
+    "vnc@9.2nm": "VNC binned to 9.2 nm",
+}
 
 
-def readme_table(out: Path, profile: Profile) -> str:
-    """The README's summary: mean F1 over seeds per mode and pair, and over the pairs."""
-    results = list(read_results(out))
+def readme_table(out: Path, profile: Profile, beside: Sequence[tuple[Path, Profile]] = ()) -> str:
+    """The README's summary: mean F1 over seeds per mode and pair, and over the pairs; the
+    pairs of the profiles ``beside`` (results folder, profile) in columns after that mean,
+    not in it (the scale-shift pair: it is not one of the four shared pairs)."""
+    sections = [(out, profile), *beside]
+    pairs = [f"{NAMES.get(s, s)} → {NAMES.get(t, t)}" for _, p in sections for s, t in p.pairs]
+    pairs.insert(len(profile.pairs), "mean")
+    lines = [f"| mode | {' | '.join(pairs)} |", "|---|" + "---|" * len(pairs)]
+    for kind, label in README_ROWS:
+        values = [_mean_f1(list(read_results(o)), kind, p.pairs) for o, p in sections]
+        shared = values[0]
+        mean = statistics.fmean(shared) if None not in shared else None
+        cells = [*shared, mean, *(v for column in values[1:] for v in column)]
+        lines.append(
+            f"| {label} | {' | '.join('–' if v is None else f'{v:.2f}' for v in cells)} |"
+        )
+    return "\n".join(lines)
 
-    def mean_f1(kind: str, source: str, target: str) -> float | None:
-        trained_on, unit_target, kind = {
+
+def _mean_f1(
+    results: list[dict], kind: str, pairs: Sequence[tuple[str, str]]
+) -> list[float | None]:
+    """Per pair, the mean F1 (%) over seeds of a README row's kind; None where none ran."""
+    means = []
+    for source, target in pairs:
+        trained_on, unit_target, unit_kind = {
             "supervised": (source, None, "supervised"),
             "target-trained": (target, None, "supervised"),
         }.get(kind, (source, target, kind))
-        values = scores_of(results, kind, trained_on, unit_target, target)
-        return 100 * statistics.fmean(values) if values else None
-
-    pairs = [f"{NAMES.get(s, s)} → {NAMES.get(t, t)}" for s, t in profile.pairs]
-    lines = [f"| mode | {' | '.join(pairs)} | mean |", "|---|" + "---|" * (len(pairs) + 1)]
-    for kind, label in README_ROWS:
-        values = [mean_f1(kind, source, target) for source, target in profile.pairs]
-        known = [v for v in values if v is not None]
-        mean = statistics.fmean(known) if len(known) == len(values) else None
-        cells = ["–" if v is None else f"{v:.2f}" for v in [*values, mean]]
-        lines.append(f"| {label} | {' | '.join(cells)} |")
-    return "\n".join(lines)
+        values = scores_of(results, unit_kind, trained_on, unit_target, target)
+        means.append(100 * statistics.fmean(values) if values else None)
+    return means
 
 
 def publish_all(root: Path = ROOT, results: Path = RESULTS) -> int:
@@ -76,7 +94,8 @@ def publish_all(root: Path = ROOT, results: Path = RESULTS) -> int:
         if (results / name / "guard").is_dir():
             args = argparse.Namespace(out=results / name, profile=name, update=results_md)
             status |= guard_eval.report(args)
-    table = readme_table(results / "full", PROFILES["full"])
+    scale = (results / "scale", PROFILES["scale"])
+    table = readme_table(results / "full", PROFILES["full"], beside=[scale])
     status |= publish(table, readme, "benchmark:readme")
     return status
 

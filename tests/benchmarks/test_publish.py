@@ -52,6 +52,29 @@ def test_the_readme_table_is_the_mean_over_seeds_and_pairs(publish, tmp_path):
     assert lines[6] == "| trained on the target's own labels | 80.00 | – | – |"
 
 
+def test_a_pair_beside_the_shared_ones_is_a_column_after_their_mean(publish, tmp_path):
+    shared, scaled = tmp_path / "shared", tmp_path / "scaled"
+    rows = {
+        shared: [_result("supervised", "stare", None, "drive", 0.70)],
+        scaled: [
+            _result("supervised", "isbi2012", None, "vnc@9.2nm", 0.80),
+            _result("mean-teacher", "isbi2012", "vnc@9.2nm", "vnc@9.2nm", 0.82),
+            _result("mean-teacher", "isbi2012", "vnc@9.2nm", "vnc@9.2nm", 0.84),
+        ],
+    }
+    for folder, results in rows.items():
+        folder.mkdir()
+        for index, row in enumerate(results):
+            (folder / f"{index}.json").write_text(json.dumps(row))
+    profile = profiles.Profile(steps=1, seeds=(0,), pairs=(("stare", "drive"),))
+    beside = profiles.Profile(steps=1, seeds=(0, 1), pairs=(("isbi2012", "vnc@9.2nm"),))
+    lines = publish.readme_table(shared, profile, beside=[(scaled, beside)]).splitlines()
+    assert lines[0] == "| mode | STARE → DRIVE | mean | ISBI 2012 → VNC binned to 9.2 nm |"
+    assert lines[1] == "|---|---|---|---|"
+    assert lines[2] == "| source-only (no adaptation) | 70.00 | 70.00 | 80.00 |"
+    assert lines[4] == "| mean teacher (the default) | – | – | 83.00 |"
+
+
 def test_a_stale_table_is_found(publish, tmp_path):
     root = Path(__file__).parents[2]
     (tmp_path / "docs").mkdir()
