@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from _weights import adversarial_config, same_state, state_of
-from napari_domain_adapt.core import training
+from napari_domain_adapt.core import training, training_step
 from napari_domain_adapt.core.data import Domain
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.inference import predict_tiled
@@ -180,6 +180,59 @@ def test_previews_are_background_outside_the_field_of_view(tiny_config, source, 
     event = next(e for e in train(config, source, target) if isinstance(e, TrainEvent))
     assert (event.preview[:, :10] == 0).all()
     assert event.preview[:, 10:].any()
+
+
+# --- out of device memory -------------------------------------------------------------------
+
+
+def _memory_for(patches: int, monkeypatch) -> list[int]:
+    """Let every forward pass of more than ``patches`` patches run out of (simulated) device
+    memory, as a GPU does; returns the sizes of the passes that ran."""
+    forward, ran = training_step._forward, []
+
+    def small_memory(run, network, images):
+        if len(images) > patches:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        ran.append(len(images))
+        return forward(run, network, images)
+
+    monkeypatch.setattr(training_step, "_forward", small_memory)
+    return ran
+
+
+@pytest.mark.parametrize(
+    ("mode", "halved"),
+    # The domain classifier sees both domains' maps at once: 2 of each at a batch of 2.
+    [("mean-teacher", [8, 4]), ("adversarial", [8, 4, 2])],
+)
+def test_out_of_memory_halves_the_batch_and_goes_on(
+    tiny_config, source, target, mode, halved, monkeypatch
+):
+    config = dataclasses.replace(tiny_config, mode=mode, batch_size=8, steps=3)
+    ran = _memory_for(2, monkeypatch)
+    with pytest.warns(RuntimeWarning) as warned:
+        finished = fit(config, source, target)
+    messages = [str(w.message) for w in warned]
+    assert [
+        f"with batches of {n} patches; going on with {n // 2}" in m
+        for n, m in zip(halved, messages, strict=True)
+    ] == [True] * len(halved), messages
+    assert finished.steps == 3
+    assert len(finished.history) == 3
+    assert max(ran) <= 2
+    assert finished.model.config.batch_size == halved[-1] // 2  # what it trained with
+    assert config.batch_size == 8  # the caller's configuration is left alone
+
+
+def test_out_of_memory_with_one_patch_says_what_to_change(tiny_config, source, monkeypatch):
+    _memory_for(0, monkeypatch)
+    config = dataclasses.replace(tiny_config, batch_size=2)
+    with pytest.warns(RuntimeWarning), pytest.raises(InputError) as raised:
+        fit(config, source)
+    message = str(raised.value)
+    assert "out of memory on cpu" in message
+    assert "one 32x32 patch at a time (U-Net depth 2, width 8)" in message
+    assert "smaller patch size or U-Net, or train on the CPU" in message
 
 
 # --- bad inputs ----------------------------------------------------------------------------

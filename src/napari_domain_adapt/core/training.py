@@ -37,10 +37,12 @@ losses are computed in :mod:`.training_step`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +54,7 @@ from .checkpoints import SegmentationModel
 from .config import TrainConfig
 from .data import Domain
 from .device import describe_device
+from .errors import InputError
 from .inference import predict_tiled
 from .models import estimate_batch_statistics
 from .resampling import restore_plane
@@ -234,7 +237,7 @@ def _loop(
     for step in range(done + 1, config.steps + 1):
         if control.stopped:
             break
-        values = train_step(run, step)
+        values = _step_in_memory(run, step)
         checked = run.check_patches is not None and (
             step % config.selection.every == 0 or step == config.steps
         )
@@ -263,7 +266,7 @@ def _loop(
         selected = run.best["step"]
     if run.target is not None and config.target_statistics:
         batches = (
-            as_tensor(run.target.sample(config.batch_size, jitter=False).images, run.device)
+            as_tensor(run.target.sample(run.config.batch_size, jitter=False).images, run.device)
             for _ in range(TARGET_STATISTICS_BATCHES)
         )
         estimate_batch_statistics(network, batches)
@@ -273,7 +276,7 @@ def _loop(
     model = SegmentationModel(
         network,
         config.preprocessing,
-        config,
+        run.config,  # the batch size it trained with, where the device's memory halved it
         {
             "steps": done,
             "mode": config.mode,
@@ -288,6 +291,37 @@ def _loop(
     yield TrainFinished(
         model, done, control.stopped, elapsed, describe_device(run.device), history
     )
+
+
+def _step_in_memory(run: TrainingRun, step: int) -> dict[str, float | None]:
+    """:func:`train_step`; where the device runs out of memory, the step again with half the
+    batch, which the rest of the run (and the model's configuration) keeps, with a warning;
+    out of memory with one patch is an InputError that says what to change."""
+    while True:
+        size = run.config.batch_size
+        try:
+            return train_step(run, step)
+        except torch.cuda.OutOfMemoryError:
+            if size == 1:
+                spec = run.config.model
+                raise InputError(
+                    f"out of memory on {describe_device(run.device)} training on one "
+                    f"{run.config.patch_size}x{run.config.patch_size} patch at a time (U-Net "
+                    f"depth {spec.depth}, width {spec.width}); expected it to fit: choose a "
+                    "smaller patch size or U-Net, or train on the CPU"
+                ) from None
+        # Here, outside the handler, the error no longer holds the failed step's tensors.
+        run.optimizer.zero_grad(set_to_none=True)
+        if run.device.type == "cuda":
+            torch.cuda.empty_cache()
+        run.config = dataclasses.replace(run.config, batch_size=size // 2)
+        warnings.warn(
+            f"out of memory on {describe_device(run.device)} at step {step} with batches of "
+            f"{size} patches; going on with {size // 2} (a run with smaller batches learns "
+            "differently)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 def _this_run(run: TrainingRun, steps: int, stopped: bool) -> dict[str, Any]:
