@@ -42,12 +42,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_domain_adapt.core import Domain, ModelSpec, TrainConfig, make_sample_pair
+from napari_domain_adapt.core import (
+    Domain,
+    ModelSpec,
+    SegmentationModel,
+    TrainConfig,
+    make_sample_pair,
+)
 from napari_domain_adapt.core.device import describe_device, resolve_device
 from napari_domain_adapt.core.inference import plan_tiles, predict_tiled, tile_starts
 from napari_domain_adapt.core.models import UNet
 from napari_domain_adapt.core.preprocessing import preprocess
-from napari_domain_adapt.core.training import TrainEvent, train
+from napari_domain_adapt.core.training import TrainEvent, TrainFinished, train
 
 HERE = Path(__file__).resolve().parent
 NAIVE_TILE, NAIVE_OVERLAP = 256, 32
@@ -194,13 +200,33 @@ def train_rate(mode: str, args: argparse.Namespace, amp: bool = False) -> dict:
         seed=0,
         amp=amp,
     )
+    return timed_fit(config, source, target, warmup=args.warmup)[0]
+
+
+def timed_fit(
+    config: TrainConfig,
+    source: Domain | None,
+    target: Domain | None,
+    initial: SegmentationModel | None = None,
+    warmup: int = 2,
+) -> tuple[dict, TrainFinished]:
+    """Train to the end; the rate (``steps_s`` and ``step_s`` of the median step after
+    ``warmup`` steps, ``min_step_s``, ``seconds`` in all) and what the run returned."""
     elapsed = [0.0]
-    for event in train(config, source, target):
+    for event in train(config, source, target, initial=initial):
         if isinstance(event, TrainEvent):
             elapsed.append(event.elapsed)
-    steps = np.diff(elapsed)[args.warmup :]
+        else:
+            finished = event
+    steps = np.diff(elapsed)[warmup:]
     median = float(np.median(steps))
-    return {"steps_s": 1.0 / median, "step_s": median, "min_step_s": float(steps.min())}
+    rate = {
+        "steps_s": 1.0 / median,
+        "step_s": median,
+        "min_step_s": float(steps.min()),
+        "seconds": finished.elapsed,
+    }
+    return rate, finished
 
 
 def _rss_mb() -> float:

@@ -36,6 +36,11 @@ def selection(accuracy):
     return _script("selection")
 
 
+@pytest.fixture(scope="session")
+def device_check():
+    return _script("device_check")
+
+
 @pytest.fixture
 def tiny_model():
     """Save a small untrained model as a unit's, as the units of the smoke profile are; the
