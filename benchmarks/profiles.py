@@ -28,12 +28,19 @@ KINDS = {
     "mean-teacher+scribbles": ("mean-teacher", "scribbles"),
     # The mean teacher on the target alone, from the source's supervised model.
     "source-free": ("mean-teacher", None),
+    # The mean teacher with the source as usual, but from the source's supervised model
+    # (in the widget: a source-only run, then Adapt with "Start from: the current model").
+    "from-source-only": ("mean-teacher", None),
     # The mean teacher's model after rounds of simulated corrections on slice 0: scribbles
     # on its largest errors, more training (corrections.py).
     corrections.KIND: ("mean-teacher", "corrections"),
 }
 #: Kinds that start from the model of an earlier unit of the same seed (and pair): its kind.
-STARTS_FROM = {"source-free": "supervised", corrections.KIND: corrections.STARTS_FROM}
+STARTS_FROM = {
+    "source-free": "supervised",
+    "from-source-only": "supervised",
+    corrections.KIND: corrections.STARTS_FROM,
+}
 #: Variants of a kind, tried by the screening profile: ``KIND/VARIANT`` trains ``KIND``
 #: with these settings changed (paths of :func:`~napari_domain_adapt.core.with_values`).
 VARIANTS = {
@@ -108,7 +115,13 @@ PROFILES = {
         steps=500,
         seeds=(0,),
         pairs=(("isbi2012", "vnc@9.2nm"),),
-        modes=("mean-teacher", "mean-teacher/no-rescale", *SCREENED, "source-free"),
+        modes=(
+            "mean-teacher",
+            "mean-teacher/no-rescale",
+            *SCREENED,
+            "from-source-only",
+            "source-free",
+        ),
         label_kinds=(corrections.KIND,),
         label_pairs=(("isbi2012", "vnc@9.2nm"),),
         pixel_sizes=True,
@@ -125,7 +138,10 @@ PROFILES = {
     ),
     # The same candidates on the retina pair where the mean teacher loses most.
     "screen-retina": Profile(
-        steps=500, seeds=(0,), pairs=(("stare", "drive"),), modes=("mean-teacher", *SCREENED)
+        steps=500,
+        seeds=(0,),
+        pairs=(("stare", "drive"),),
+        modes=("mean-teacher", *SCREENED, "from-source-only"),
     ),
     # The kinds that start from a trained model, on the EM pairs: source-free from the
     # source-only model, corrections after the mean teacher. One seed, half the steps.
