@@ -151,6 +151,15 @@ def test_sample_data_fills_the_pickers(make_napari_viewer):
     assert widget.form.mode.value == TrainConfig().mode
     assert "unsupervised" in widget.form.labelled_label.text()
     assert widget.predict_picker.value is picked["target_image"]
+    # 'Predict on' follows the target picker until it is chosen by hand.
+    widget.form.set_layer("target_image", picked["source_image"])
+    assert widget.predict_picker.value is picked["source_image"]
+    widget.form.set_layer("target_image", picked["target_image"])
+    assert widget.predict_picker.value is picked["target_image"]
+    widget.predict_picker.value = picked["source_image"]  # by hand
+    widget.form.set_layer("target_image", picked["source_image"])
+    widget.form.set_layer("target_image", picked["target_image"])
+    assert widget.predict_picker.value is picked["source_image"]
     assert not widget.form.advanced.isExpanded()
     config = widget.form.config()
     assert (config.steps, config.patch_size, config.batch_size) == (600, 64, 8)

@@ -96,7 +96,7 @@ class AdaptWidget(QWidget):
         self._plot_timer.timeout.connect(self._show_progress)
         self._latest_step: Any = None
         self._remaining = RemainingTime()
-        self._predict_chosen = self._syncing = False
+        self._predict_chosen = False
         #: Where lazy predictions are written (a folder made on first use).
         self._scratch = ScratchFolder()
         self.predict_picker.changed.connect(self._predict_picked)
@@ -143,18 +143,14 @@ class AdaptWidget(QWidget):
 
     def _sync_predict_picker(self) -> None:
         """Offer the current image layers; follow the target picker until chosen by hand."""
-        self._syncing = True
-        try:
+        with self.predict_picker.changed.blocked():  # not a choice by hand
             self.predict_picker.reset_choices()
             target = self.form.layer("target_image")
             if not self._predict_chosen and target is not None:
                 self.predict_picker.value = target
-        finally:
-            self._syncing = False
 
     def _predict_picked(self, _value: Any) -> None:
-        if not self._syncing:
-            self._predict_chosen = True
+        self._predict_chosen = True
 
     def _set_busy(self, busy: bool) -> None:
         # Until PyTorch has loaded (in a thread), a click would wait for its import on the
