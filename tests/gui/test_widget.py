@@ -228,6 +228,15 @@ def test_user_choice_beats_auto_pick(ready):
     assert widget.form.layer("target_image").name == "source image"
 
 
+def test_auto_picks_follow_the_layers_until_the_user_chooses(ready):
+    viewer, widget = ready
+    target = viewer.layers["target image"]
+    viewer.layers.remove(target)  # the pickers re-pick: not the user's choice
+    assert widget.form.layer("target_image") is not target
+    viewer.add_image(np.asarray(target.data), name="target image")
+    assert widget.form.layer("target_image") is viewer.layers["target image"]
+
+
 def test_run_previews_then_results(ready, qtbot, tmp_path, monkeypatch, notes):
     viewer, widget = ready
     target = viewer.layers["target image"]

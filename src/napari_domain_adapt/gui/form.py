@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -132,7 +133,6 @@ class InputsForm(QWidget):
         #: The field of each setting the widget offers, by its configuration path.
         self.fields = {path: make_field(s, s.default(PRESET)) for path, s in self.settings.items()}
         self._viewer = viewer
-        self._setting = False
         self._watched: Layer | None = None
         # Painting emits before the data changes, and many times per stroke: count later, once.
         self._recount = QTimer(self)
@@ -144,7 +144,7 @@ class InputsForm(QWidget):
             for role, kind in ROLES.items()
         }
         self._auto = dict.fromkeys(ROLES, True)
-        self._auto_images, self._setting_images = True, False
+        self._auto_images = True
         self.labelled_label = QLabel(labelled_text(0))
         self.labelled_label.setWordWrap(True)
         #: The source's and the target's pixel sizes, and what Adapt does with them.
@@ -228,23 +228,21 @@ class InputsForm(QWidget):
         """Re-read the viewer's layers, auto-pick where the user has not chosen."""
         if event is not None and getattr(event, "type", None) == "inserted":
             event.value.events.name.connect(self.refresh)
-        self._setting = True
-        try:
+        with contextlib.ExitStack() as quiet:  # picks made here are not the user's
+            for picker in self.pickers.values():
+                quiet.enter_context(picker.changed.blocked())
             for picker in self.pickers.values():
                 picker.reset_choices()
             infos = [LayerInfo(layer.name, layer_kind(layer)) for layer in self._viewer.layers]
             for role, name in pick_all(infos).items():
                 if self._auto[role] and name is not None:
                     self.pickers[role].value = self._viewer.layers[name]
-        finally:
-            self._setting = False
         self._watch_target_labels()
         self._suggest_images()
         self.changed.emit()
 
     def _picked(self, role: str) -> None:
-        if not self._setting:
-            self._auto[role] = False
+        self._auto[role] = False
         if role == "target_labels":
             self._watch_target_labels()
         if role == "source_image":
@@ -255,15 +253,11 @@ class InputsForm(QWidget):
         """Until the user chooses, colour source images mean fundus photographs, grey EM."""
         source = self.layer("source_image")
         if self._auto_images and source is not None:
-            self._setting_images = True
-            try:
+            with self.images.changed.blocked():  # not the user's choice
                 self.images.value = "fundus" if source.rgb else "em"
-            finally:
-                self._setting_images = False
 
     def _images_picked(self, _value: str) -> None:
-        if not self._setting_images:
-            self._auto_images = False
+        self._auto_images = False
 
     def _watch_target_labels(self) -> None:
         layer = self.layer("target_labels")
