@@ -55,8 +55,9 @@ def readme_table(out: Path, profile: Profile, beside: Sequence[tuple[Path, Profi
     pairs = [f"{NAMES.get(s, s)} → {NAMES.get(t, t)}" for _, p in sections for s, t in p.pairs]
     pairs.insert(len(profile.pairs), "mean")
     lines = [f"| mode | {' | '.join(pairs)} |", "|---|" + "---|" * len(pairs)]
+    results = [(list(read_results(o)), p.pairs) for o, p in sections]  # each folder once
     for kind, label in README_ROWS:
-        values = [_mean_f1(list(read_results(o)), kind, p.pairs) for o, p in sections]
+        values = [_mean_f1(found, kind, pairs) for found, pairs in results]
         shared = values[0]
         mean = statistics.fmean(shared) if None not in shared else None
         cells = [*shared, mean, *(v for column in values[1:] for v in column)]
