@@ -73,5 +73,8 @@ def test_unknown_name(name: str) -> None:
         resolve_device(name)
 
 
-def test_describe_cpu() -> None:
-    assert describe_device(torch.device("cpu")) == f"cpu ({torch.get_num_threads()} threads)"
+def test_describe_cpu(monkeypatch) -> None:
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert describe_device(torch.device("cpu")) == "cpu (2 threads)"
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert describe_device(torch.device("cpu")) == "cpu (1 thread)"

@@ -596,6 +596,41 @@ def test_a_model_trained_in_the_widget_keeps_the_layers_pixel_sizes(ready, qtbot
     }
 
 
+def test_a_batch_halved_for_memory_is_kept_in_the_form(ready, qtbot, monkeypatch, notes):
+    """Out of device memory, the run halves its batch; the form then shows the batch it
+    trained with, so the next run starts there instead of running out again."""
+    import torch
+
+    from napari_domain_adapt.core import training_step
+
+    _, widget = ready
+    forward = training_step._forward
+
+    def small_memory(run, network, images):
+        if len(images) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(run, network, images)
+
+    monkeypatch.setattr(training_step, "_forward", small_memory)
+    del widget.config_overrides["batch_size"]
+    widget.form.field("batch_size").value = 8
+    widget.start_training()
+    finish(qtbot, widget)
+    assert not notes["error"], notes["error"]
+    device = widget.device_label.text()
+    assert [n for n in notes["warning"] if "out of memory" in n] == [
+        f"out of memory on {device} at step 1 with batches of {n} patches; going on with "
+        f"{n // 2} (a run with smaller batches learns differently)"
+        for n in (8, 4)
+    ]
+    assert widget.form.field("batch_size").value == 2
+    assert "Batch size set to 2: 8 did not fit" in notes["info"]
+    notes["warning"].clear()
+    widget.start_training()  # fits at once now
+    finish(qtbot, widget)
+    assert notes["warning"] == []
+
+
 def test_continue_trains_on_from_the_current_model_with_the_labels_as_they_are(
     ready, qtbot, monkeypatch, notes
 ):

@@ -85,6 +85,8 @@ class AdaptWidget(QWidget):
         self._other: tuple[SegmentationModel, str] | None = None
         self._current_name = ""
         self._judged_target: Layer | None = None
+        #: The batch size the running run was started with (the device may halve it).
+        self._asked_batch = 0
         self._result: tuple[Image, Labels] | None = None
         self._plot_timer = QTimer(self)
         self._plot_timer.setInterval(_PLOT_INTERVAL_MS)
@@ -221,6 +223,7 @@ class AdaptWidget(QWidget):
         if (shape := preview_shape(target)) is not None:
             self._show_preview(np.zeros(shape, np.float32), self.job.control.preview_index)
         self.job.training = True
+        self._asked_batch = config.batch_size
         self._remaining = RemainingTime()
         self.device_label.setText(device_text(config.device))
         self.plot.clear(config.steps)
@@ -400,9 +403,20 @@ class AdaptWidget(QWidget):
         if finished.model.metadata.get("mode") == "source-only":
             self._source_only = finished.model
         show_info(trained_note(finished))
+        self._keep_halved_batch(finished.model.config)
         if self._baseline_name is not None:
             self.guard_label.setText(f"Guard: comparing this run with {self._baseline_name}…")
             self.status.setText(f"Judging against {self._baseline_name}…")
+
+    def _keep_halved_batch(self, trained: core.TrainConfig | None) -> None:
+        """Where the device's memory halved the run's batch, the form takes the batch it
+        trained with (unless changed meanwhile), so the next run does not run out again."""
+        field = self.form.field("batch_size")
+        if trained is None or trained.batch_size >= self._asked_batch:
+            return
+        if field.value == self._asked_batch:
+            field.value = trained.batch_size
+            show_info(f"Batch size set to {trained.batch_size}: {self._asked_batch} did not fit")
 
     def _on_judged(self, judged: Any) -> None:
         """Show the guard's verdict; the model kept is the current one (and predicts)."""
