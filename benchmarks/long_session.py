@@ -65,7 +65,9 @@ def rss_mb() -> float:
 
 def dock(viewer, steps: int):
     """The widget, docked in ``viewer`` (which holds the sample data), set to tiny runs."""
-    _, widget = viewer.window.add_plugin_dock_widget("napari-domain-adapt", "Domain adaptation")
+    from napari_domain_adapt.gui.demo import dock_at_defaults
+
+    widget = dock_at_defaults(viewer)
     widget.form.field("model.depth").value, widget.form.field("model.width").value = 2, 4
     widget.form.field("steps").value = steps
     widget.form.field("device").value = "cpu"

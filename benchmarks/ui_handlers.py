@@ -55,6 +55,7 @@ def main() -> None:
 
     from napari_domain_adapt.gui import plot as _plot
     from napari_domain_adapt.gui import widget as _widget
+    from napari_domain_adapt.gui.demo import dock_at_defaults
     from napari_domain_adapt.gui.sample_data import make_sample_data
 
     for name in ("_on_yielded", "_on_step", "_show_progress", "_show_preview", "_show_result"):
@@ -66,7 +67,7 @@ def main() -> None:
     viewer = napari.Viewer()
     for data, meta, kind in make_sample_data():
         getattr(viewer, f"add_{kind}")(data, **meta)
-    _, widget = viewer.window.add_plugin_dock_widget("napari-domain-adapt", "Domain adaptation")
+    widget = dock_at_defaults(viewer)
     run_loop(120.0, until=lambda: widget.ready)  # Adapt is off until PyTorch has loaded
     app = QApplication.instance()
     probe = StallProbe()

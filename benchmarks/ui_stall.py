@@ -151,9 +151,11 @@ def main() -> None:
 
     import napari
 
+    from napari_domain_adapt.gui.demo import dock_at_defaults
+
     viewer = napari.Viewer(show=True)
     viewer.open_sample("napari-domain-adapt", "em_pair")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-domain-adapt", "Domain adaptation")
+    widget = dock_at_defaults(viewer)
     run_loop(120.0, until=lambda: widget.ready)  # Adapt is off until PyTorch has loaded
     run_loop(1.0)  # let the window settle
 

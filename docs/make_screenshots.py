@@ -71,11 +71,13 @@ def main() -> None:
 
     import napari
 
+    from napari_domain_adapt.gui.demo import dock_at_defaults
+
     IMAGES.mkdir(exist_ok=True)
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1400, 900)
     viewer.open_sample("napari-domain-adapt", "em_pair")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-domain-adapt", "Domain adaptation")
+    widget = dock_at_defaults(viewer)
     run_loop(120.0, until=lambda: widget.ready)  # the Device row and Adapt, ready
     viewer.dims.current_step = (3, *viewer.dims.current_step[1:])
     viewer.reset_view()

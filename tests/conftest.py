@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -28,6 +31,22 @@ settings.register_profile("dev")
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )
+
+
+#: Where a widget made by a test keeps its settings (see gui/remembered.py): a file of this
+#: test process, never the user's, emptied before each test so that none sees another's.
+SETTINGS_VARIABLE = "NAPARI_DOMAIN_ADAPT_SETTINGS"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    folder = tempfile.mkdtemp(prefix="napari-domain-adapt-settings-")
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+    os.environ[SETTINGS_VARIABLE] = os.path.join(folder, "widget.json")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.environ[SETTINGS_VARIABLE])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

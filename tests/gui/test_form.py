@@ -78,3 +78,41 @@ def test_the_form_shows_both_pixel_sizes_and_the_factor(make_napari_viewer):
     )
     form.field("alignment.pixel_size").value = False
     assert form.scaling_label.text().endswith("matching pixel sizes is off, no resampling")
+
+
+def test_values_restore_into_another_form_and_reset_goes_back(make_napari_viewer):
+    viewer = make_napari_viewer()
+    form = InputsForm(viewer)
+    form.mode.value = "adversarial"
+    form.field("steps").value = 1234
+    form.field("model.depth").value = 2
+    values = form.values()
+    assert (values["mode"], values["steps"]) == ("adversarial", 1234)
+
+    other = InputsForm(viewer)
+    assert sorted(other.restore({**values, "no.such.setting": 1})) == [
+        "mode",
+        "model.depth",
+        "steps",
+    ]
+    assert other.values() == values
+    assert other.config().domain.beta == form.config().domain.beta
+    other.reset()
+    assert other.values() == InputsForm(viewer).values()
+    assert other.config() == InputsForm(viewer).config()
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        {"steps": -5},  # the field refuses it
+        {"mode": "no-such-mode"},  # not a choice
+        {"steps": "many"},  # not a number
+        {"patch_size": 40, "model.depth": 4},  # each valid, the run not: 40 is not 16 k
+    ],
+)
+def test_a_bad_kept_value_changes_nothing(make_napari_viewer, kept):
+    form = InputsForm(make_napari_viewer())
+    before = form.values()
+    assert form.restore({"model.width": 32, **kept}) == []
+    assert form.values() == before

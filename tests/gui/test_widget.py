@@ -631,6 +631,40 @@ def test_a_batch_halved_for_memory_is_kept_in_the_form(ready, qtbot, monkeypatch
     assert notes["warning"] == []
 
 
+def test_the_settings_of_the_last_run_open_with_the_next_widget(ready, qtbot, notes):
+    """A run keeps the form's settings; the next session's widget opens with them and says
+    so; Reset goes back to the defaults; the installation check uses the defaults and keeps
+    nothing."""
+    from napari_domain_adapt.gui.demo import at_defaults
+    from napari_domain_adapt.gui.form import InputsForm
+
+    viewer, widget = ready
+    defaults = InputsForm(viewer).values()  # the form alone restores nothing
+    assert widget.status.text() == "Ready"
+    widget.form.mode.value = "adversarial"
+    widget.start_training()
+    finish(qtbot, widget)
+    kept = widget.form.values()
+    assert (kept["mode"], kept["steps"]) == ("adversarial", 6)
+    assert kept != defaults
+
+    viewer.window.remove_dock_widget("all")
+    again = dock(viewer)
+    assert again.form.values() == kept
+    assert "settings of your last run" in again.status.text()
+    again.form.reset_button.click()
+    assert again.form.values() == defaults
+
+    tiny(again, steps=3)
+    at_defaults(again)
+    assert again.form.values() == defaults
+    again.config_overrides["steps"] = 2
+    again.start_training()
+    finish(qtbot, again)
+    viewer.window.remove_dock_widget("all")
+    assert dock(viewer).form.values() == kept  # the check changed nothing
+
+
 def test_continue_trains_on_from_the_current_model_with_the_labels_as_they_are(
     ready, qtbot, monkeypatch, notes
 ):

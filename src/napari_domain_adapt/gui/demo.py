@@ -41,6 +41,20 @@ def open_demo() -> tuple[napari.Viewer, AdaptWidget]:
     return viewer, widget
 
 
+def dock_at_defaults(viewer: napari.Viewer) -> AdaptWidget:
+    """The widget, docked as napari docks it for a user, :func:`at_defaults`."""
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Domain adaptation")
+    return at_defaults(widget)
+
+
+def at_defaults(widget: AdaptWidget) -> AdaptWidget:
+    """``widget`` at its default settings, keeping none: the installation check, the
+    benchmarks and the screenshots neither depend on nor change a user's kept settings."""
+    widget.remember_settings = False
+    widget.form.reset()
+    return widget
+
+
 def check_installation(
     viewer: napari.Viewer, widget: AdaptWidget, steps: int, screenshot: Path | None = None
 ) -> CheckOutcome:
@@ -49,6 +63,7 @@ def check_installation(
     from qtpy.QtCore import QTimer
 
     outcome = CheckOutcome()
+    at_defaults(widget)
 
     def finished() -> None:
         names = [layer.name for layer in viewer.layers]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, SpinBox, Widget
 from qtpy.QtCore import QTimer, Signal
-from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
 from napari_domain_adapt import core
@@ -205,6 +205,13 @@ class InputsForm(QWidget):
         advanced = QFormLayout()
         for path, setting in self.settings.items():
             (form if setting.basic else advanced).addRow(setting.label, self.field(path).native)
+        self.reset_button = QPushButton("Reset to defaults")
+        self.reset_button.setToolTip(
+            "The mode and every setting back to the defaults (the widget keeps the settings "
+            "of your last run between napari sessions)"
+        )
+        self.reset_button.clicked.connect(self.reset)
+        advanced.addRow("", self.reset_button)
         inner = QWidget()
         inner.setLayout(advanced)
         self.advanced = QCollapsible("Advanced")
@@ -304,6 +311,33 @@ class InputsForm(QWidget):
     def field(self, path: str) -> Widget:
         """The field of the setting at ``path`` (``"steps"``, ``"model.depth"``)."""
         return self.fields[path]
+
+    def values(self) -> dict[str, Any]:
+        """The mode and every setting's value by path: what :meth:`restore` takes."""
+        return {"mode": self.mode.value, **{p: f.value for p, f in self.fields.items()}}
+
+    def restore(self, values: dict[str, Any]) -> list[str]:
+        """Set the mode and settings from ``values`` (from :meth:`values`, perhaps of another
+        version), all or none: unknown paths are skipped, and where a field refuses a value
+        or the whole would not make a valid run, nothing changes. Returns the paths changed."""
+        fields = {"mode": self.mode, **self.fields}
+        before = {path: field.value for path, field in fields.items()}
+        try:
+            for path, value in values.items():
+                if path in fields:
+                    fields[path].value = value
+            self.config()
+        except (ValueError, TypeError):  # out of range, not a choice, or an invalid run
+            for path, value in before.items():
+                fields[path].value = value
+            return []
+        return [path for path, field in fields.items() if field.value != before[path]]
+
+    def reset(self) -> None:
+        """Every setting and the mode back to the widget's defaults."""
+        self.mode.value = core.TrainConfig().mode
+        for path, setting in self.settings.items():
+            self.field(path).value = setting.default(PRESET)
 
     def _enable_mode_settings(self, mode: str) -> None:
         """Settings that do not act in ``mode`` (beta outside the adversarial modes) are

@@ -26,7 +26,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_domain_adapt import core
 
-from . import model_files
+from . import model_files, remembered
 from .dialogs import Dialogs
 from .form import InputsForm, StartFromPicker, layer_pixel_size
 from .jobs import InputRefused, ModelExported, export_job, train_job
@@ -70,6 +70,8 @@ class AdaptWidget(QWidget):
         self.model: SegmentationModel | None = None
         #: TrainConfig fields that replace the form's values (e.g. in tests or scripts).
         self.config_overrides: dict[str, Any] = {}
+        #: Whether a run keeps the form's settings for the next session (not the demo check).
+        self.remember_settings = True
         self.dialogs = Dialogs(self)
         self.job = Job()
         self._run_target: Layer | None = None
@@ -92,7 +94,12 @@ class AdaptWidget(QWidget):
         self._plot_timer.setInterval(_PLOT_INTERVAL_MS)
 
         self.form = InputsForm(napari_viewer)
+        restored = self.form.restore(remembered.load())
         self._build()
+        if restored:
+            self.status.setText(
+                "Ready, with the settings of your last run (Advanced ▸ Reset to defaults)"
+            )
         #: The run buttons' own tooltips, shown again once PyTorch has loaded.
         self._tooltips = {b: b.toolTip() for b in self._needs_torch()}
         self._plot_timer.timeout.connect(self._show_progress)
@@ -211,6 +218,8 @@ class AdaptWidget(QWidget):
         except ValueError as error:  # InputError, and TrainConfig's validation
             show_error(f"Cannot start: {error}")
             return None
+        if self.remember_settings:
+            remembered.save(self.form.values())
         baseline, self._baseline_name = self._baseline(initial, baseline_name, config.mode)
         self._baseline_model = baseline
         self._offer_other(None)
