@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+import zarr
 
 from _pixel_files import EM, em_stack, hdf5_volume, imagej_stack, ome_tiff, tiff_pixel_size_of
 from napari_domain_adapt.cli import EXIT_BAD_INPUT, main
@@ -559,10 +560,44 @@ def test_adapt_at_another_scale_says_so_and_the_model_resamples(datasets, tmp_pa
     assert "pixel sizes: source 4 x 4 nm, target 8 x 8 nm: the target is resampled by 2" in err
     saved = load_checkpoint(model)
     assert saved.pixel_size == PixelSize((4.0, 4.0), "nm")
-    out = tmp_path / "p.tif"
-    predict = ["predict", "--model", str(model), "--input", str(target), "--out", str(out)]
-    assert main([*predict, "--pixel-size", "8nm"]) == 0
-    assert tifffile.imread(out).shape == (2, 64, 64)
+    # Predicted at the model's 4 nm and returned on the 8 nm grid: in memory (TIFF) and out
+    # of core (zarr) alike, and not what the image at its own scale gives.
+    images = tifffile.imread(target)
+    expected = saved.predict(images, pixel_size=PixelSize((8, 8), "nm"))
+    at_own_scale = saved.predict(images)
+    predict = ["predict", "--model", str(model), "--input", str(target), "--pixel-size", "8nm"]
+    assert main([*predict, "--out", str(tmp_path / "p.tif")]) == 0
+    assert main([*predict, "--out", str(tmp_path / "p.zarr")]) == 0
+    in_memory = tifffile.imread(tmp_path / "p.tif")
+    out_of_core = zarr.open_array(str(tmp_path / "p.zarr" / "0"))[:]
+    assert in_memory.shape == out_of_core.shape == (2, 64, 64)
+    np.testing.assert_allclose(in_memory, expected, atol=1e-5)
+    np.testing.assert_allclose(out_of_core, expected, atol=1e-5)
+    assert np.abs(in_memory - at_own_scale).max() > 0.01
+
+
+def test_scores_are_taken_at_the_targets_pixel_size(datasets, tmp_path, capsys):
+    """adapt's target test scores and evaluate predict the target resampled to the model's
+    pixel size, as predict does (the labels stay on the target's grid)."""
+    from napari_domain_adapt.core import load_dataset, segmentation_scores
+
+    model = tmp_path / "m.pt"
+    argv = ["adapt", "--source", str(datasets / "source"), "--target", str(datasets / "target")]
+    argv += ["--source-pixel-size", "4nm", "--target-pixel-size", "8nm", "--out", str(model)]
+    assert main([*argv, *TINY]) == 0
+    printed = _json(capsys)["target_test"]
+    saved = load_checkpoint(model)
+    test = load_dataset(datasets / "target", "test")
+    resampled = saved.predict(test.images, pixel_size=PixelSize((8, 8), "nm"))
+    f1 = segmentation_scores(resampled, test.labels)["f1"]
+    own_scale = segmentation_scores(saved.predict(test.images), test.labels)["f1"]
+    assert printed["f1"] == pytest.approx(f1)
+    assert f1 != pytest.approx(own_scale)
+    evaluate = ["evaluate", "--model", str(model), "--data", str(datasets / "target")]
+    assert main([*evaluate, "--pixel-size", "8nm"]) == 0
+    assert _json(capsys)["f1"] == pytest.approx(f1)
+    assert main(evaluate) == 0  # the files say no pixel size: the images as they are
+    assert _json(capsys)["f1"] == pytest.approx(own_scale)
 
 
 def test_adapt_with_a_baseline_prints_the_guards_verdict_and_keeps_the_better(

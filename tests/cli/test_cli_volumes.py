@@ -11,7 +11,7 @@ import tifffile
 import torch
 import zarr
 
-from _pixel_files import EM, em_stack, imagej_stack, ome_zarr, zarr_pixel_size_of
+from _pixel_files import EM, em_stack, hdf5_volume, imagej_stack, ome_zarr, zarr_pixel_size_of
 from napari_domain_adapt.cli import EXIT_BAD_INPUT, main
 from napari_domain_adapt.core import ModelSpec, SegmentationModel, load_checkpoint, save_checkpoint
 from napari_domain_adapt.core.pixel_size import PixelSize
@@ -98,20 +98,25 @@ def test_adapt_to_a_zarr_target_reads_it_lazily(tmp_path, capsys):
 
 
 def test_ome_zarr_in_ome_zarr_out_at_the_same_pixel_size(checkpoint, tmp_path) -> None:
-    """The round trip of issue 20 out of core: OME-Zarr (a level) or TIFF in, OME-Zarr out."""
+    """The round trip of issue 20 out of core: OME-Zarr (a level), TIFF or HDF5 in, OME-Zarr
+    out."""
     image = ome_zarr(tmp_path / "raw.zarr", em_stack((2, 64, 64), np.uint8))
     stack = imagej_stack(tmp_path / "raw.tif", em_stack((2, 64, 64), np.uint8))
     base = ["predict", "--model", str(checkpoint), "--device", "cpu", "--chunk", "48"]
+    volume = hdf5_volume(tmp_path / "raw.h5", em_stack((2, 64, 64), np.uint8))
     cases = [
         (image, EM.to("nm")),  # level 0
         (image / "s1", PixelSize((50, 8, 8), "nm")),
         (stack, EM),
+        (volume, EM),  # HDF5, read on demand too
     ]
     for index, (source, expected) in enumerate(cases):
         out = tmp_path / f"p{index}.zarr"
         assert main([*base, "--input", str(source), "--out", str(out)]) == 0
         assert zarr_pixel_size_of(out) == expected
     assert zarr.open_array(str(tmp_path / "p1.zarr" / "0")).shape == (2, 32, 32)
+    from_tiff, from_hdf5 = (zarr.open_array(str(tmp_path / f"p{i}.zarr" / "0"))[:] for i in (2, 3))
+    np.testing.assert_array_equal(from_hdf5, from_tiff)  # the same pixels, the same result
 
 
 def test_adapt_to_an_ome_zarr_target_at_another_pixel_size(tmp_path, capsys):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import h5py
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.hdf5 import list_hdf5, read_hdf5, split_hdf5_path
 from napari_domain_adapt.core.io import read_volume
 from napari_domain_adapt.core.pixel_size import PixelSize
+from napari_domain_adapt.core.volumes import describe_source, open_volume
 
 
 @pytest.fixture
@@ -65,6 +68,20 @@ def test_read_volume_by_dataset_path(cremi_like):
 def test_missing_dataset_lists_what_is_there(cremi_like, suffix, message):
     with pytest.raises(InputError, match=message):
         read_volume(f"{cremi_like[0]}{suffix}")
+    with pytest.raises(InputError, match=message):
+        open_volume(f"{cremi_like[0]}{suffix}")
+
+
+def test_a_dataset_opens_on_demand_for_out_of_core_work(cremi_like):
+    """open_volume reads only what is sliced, and a copy pickled for another process (dask
+    distributed) opens the file again by itself."""
+    path, raw, _ = cremi_like
+    volume = open_volume(f"{path}:volumes/raw")
+    assert (volume.shape, volume.dtype, volume.ndim) == (raw.shape, raw.dtype, 3)
+    np.testing.assert_array_equal(volume[1, 2:5], raw[1, 2:5])
+    copy = pickle.loads(pickle.dumps(volume))
+    np.testing.assert_array_equal(copy[:], raw)
+    assert describe_source(volume) == f"{path}:volumes/raw"
 
 
 def test_not_an_hdf5_file(tmp_path):
@@ -97,3 +114,7 @@ def test_a_corrupt_compressed_chunk_is_refused(tmp_path):
     damage_hdf5_chunks(path, "raw")
     with pytest.raises(InputError, match="raw: a corrupt or truncated chunk"):
         read_volume(f"{path}:raw")
+    volume = open_volume(f"{path}:raw")  # on demand: the damage shows when it is read
+    assert volume.chunks == (1, 16, 16)
+    with pytest.raises(InputError, match="raw: a corrupt or truncated chunk"):
+        volume[:]

@@ -341,6 +341,23 @@ def test_open_target_reads_a_zarr_volume_lazily(sample_pair, tmp_path):
         open_target(path, labels=path)
 
 
+def test_open_target_reads_an_hdf5_dataset_lazily_unless_it_has_labels(sample_pair, tmp_path):
+    import h5py
+
+    path = tmp_path / "t.h5"
+    with h5py.File(path, "w") as file:
+        file["raw"] = sample_pair.target_image
+        file["labels"] = sample_pair.target_labels
+    size = PixelSize((8.0, 8.0), "nm")
+    target, test = open_target(f"{path}:raw", pixel_size=size)
+    assert target.lazy
+    assert (target.pixel_size, test) == (size, None)
+    np.testing.assert_array_equal(target.images[1, :5, :5], sample_pair.target_image[1, :5, :5])
+    labelled, _ = open_target(f"{path}:raw", labels=f"{path}:labels")
+    assert not labelled.lazy
+    assert list(labelled.labelled_slices()) == list(range(len(sample_pair.target_image)))
+
+
 def test_predict_resamples_in_memory_and_out_of_core(trained_model, sample_pair, tmp_path):
     """An image at another scale than the model's is resampled to its pixel size and the
     result brought back, in memory and out of core alike (the same probabilities)."""

@@ -73,8 +73,9 @@ def test_the_form_shows_both_pixel_sizes_and_the_factor(make_napari_viewer):
     )
     target.scale, target.units = (1, 0.0092, 0.0092), ("um", "um", "um")
     form.refresh()
-    assert form.scaling_label.text().endswith(
-        "the target is resampled by 2.3 to the source's pixel size"
+    assert form.scaling_label.text() == (  # both in the source's unit, to compare at a glance
+        "source 1 x 4 x 4 nm, target 1000 x 9.2 x 9.2 nm: the target is resampled by 2.3 to "
+        "the source's pixel size"
     )
     form.field("alignment.pixel_size").value = False
     assert form.scaling_label.text().endswith("matching pixel sizes is off, no resampling")

@@ -191,7 +191,7 @@ def _preprocessing(args: argparse.Namespace) -> Preprocessing:
 
 
 def _scores(model, domain: Domain, threshold: float = 0.5) -> dict[str, Any]:
-    probabilities = model.predict(domain.images, domain.masks)
+    probabilities = model.predict(domain.images, domain.masks, pixel_size=domain.pixel_size)
     scores = segmentation_scores(probabilities, domain.labels, domain.masks, threshold)
     cut, best = best_threshold(probabilities, domain.labels, domain.masks)
     # The best threshold is picked on these very labels: an upper bound, never a result.
@@ -385,8 +385,9 @@ def run_predict(args: argparse.Namespace) -> int:
     model = load_model(args.model, _device(args.device))
     options = {"tile_size": args.tile_size, "tile_overlap": args.overlap, "amp": args.amp}
     options.update(batch_size=args.batch_size, threshold=args.threshold, name=str(args.input))
+    options["pixel_size"] = size  # at another scale than the model's: resampled and back
     if into_store:
-        store = {"store": args.out, "overwrite": args.overwrite, "pixel_size": size}
+        store = {"store": args.out, "overwrite": args.overwrite}
         store.update(chunk=args.chunk, overlap=args.chunk_overlap)
         result = _predicted(predict(model, args.input, **store, **options))
     else:
@@ -458,11 +459,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.model, _device(args.device))
     if is_dataset(args.data):
         domain = load_dataset(args.data, "test", labels=True)
+        images = Path(args.data) / "test" / "images"
     else:
         if not args.labels:
             raise InputError("--data is an image, not a dataset directory; give --labels")
         masks = read_volume(args.masks) if args.masks else None
         domain = Domain(read_volume(args.data), read_volume(args.labels), masks)
+        images = args.data
+    domain.pixel_size = _pixel_size(args, images)
     result = {"model": str(args.model), "data": str(args.data)}
     result.update(_scores(model, domain, args.threshold))
     print_json(result)

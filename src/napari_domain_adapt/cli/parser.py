@@ -42,7 +42,7 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 _PIXEL_SIZE_HELP = (
     "pixel size of {what}, instead of what its file says: 4nm (y and x), 50,4,4nm (z, y, x) "
-    "or 0.004um; written into the outputs{kept}"
+    "or 0.004um; {kept}"
 )
 _UNIT_HELP = (
     "unit of the pixel sizes given without one (nm, um, ...), and of sizes that a file "
@@ -51,7 +51,10 @@ _UNIT_HELP = (
 
 
 def _add_pixel_size_options(
-    parser: argparse.ArgumentParser, names: dict[str, str], kept: str = ""
+    parser: argparse.ArgumentParser,
+    names: dict[str, str],
+    kept: str = "written into the outputs; a model trained at another pixel size predicts "
+    "it resampled to its own, and returns the result on its grid",
 ) -> None:
     """``--NAME SIZE`` for each input of ``names`` (option -> what it sizes), and ``--unit``."""
     for option, what in names.items():
@@ -78,7 +81,8 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
         "--target",
         required=adapt,
         help="unlabelled target: dataset dir (train split; test split scores), image, or a "
-        "zarr volume (read patch by patch: it need not fit in memory)",
+        "zarr volume or HDF5 dataset file.h5:raw (read patch by patch: it need not fit in "
+        "memory)",
     )
     data.add_argument(
         "--target-labels",
@@ -100,7 +104,7 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
     _add_pixel_size_options(
         data,
         {"--source-pixel-size": "--source", "--target-pixel-size": "--target"},
-        kept=" (the model keeps both)",
+        kept="written into the outputs (the model keeps both)",
     )
     data.add_argument(
         "--start-from",
@@ -361,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="id 0 is an instance like any other, or unlabelled (see --valid-out)",
     )
     membranes.add_argument("--valid-out", type=Path, help="also write the valid-pixel mask")
-    _add_pixel_size_options(membranes, {"--pixel-size": "--input"})
+    _add_pixel_size_options(membranes, {"--pixel-size": "--input"}, "written into the outputs")
     membranes.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
 
     evaluate = commands.add_parser("evaluate", help="score a model on labelled data (JSON)")
@@ -371,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--labels", help="labels when --data is an image file or folder")
     evaluate.add_argument("--masks", help="field-of-view masks for --data images")
+    _add_pixel_size_options(
+        evaluate,
+        {"--pixel-size": "--data"},
+        "a model trained at another pixel size predicts it resampled to its own, and is "
+        "scored on the labels' grid",
+    )
     evaluate.add_argument(
         "--threshold", type=float, default=0.5, help="probability above which a pixel is structure"
     )

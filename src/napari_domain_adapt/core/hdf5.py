@@ -84,23 +84,74 @@ def _open(path: Path):
 
 def read_hdf5(text: str | Path) -> np.ndarray:
     """The array that ``file.hdf:dataset`` names, read into memory."""
+    path, name = _named(text)
+    with _open(path) as file:
+        return _read(_lookup(file, path, name), path, name, ...)
+
+
+class Hdf5Volume:
+    """The dataset that ``file.hdf:dataset`` names, opened on demand, that dask can slice and
+    pickle: out-of-core prediction reads only the slices it needs (HDF5 decodes whole
+    chunks). The open file is not pickled: each process opens its own."""
+
+    def __init__(self, text: str | Path) -> None:
+        path, self.name = _named(text)
+        self.path = str(path)
+        self._file: Any = None
+        self._dataset: Any = None
+        dataset = self._open()
+        self.shape, self.dtype, self.ndim = (
+            tuple(dataset.shape),
+            np.dtype(dataset.dtype),
+            dataset.ndim,
+        )
+        #: The dataset's chunk shape (None where it is stored contiguously).
+        self.chunks = dataset.chunks
+
+    def _open(self) -> Any:
+        if self._dataset is None:
+            self._file = _open(Path(self.path))
+            self._dataset = _lookup(self._file, Path(self.path), self.name)
+        return self._dataset
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return _read(self._open(), Path(self.path), self.name, key)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_file": None, "_dataset": None}
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.name}"
+
+
+def _named(text: str | Path) -> tuple[Path, str]:
+    """The file and the dataset that ``file.hdf:dataset`` names (InputError without one)."""
     path, name = split_hdf5_path(text)
-    available = ", ".join(d.name for d in list_hdf5(path)) or "none"
     if name is None:
+        available = ", ".join(d.name for d in list_hdf5(path)) or "none"
         raise InputError(
             f"{path} is an HDF5 file; name the dataset as {path}:PATH (found: {available})"
         )
-    with _open(path) as file:
-        dataset = _dataset(file, path, name)
-        if dataset is None or not hasattr(dataset, "shape"):
-            raise InputError(f"{path} has no dataset {name!r}; found: {available}")
-        try:
-            return np.asarray(dataset)
-        except OSError as error:  # a compression filter failed: a damaged chunk
-            raise InputError(
-                f"cannot read {path}:{name}: a corrupt or truncated chunk ({error}); "
-                "expected a readable HDF5 dataset"
-            ) from error
+    return path, name
+
+
+def _lookup(file: Any, path: Path, name: str) -> Any:
+    """The dataset ``name`` of an open file (InputError where there is none)."""
+    dataset = _dataset(file, path, name)
+    if dataset is None or not hasattr(dataset, "shape"):
+        available = ", ".join(d.name for d in list_hdf5(path)) or "none"
+        raise InputError(f"{path} has no dataset {name!r}; found: {available}")
+    return dataset
+
+
+def _read(dataset: Any, path: Path, name: str, key: Any) -> np.ndarray:
+    try:
+        return np.asarray(dataset[key])
+    except OSError as error:  # a compression filter failed: a damaged chunk
+        raise InputError(
+            f"cannot read {path}:{name}: a corrupt or truncated chunk ({error}); "
+            "expected a readable HDF5 dataset"
+        ) from error
 
 
 def _dataset(file: Any, path: Path, name: str) -> Any:

@@ -26,7 +26,7 @@ import torch
 from .data import Domain, as_image_stack, is_lazy
 from .errors import InputError
 from .guard import SOURCE_ONLY, GuardVerdict, Predictions, guard
-from .hdf5 import split_hdf5_path
+from .hdf5 import is_hdf5, split_hdf5_path
 from .io import is_dataset, load_dataset, read_volume
 from .metrics import check_threshold
 from .pixel_size import PixelSize
@@ -341,15 +341,18 @@ def open_target(
 ) -> tuple[Domain, Domain | None]:
     """The target to adapt to, and a labelled test split to score on (a dataset's, if any).
 
-    A zarr volume is read patch by patch, on demand. A dataset directory gives its train
-    images, with the labels of ``label_slices`` only (none without them).
+    A zarr volume is read patch by patch, on demand, and so is an HDF5 dataset without
+    labels (with labels it is read into memory, as a TIFF is). A dataset directory gives its
+    train images, with the labels of ``label_slices`` only (none without them).
     """
     if is_zarr(path):
         if labels:
             raise InputError(
                 f"target {path} is a zarr volume, read patch by patch, which takes no labels; "
-                "expected labels with a TIFF, image or dataset target"
+                "expected labels with a TIFF, HDF5, image or dataset target"
             )
+        return Domain(path, name="target", pixel_size=pixel_size), None
+    if is_hdf5(path) and not labels:
         return Domain(path, name="target", pixel_size=pixel_size), None
     if not is_dataset(path):
         given = read_volume(labels) if labels else None
@@ -372,6 +375,7 @@ def open_target(
     test = None
     if (root / "test" / "labels").is_dir():
         test = load_dataset(root, "test", labels=True, name="target test")
+        test.pixel_size = pixel_size  # the dataset's: its splits share one scale
     return target, test
 
 

@@ -211,6 +211,7 @@ def describe_scaling(
         factor = scale_factor(source, target)
     except InputError as error:
         return f"source {source}, target {target}: {error}"
+    target = target.to(source.unit)  # both in one unit: 4 nm against 9.2 nm, not 0.0092 µm
     if factor is None:
         return f"source {source}, target {target}: the same scale, no resampling"
     if not resample:

@@ -1,5 +1,6 @@
 """Volumes read on demand: a zarr store (an OME-Zarr image at one of its levels), a TIFF
-through a memory map or tifffile's zarr view, or any chunked array, checked once.
+through a memory map or tifffile's zarr view, an HDF5 dataset, or any chunked array,
+checked once.
 
 Opening a volume is apart from predicting it (:mod:`.volume_prediction`), so that the data
 checks can open volumes without the model and its prediction.
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .hdf5 import Hdf5Volume, is_hdf5
 from .ome_zarr import first_level
 
 #: Slices up to this many pixels get exact percentiles; larger ones a strided sample.
@@ -68,11 +70,14 @@ def open_volume(source: object) -> Any:
     """``source`` as a lazy array of shape ([1, ...,] Z, Y, X) or (Y, X), validated.
 
     Accepted: a zarr store path (an array, or a group holding one array or an array ``0``),
-    a TIFF path, a zarr array, a dask array or a numpy array (a memory map stays lazy).
+    a TIFF path, an HDF5 dataset as ``file.h5:dataset``, a zarr array, a dask array or a
+    numpy array (a memory map stays lazy).
     """
     if isinstance(source, str | Path):
         path = Path(source)
-        if is_zarr(path):
+        if is_hdf5(source):
+            data = Hdf5Volume(source)
+        elif is_zarr(path):
             data = _zarr_array(path)
         elif path.suffix.lower() in (".tif", ".tiff") and path.is_file():
             try:
@@ -175,6 +180,8 @@ def describe_source(data: Any) -> str:
     """The file or store behind ``data`` for messages, else its type."""
     if isinstance(data, _TiffVolume):
         return data.path
+    if isinstance(data, Hdf5Volume):
+        return str(data)
     store = getattr(data, "store", None)
     root = getattr(store, "root", None) or getattr(store, "path", None)
     kind = "zarr array" if store is not None else type(data).__name__
