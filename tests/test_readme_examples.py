@@ -34,7 +34,7 @@ def test_a_readme_example_runs(index, tmp_path, monkeypatch):
     assert read_pixel_size("target.ome.tif") == PixelSize((50, 8, 8), "nm")
     code = re.sub(r"steps=\d+", "steps=2", BLOCKS[index])
     names: dict = {}
-    exec(compile(code, f"README.md python block {index}", "exec"), names)  # noqa: S102
+    exec(compile(code, f"README.md python block {index}", "exec"), names)
     assert np.isfinite(names["probabilities"]).all()
     if "save_checkpoint" in code:
         assert names["probabilities"].shape == (2, *target.shape)  # the image's own grid
