@@ -100,11 +100,8 @@ class Hdf5Volume:
         self._file: Any = None
         self._dataset: Any = None
         dataset = self._open()
-        self.shape, self.dtype, self.ndim = (
-            tuple(dataset.shape),
-            np.dtype(dataset.dtype),
-            dataset.ndim,
-        )
+        self.shape = tuple(dataset.shape)
+        self.dtype, self.ndim = np.dtype(dataset.dtype), dataset.ndim
         #: The dataset's chunk shape (None where it is stored contiguously).
         self.chunks = dataset.chunks
 
@@ -145,6 +142,7 @@ def _lookup(file: Any, path: Path, name: str) -> Any:
 
 
 def _read(dataset: Any, path: Path, name: str, key: Any) -> np.ndarray:
+    """``dataset[key]`` in memory; a chunk that fails to decode is an InputError."""
     try:
         return np.asarray(dataset[key])
     except OSError as error:  # a compression filter failed: a damaged chunk
