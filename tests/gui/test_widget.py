@@ -635,6 +635,7 @@ def test_the_settings_of_the_last_run_open_with_the_next_widget(ready, qtbot, no
     """A run keeps the form's settings; the next session's widget opens with them and says
     so; Reset goes back to the defaults; the installation check uses the defaults and keeps
     nothing."""
+    from napari_domain_adapt.gui import remembered
     from napari_domain_adapt.gui.demo import at_defaults
     from napari_domain_adapt.gui.form import InputsForm
 
@@ -647,6 +648,7 @@ def test_the_settings_of_the_last_run_open_with_the_next_widget(ready, qtbot, no
     kept = widget.form.values()
     assert (kept["mode"], kept["steps"]) == ("adversarial", 6)
     assert kept != defaults
+    qtbot.waitUntil(lambda: remembered.load() == kept)  # written in a thread
 
     viewer.window.remove_dock_widget("all")
     again = dock(viewer)

@@ -59,5 +59,5 @@ def save(values: dict[str, Any]) -> None:
         with core.atomic_write(path, overwrite=True) as temporary:
             text = json.dumps({"version": VERSION, "values": values}, indent=1, sort_keys=True)
             temporary.write_text(text + "\n", encoding="utf-8")
-    except (OSError, ValueError) as error:  # InputError is a ValueError
+    except (OSError, TypeError, ValueError) as error:  # InputError is a ValueError
         _log.warning("could not keep the widget settings in %s: %s", path, error)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -218,8 +219,9 @@ class AdaptWidget(QWidget):
         except ValueError as error:  # InputError, and TrainConfig's validation
             show_error(f"Cannot start: {error}")
             return None
-        if self.remember_settings:
-            remembered.save(self.form.values())
+        if self.remember_settings:  # in a thread: a slow (network) home folder never stalls
+            values = self.form.values()
+            threading.Thread(target=remembered.save, args=(values,), daemon=True).start()
         baseline, self._baseline_name = self._baseline(initial, baseline_name, config.mode)
         self._baseline_model = baseline
         self._offer_other(None)
