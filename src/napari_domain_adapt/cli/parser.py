@@ -42,7 +42,7 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 _PIXEL_SIZE_HELP = (
     "pixel size of {what}, instead of what its file says: 4nm (y and x), 50,4,4nm (z, y, x) "
-    "or 0.004um; {kept}"
+    "or 0.004um; {effect}"
 )
 _UNIT_HELP = (
     "unit of the pixel sizes given without one (nm, um, ...), and of sizes that a file "
@@ -53,13 +53,14 @@ _UNIT_HELP = (
 def _add_pixel_size_options(
     parser: argparse.ArgumentParser,
     names: dict[str, str],
-    kept: str = "written into the outputs; a model trained at another pixel size predicts "
+    effect: str = "written into the outputs; a model trained at another pixel size predicts "
     "it resampled to its own, and returns the result on its grid",
 ) -> None:
-    """``--NAME SIZE`` for each input of ``names`` (option -> what it sizes), and ``--unit``."""
+    """``--NAME SIZE`` for each input of ``names`` (option -> what it sizes), and ``--unit``;
+    ``effect`` ends the help: what the command does with the size."""
     for option, what in names.items():
         parser.add_argument(
-            option, metavar="SIZE", help=_PIXEL_SIZE_HELP.format(what=what, kept=kept)
+            option, metavar="SIZE", help=_PIXEL_SIZE_HELP.format(what=what, effect=effect)
         )
     parser.add_argument("--unit", help=_UNIT_HELP)
 
@@ -104,7 +105,7 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
     _add_pixel_size_options(
         data,
         {"--source-pixel-size": "--source", "--target-pixel-size": "--target"},
-        kept="written into the outputs (the model keeps both)",
+        effect="written into the outputs (the model keeps both)",
     )
     data.add_argument(
         "--start-from",

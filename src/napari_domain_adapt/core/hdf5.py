@@ -125,9 +125,8 @@ def _named(text: str | Path) -> tuple[Path, str]:
     """The file and the dataset that ``file.hdf:dataset`` names (InputError without one)."""
     path, name = split_hdf5_path(text)
     if name is None:
-        available = ", ".join(d.name for d in list_hdf5(path)) or "none"
         raise InputError(
-            f"{path} is an HDF5 file; name the dataset as {path}:PATH (found: {available})"
+            f"{path} is an HDF5 file; name the dataset as {path}:PATH (found: {_available(path)})"
         )
     return path, name
 
@@ -136,9 +135,13 @@ def _lookup(file: Any, path: Path, name: str) -> Any:
     """The dataset ``name`` of an open file (InputError where there is none)."""
     dataset = _dataset(file, path, name)
     if dataset is None or not hasattr(dataset, "shape"):
-        available = ", ".join(d.name for d in list_hdf5(path)) or "none"
-        raise InputError(f"{path} has no dataset {name!r}; found: {available}")
+        raise InputError(f"{path} has no dataset {name!r}; found: {_available(path)}")
     return dataset
+
+
+def _available(path: Path) -> str:
+    """The file's datasets, for a message that says what is there."""
+    return ", ".join(d.name for d in list_hdf5(path)) or "none"
 
 
 def _read(dataset: Any, path: Path, name: str, key: Any) -> np.ndarray:

@@ -345,14 +345,12 @@ def open_target(
     labels (with labels it is read into memory, as a TIFF is). A dataset directory gives its
     train images, with the labels of ``label_slices`` only (none without them).
     """
-    if is_zarr(path):
-        if labels:
-            raise InputError(
-                f"target {path} is a zarr volume, read patch by patch, which takes no labels; "
-                "expected labels with a TIFF, HDF5, image or dataset target"
-            )
-        return Domain(path, name="target", pixel_size=pixel_size), None
-    if is_hdf5(path) and not labels:
+    if is_zarr(path) and labels:
+        raise InputError(
+            f"target {path} is a zarr volume, read patch by patch, which takes no labels; "
+            "expected labels with a TIFF, HDF5, image or dataset target"
+        )
+    if is_zarr(path) or (is_hdf5(path) and not labels):  # read on demand
         return Domain(path, name="target", pixel_size=pixel_size), None
     if not is_dataset(path):
         given = read_volume(labels) if labels else None

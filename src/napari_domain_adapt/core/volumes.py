@@ -58,6 +58,9 @@ class _TiffVolume:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_data": None}
 
+    def __str__(self) -> str:
+        return self.path
+
 
 def is_zarr(path: str | Path) -> bool:
     """Whether ``path`` is a zarr store (v2 or v3): a folder with zarr metadata."""
@@ -178,9 +181,7 @@ def constant_value(data: Any, budget: int = CHECK_PIXELS) -> Any:
 
 def describe_source(data: Any) -> str:
     """The file or store behind ``data`` for messages, else its type."""
-    if isinstance(data, _TiffVolume):
-        return data.path
-    if isinstance(data, Hdf5Volume):
+    if isinstance(data, _TiffVolume | Hdf5Volume):
         return str(data)
     store = getattr(data, "store", None)
     root = getattr(store, "root", None) or getattr(store, "path", None)

@@ -314,14 +314,18 @@ class InputsForm(QWidget):
 
     def values(self) -> dict[str, Any]:
         """The mode and every setting's value by path: what :meth:`restore` takes."""
-        return {"mode": self.mode.value, **{p: f.value for p, f in self.fields.items()}}
+        return {path: field.value for path, field in self._kept_fields().items()}
+
+    def _kept_fields(self) -> dict[str, Widget]:
+        """The fields a session keeps for the next one: the mode and the settings."""
+        return {"mode": self.mode, **self.fields}
 
     def restore(self, values: dict[str, Any]) -> list[str]:
         """Set the mode and settings from ``values`` (from :meth:`values`, perhaps of another
         version), all or none: unknown paths are skipped, and where a field refuses a value
         or the whole would not make a valid run, nothing changes. Returns the paths changed."""
-        fields = {"mode": self.mode, **self.fields}
-        before = {path: field.value for path, field in fields.items()}
+        fields = self._kept_fields()
+        before = self.values()
         try:
             for path, value in values.items():
                 if path in fields:
