@@ -45,6 +45,13 @@ def test_saved_values_load_again(settings_path):
     assert [p.name for p in settings_path.parent.iterdir()] == ["widget.json"]  # no leftovers
 
 
+def test_an_update_keeps_the_other_values(settings_path):
+    remembered.update({"export.format": 1})  # no file yet
+    remembered.update({"mode": "adversarial", "steps": 5})
+    remembered.update({"steps": 7})
+    assert remembered.load() == {"export.format": 1, "mode": "adversarial", "steps": 7}
+
+
 @pytest.mark.parametrize(
     "text",
     ["{not json", "[1, 2]", json.dumps({"version": 0, "values": {"steps": 5}}), '{"version": 1}'],

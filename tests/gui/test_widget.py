@@ -631,10 +631,10 @@ def test_a_batch_halved_for_memory_is_kept_in_the_form(ready, qtbot, monkeypatch
     assert notes["warning"] == []
 
 
-def test_the_settings_of_the_last_run_open_with_the_next_widget(ready, qtbot, notes):
-    """A run keeps the form's settings; the next session's widget opens with them and says
-    so; Reset goes back to the defaults; the installation check uses the defaults and keeps
-    nothing."""
+def test_the_settings_of_the_last_run_open_with_the_next_widget(ready, qtbot, notes, tmp_path):
+    """A run keeps the form's settings, an export its format; the next session's widget
+    opens with them and says so; Reset goes back to the defaults; the installation check
+    uses the defaults and keeps nothing."""
     from napari_domain_adapt.gui import remembered
     from napari_domain_adapt.gui.demo import at_defaults
     from napari_domain_adapt.gui.form import InputsForm
@@ -648,11 +648,16 @@ def test_the_settings_of_the_last_run_open_with_the_next_widget(ready, qtbot, no
     kept = widget.form.values()
     assert (kept["mode"], kept["steps"]) == ("adversarial", 6)
     assert kept != defaults
-    qtbot.waitUntil(lambda: remembered.load() == kept)  # written in a thread
+    assert widget.export_format.value == 255  # the default
+    widget.export_format.value = 1
+    assert widget.export_segmentation(tmp_path / "mask.tif") is not None
+    # written in threads, one update at a time: neither replaces the other
+    qtbot.waitUntil(lambda: remembered.load() == {**kept, "export.format": 1})
 
     viewer.window.remove_dock_widget("all")
     again = dock(viewer)
     assert again.form.values() == kept
+    assert again.export_format.value == 1
     assert "settings of your last run" in again.status.text()
     again.form.reset_button.click()
     assert again.form.values() == defaults

@@ -1,7 +1,8 @@
 """The widget's settings, kept between napari sessions in a small JSON file per user.
 
-The form's values are saved when a run starts (the values the user has just used) and
-restored when the widget opens; the layer pickers are not (layers differ between sessions).
+The form's values are saved when a run starts (the values the user has just used), the
+export format when a mask is exported, and both are restored when the widget opens; the
+layer pickers are not (layers differ between sessions).
 ``NAPARI_DOMAIN_ADAPT_SETTINGS`` names another file (the tests use one per test).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,8 @@ _log = logging.getLogger(__name__)
 FILE_VARIABLE = "NAPARI_DOMAIN_ADAPT_SETTINGS"
 #: Bumped when saved values stop meaning what they meant; older files are then ignored.
 VERSION = 1
+#: One update at a time: the widget saves from threads, and each update reads the file first.
+_updating = threading.Lock()
 
 
 def settings_file() -> Path:
@@ -61,3 +65,10 @@ def save(values: dict[str, Any]) -> None:
             temporary.write_text(text + "\n", encoding="utf-8")
     except (OSError, TypeError, ValueError) as error:  # InputError is a ValueError
         _log.warning("could not keep the widget settings in %s: %s", path, error)
+
+
+def update(values: dict[str, Any]) -> None:
+    """Keep ``values`` beside those already kept (a run's settings beside the export
+    format, say); logged only on failure, as :func:`save`."""
+    with _updating:
+        save({**load(), **values})

@@ -14,6 +14,7 @@ its sentences in :mod:`.messages`, its files in :mod:`.model_files`, a run's lay
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import threading
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 _PLOT_INTERVAL_MS = 250
+#: The kept setting of the export format (0/1 or 0/255), beside the form's.
+_EXPORT_FORMAT = "export.format"
 # COMBO_* (now in .qt_helpers) and guard_text (now in .messages) stay importable from here.
 __all__ = ["COMBO_CHARACTERS", "COMBO_POLICY", "AdaptWidget", "guard_text"]
 
@@ -95,8 +98,11 @@ class AdaptWidget(QWidget):
         self._plot_timer.setInterval(_PLOT_INTERVAL_MS)
 
         self.form = InputsForm(napari_viewer)
-        restored = self.form.restore(remembered.load())
+        kept = remembered.load()
+        restored = self.form.restore(kept)
         self._build()
+        with contextlib.suppress(ValueError, TypeError):  # not one of its choices: the default
+            self.export_format.value = kept.get(_EXPORT_FORMAT, self.export_format.value)
         if restored:
             self.status.setText(
                 "Ready, with the settings of your last run (Advanced ▸ Reset to defaults)"
@@ -219,9 +225,7 @@ class AdaptWidget(QWidget):
         except ValueError as error:  # InputError, and TrainConfig's validation
             show_error(f"Cannot start: {error}")
             return None
-        if self.remember_settings:  # in a thread: a slow (network) home folder never stalls
-            values = self.form.values()
-            threading.Thread(target=remembered.save, args=(values,), daemon=True).start()
+        self._keep(self.form.values())
         baseline, self._baseline_name = self._baseline(initial, baseline_name, config.mode)
         self._baseline_model = baseline
         self._offer_other(None)
@@ -515,7 +519,14 @@ class AdaptWidget(QWidget):
             show_error(f"Cannot export: {error}")
             return None
         show_info(f"Saved {layer.name} to {written}")
+        self._keep({_EXPORT_FORMAT: self.export_format.value})
         return written
+
+    def _keep(self, values: dict[str, Any]) -> None:
+        """Keep ``values`` for the next session, in a thread: a slow (network) home folder
+        never stalls the viewer."""
+        if self.remember_settings:
+            threading.Thread(target=remembered.update, args=(values,), daemon=True).start()
 
     def save_model(self, path: str | Path | None = None) -> Path | None:
         """Save the current model as a checkpoint; asks before replacing a file."""
