@@ -9,6 +9,7 @@ from _pixel_files import ome_zarr
 from napari_domain_adapt.core.ome_zarr import (
     first_level,
     image_level,
+    image_levels,
     image_metadata,
     level_pixel_size,
     zarr_pixel_size,
@@ -27,6 +28,7 @@ def test_levels_and_their_pixel_sizes(tmp_path):
         assert zarr_pixel_size(path) == EM.to("nm")
         assert zarr_pixel_size(path / "s1") == PixelSize((50.0, 8.0, 8.0), "nm")
         assert image_level(path / "s1") == (path, "s1")
+        assert image_levels(path) == [("s0", EM), ("s1", PixelSize((50.0, 8.0, 8.0), "nm"))]
 
 
 def test_plain_zarr_has_no_pixel_size(tmp_path):
@@ -34,6 +36,7 @@ def test_plain_zarr_has_no_pixel_size(tmp_path):
     assert zarr_pixel_size(tmp_path / "plain.zarr") is None
     assert image_level(tmp_path / "plain.zarr") == (None, None)
     assert zarr_pixel_size(tmp_path / "missing.zarr") is None
+    assert image_levels(tmp_path / "plain.zarr") == image_levels(tmp_path / "missing") == []
 
 
 def test_axes_of_other_units():

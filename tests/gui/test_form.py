@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+import dask.array as da
 import numpy as np
 import pytest
 
 from napari_domain_adapt.cli.parser import add_settings, given_settings
 from napari_domain_adapt.core import SETTINGS, TEACHER_MODES, Setting, TrainConfig
-from napari_domain_adapt.gui.form import InputsForm
+from napari_domain_adapt.gui.form import InputsForm, layer_pixels
 
 pytestmark = pytest.mark.gui
 
@@ -117,3 +118,19 @@ def test_a_bad_kept_value_changes_nothing(make_napari_viewer, kept):
     before = form.values()
     assert form.restore({"model.width": 32, **kept}) == []
     assert form.values() == before
+
+
+def test_a_run_reads_the_full_resolution_of_a_multiscale_layer_on_demand():
+    """An OME-Zarr image opens as a multiscale layer; a run reads its first level, lazily
+    where it is grey, never the whole pyramid into memory."""
+    from napari.layers import Image
+
+    full = da.from_array(np.arange(2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8), chunks=4)
+    multiscale = Image([full, full[:, ::2, ::2]], multiscale=True)
+    assert layer_pixels(multiscale) is full
+    assert layer_pixels(Image(full)) is full
+    colour = np.zeros((2, 8, 8, 3), np.uint8)
+    colour[..., 0] = 1
+    pixels = layer_pixels(Image(da.from_array(colour), rgb=True))  # colour: in memory
+    assert isinstance(pixels, np.ndarray)
+    assert pixels.shape == colour.shape

@@ -1,17 +1,19 @@
 """The npe2 readers: HDF5 datasets open as lazy layers at their voxel size, ImageJ and
-OME-TIFF files at their pixel size."""
+OME-TIFF files at their pixel size, OME-Zarr images as lazy multiscale layers at theirs."""
 
 from __future__ import annotations
 
+import dask.array as da
 import h5py
 import numpy as np
 import pytest
 import tifffile
+import zarr
 
-from _pixel_files import em_stack, imagej_stack, ome_tiff
+from _pixel_files import em_stack, imagej_stack, ome_tiff, ome_zarr
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.pixel_size import PixelSize
-from napari_domain_adapt.gui.reader import get_reader, get_tiff_reader
+from napari_domain_adapt.gui.reader import get_ome_zarr_reader, get_reader, get_tiff_reader
 
 
 def test_reader_opens_images_and_labels_at_their_scale(tmp_path):
@@ -166,3 +168,46 @@ def test_napari_asks_which_reader_unless_one_is_preferred(
     monkeypatch.setattr(settings.plugins, "extension2reader", {"*.tif": "napari-domain-adapt"})
     (layer,) = viewer.open(str(path), plugin=None)
     np.testing.assert_allclose(layer.scale, (0.05, 0.004, 0.004))
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_an_ome_zarr_image_opens_lazily_at_its_pixel_size(tmp_path, version):
+    """Every level, read on demand, at the full resolution's pixel size; napari's builtins
+    open the same folder at scale 1."""
+    data = em_stack()
+    path = ome_zarr(tmp_path / "raw.ome.zarr", data, version=version)
+    ((levels, meta, kind),) = get_ome_zarr_reader(str(path))(str(path))
+    assert (kind, meta["name"], meta["multiscale"]) == ("image", "raw", True)
+    assert all(isinstance(level, da.Array) for level in levels)
+    np.testing.assert_array_equal(levels[0].compute(), data)
+    assert levels[1].shape == (3, 32, 40)
+    assert meta["scale"] == (50.0, 4.0, 4.0)
+    if "units" in meta:  # napari 0.6 and later
+        assert meta["units"] == ("nanometer",) * 3
+
+
+def test_an_ome_zarr_image_drops_single_time_and_channel_axes(tmp_path):
+    group = zarr.open_group(str(tmp_path / "tczyx.zarr"), mode="w", zarr_format=2)
+    group.create_array("0", shape=(1, 1, 2, 8, 8), dtype="u2")[:] = 7
+    axes = [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}]
+    axes += [{"name": axis, "type": "space", "unit": "micrometer"} for axis in "zyx"]
+    scale = {"type": "scale", "scale": [1.0, 1.0, 0.05, 0.01, 0.01]}
+    dataset = {"path": "0", "coordinateTransformations": [scale]}
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": [dataset]}]
+    ((data, meta, _),) = get_ome_zarr_reader(str(tmp_path / "tczyx.zarr"))(
+        str(tmp_path / "tczyx.zarr")
+    )
+    assert isinstance(data, da.Array)
+    assert data.shape == (2, 8, 8)
+    assert meta["multiscale"] is False
+    assert meta["scale"] == (0.05, 0.01, 0.01)
+
+
+def test_get_ome_zarr_reader_takes_only_ome_zarr_images(tmp_path):
+    zarr.open_array(str(tmp_path / "plain.zarr"), mode="w", shape=(4, 4), dtype="u1")
+    (tmp_path / "folder.zarr").mkdir()
+    for path in ("plain.zarr", "folder.zarr", "missing.zarr"):
+        assert get_ome_zarr_reader(str(tmp_path / path)) is None  # napari's builtins read them
+    path = str(ome_zarr(tmp_path / "raw.zarr"))
+    assert get_ome_zarr_reader([path]) is None
+    assert get_ome_zarr_reader(path) is not None

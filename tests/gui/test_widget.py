@@ -12,13 +12,15 @@ import tifffile
 from qtpy.QtCore import QThreadPool
 from qtpy.QtWidgets import QScrollArea, QStyle, QStyleOptionComboBox
 
-from _pixel_files import tiff_pixel_size_of
+from _pixel_files import ome_zarr, tiff_pixel_size_of
 from _widgets import wait_until_ready
 from napari_domain_adapt.core import ModelSpec, Preprocessing, TrainConfig
 from napari_domain_adapt.core.pixel_size import PixelSize
 from napari_domain_adapt.gui import dialogs as _dialogs
 from napari_domain_adapt.gui import jobs
+from napari_domain_adapt.gui.form import layer_pixel_size
 from napari_domain_adapt.gui.layers import LIVE_NAME, PROBABILITY_NAME, SEGMENTATION_NAME
+from napari_domain_adapt.gui.reader import read_ome_zarr_layer
 from napari_domain_adapt.gui.sample_data import make_sample_data
 
 pytestmark = pytest.mark.gui
@@ -464,18 +466,31 @@ def test_a_dask_layer_is_predicted_out_of_core(ready, qtbot):
 
 
 @pytest.mark.slow  # a whole run end to end: `pytest -m slow`
-def test_a_dask_target_trains_lazily_and_is_predicted_out_of_core(ready, qtbot):
+@pytest.mark.parametrize("opened", ["dask", "ome-zarr"])
+def test_a_lazy_target_trains_lazily_and_is_predicted_out_of_core(ready, qtbot, opened, tmp_path):
+    """A dask layer, or an OME-Zarr image opened by our reader as a multiscale layer: the
+    run reads the full resolution on demand and its result has the target's grid."""
     viewer, widget = ready
     layer = viewer.layers["target image"]
-    layer.data = da.from_array(np.asarray(layer.data), chunks=(1, 48, 48))
+    target = np.asarray(layer.data)
+    if opened == "dask":
+        layer.data = da.from_array(target, chunks=(1, 48, 48))
+    else:
+        viewer.layers.remove(layer)
+        path = ome_zarr(tmp_path / "target.ome.zarr", target)
+        ((data, meta, _),) = read_ome_zarr_layer(str(path))
+        layer = viewer.add_image(data, **meta)
+        assert layer.multiscale
+        widget.form.set_layer("target_image", layer)
     widget.adapt_button.click()
     finish(qtbot, widget)
     assert widget.model is not None
     probability, segmentation = widget._result
     assert isinstance(probability.data, da.Array)
     assert isinstance(segmentation.data, da.Array)
-    assert probability.data.shape == layer.data.shape
-    expected = widget.model.predict(layer.data.compute())
+    assert probability.data.shape == target.shape
+    np.testing.assert_array_equal(probability.scale, layer.scale)
+    expected = widget.model.predict(target, pixel_size=layer_pixel_size(layer))
     np.testing.assert_allclose(probability.data.compute(), expected, atol=1e-4)
 
 

@@ -44,6 +44,7 @@ from .io import (
 )
 from .labels import instances_to_membranes
 from .metrics import best_threshold, check_threshold, segmentation_scores
+from .ome_zarr import image_levels
 from .options import ADAPTIVE, PRESETS, SETTINGS, Setting, get_value, preset, with_values
 from .pipeline import (
     Judged,
@@ -120,6 +121,7 @@ __all__ = [
     "fit",
     "get_value",
     "guard_verdict",
+    "image_levels",
     "instances_to_membranes",
     "intensity_reference",
     "is_dataset",

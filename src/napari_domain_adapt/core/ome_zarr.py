@@ -46,6 +46,18 @@ def level_pixel_size(attributes: dict[str, Any], level: str) -> PixelSize | None
     return None
 
 
+def image_levels(path: str | Path) -> list[tuple[str, PixelSize | None]]:
+    """The arrays of the OME-Zarr image at ``path``, full resolution first, each with its
+    pixel size; empty where ``path`` is not an OME-Zarr image (a plain array, not zarr)."""
+    attributes = _attributes(Path(path))
+    for image in multiscales(attributes):
+        datasets = image.get("datasets") if isinstance(image, dict) else None
+        paths = [str(d["path"]) for d in datasets or [] if isinstance(d, dict) and "path" in d]
+        if paths:
+            return [(level, level_pixel_size(attributes, level)) for level in paths]
+    return []
+
+
 def _scale(transformations: Any) -> list[float] | None:
     for transformation in transformations or []:
         if isinstance(transformation, dict) and transformation.get("type") == "scale":

@@ -380,9 +380,9 @@ class InputsForm(QWidget):
             )
         labels = self.layer("target_labels")
         return TrainInputs(
-            source_image=np.asarray(self.layer("source_image").data),
+            source_image=np.asarray(layer_pixels(source)),
             source_labels=np.asarray(self.layer("source_labels").data),
-            target_image=None if target is None else _target_data(target),
+            target_image=None if target is None else layer_pixels(target),
             target_labels=None if labels is None else np.asarray(labels.data),
             target_rgb=bool(target is not None and target.rgb),
             target_label_kind=self.label_kind.value,
@@ -421,8 +421,11 @@ def make_field(setting: Setting, value: Any) -> Widget:
     return LineEdit(**common)
 
 
-def _target_data(layer: Layer) -> Any:
-    """A grey layer read on demand stays lazy (training reads its patches); others: numpy."""
-    if core.is_lazy(layer.data) and not layer.rgb and not layer.multiscale:
-        return layer.data
-    return np.asarray(layer.data)
+def layer_pixels(layer: Layer) -> Any:
+    """The pixels a run reads from an image layer: a multiscale layer's full resolution (an
+    OME-Zarr image, say). A grey layer read on demand stays lazy (training reads its
+    patches, prediction its tiles); others become numpy arrays."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    if core.is_lazy(data) and not layer.rgb:
+        return data
+    return np.asarray(data)

@@ -1,5 +1,7 @@
 """The npe2 readers: HDF5 volumes open as layers, lazily, at their voxel size; ImageJ and
-OME-TIFF files at the pixel size they declare (napari's own TIFF reader gives no scale).
+OME-TIFF files at the pixel size they declare (napari's own TIFF reader gives no scale);
+OME-Zarr images (NGFF 0.4 and 0.5) as lazy multiscale layers at their pixel size (napari's
+own zarr reader opens them at scale 1).
 
 napari asks which reader to use when several accept a file (its builtins read TIFF too):
 File › Open with Plugin, the reader dialog's "Remember this choice", or the preference
@@ -33,6 +35,35 @@ def get_tiff_reader(path: str | list[str]) -> Callable[[str], list[tuple]] | Non
     if isinstance(path, list) or Path(path).suffix.lower() not in (".tif", ".tiff"):
         return None
     return read_tiff_layer if Path(path).is_file() else None
+
+
+def get_ome_zarr_reader(path: str | list[str]) -> Callable[[str], list[tuple]] | None:
+    """The reader for an OME-Zarr image folder, or None for other paths (a plain zarr
+    array, a folder of another kind: napari's builtins read those)."""
+    if isinstance(path, list) or not core.is_zarr(path) or not core.image_levels(path):
+        return None
+    return read_ome_zarr_layer
+
+
+def read_ome_zarr_layer(path: str) -> list[tuple[Any, dict[str, Any], str]]:
+    """An OME-Zarr image as one Image layer, every level read on demand (multiscale where
+    it has several), at the full resolution's pixel size. Leading axes of length 1 (the
+    time and channel of ``tczyx``) are dropped, as the widget takes (Z, Y, X) or (Y, X)."""
+    import dask.array as da
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    levels = core.image_levels(path)
+    arrays = [da.from_zarr(group[name]) for name, _ in levels]
+    first = arrays[0]
+    leading = 0
+    while first.ndim - leading > 3 and first.shape[leading] == 1:
+        leading += 1
+    arrays = [array[(0,) * leading] for array in arrays]
+    name = Path(path).name.removesuffix(".zarr").removesuffix(".ome")
+    meta: dict[str, Any] = {"name": name, "multiscale": len(arrays) > 1}
+    meta.update(core.layer_options(levels[0][1], arrays[0].ndim))
+    return [(arrays if len(arrays) > 1 else arrays[0], _units_known(meta), "image")]
 
 
 def _is_labels(name: str, dtype: Any) -> bool:

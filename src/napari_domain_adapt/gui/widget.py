@@ -30,7 +30,7 @@ from napari_domain_adapt import core
 
 from . import model_files, remembered
 from .dialogs import Dialogs
-from .form import InputsForm, StartFromPicker, layer_pixel_size
+from .form import InputsForm, StartFromPicker, layer_pixel_size, layer_pixels
 from .jobs import InputRefused, ModelExported, export_job, train_job
 from .layers import LIVE_NAME
 from .messages import (
@@ -307,10 +307,10 @@ class AdaptWidget(QWidget):
             is_target = target is not None and layer.name == target.name
             name = "target" if is_target else layer.name
         self.status.setText(f"Predicting {layer.name}…")
-        data = layer.data
+        data = layer_pixels(layer)
         options = {"name": name, "amp": self.form.field("amp").value}
         options["pixel_size"] = layer_pixel_size(layer)  # resampled to the model's if need be
-        if core.is_lazy(data) and not layer.rgb and data.ndim in (2, 3) and not layer.multiscale:
+        if core.is_lazy(data) and data.ndim in (2, 3):
             # Out of core: the result goes to a zarr store on disk, shown lazily.
             return self._start(
                 core.predict, self.model, data, store=self._scratch.new_store(), **options
