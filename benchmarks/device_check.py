@@ -38,7 +38,7 @@ from napari_domain_adapt.core import (
     make_sample_pair,
 )
 from napari_domain_adapt.core.device import describe_device, resolve_device
-from speed import _synchronise, timed_fit
+from speed import synchronise, timed_fit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +72,7 @@ def _peak_mb(device: torch.device) -> float | None:
 
 
 def _reset_peak(device: torch.device) -> None:
-    _synchronise(device)
+    synchronise(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 

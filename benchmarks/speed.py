@@ -93,7 +93,7 @@ def _network(device: torch.device) -> UNet:
     return UNet(ModelSpec()).to(device).eval()
 
 
-def _synchronise(device: torch.device) -> None:
+def synchronise(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -155,13 +155,13 @@ def time_inference(
     outputs = {}
     for name, (run, _) in variants.items():  # warm-up (and compilation), and the outputs
         outputs[name] = run(image)
-    _synchronise(device)
+    synchronise(device)
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.repeats):
         for name, (run, _) in variants.items():
             start = time.perf_counter()
             run(image)
-            _synchronise(device)
+            synchronise(device)
             times[name].append(time.perf_counter() - start)
     baseline = next(iter(variants))
     megapixels = image.size / 1e6
