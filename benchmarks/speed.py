@@ -94,6 +94,8 @@ def _network(device: torch.device) -> UNet:
 
 
 def synchronise(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (CUDA runs asynchronously), so that a timer
+    read after it measures that work."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
