@@ -576,6 +576,36 @@ def test_adapt_at_another_scale_says_so_and_the_model_resamples(datasets, tmp_pa
     assert np.abs(in_memory - at_own_scale).max() > 0.01
 
 
+@pytest.mark.parametrize(
+    ("given", "hint"),
+    [
+        (["--source-pixel-size", "4nm"], "give --target-pixel-size with a unit, e.g. 4nm)\n"),
+        (["--target-pixel-size", "8nm"], "give --source-pixel-size with a unit, e.g. 4nm)\n"),
+        (["--target-pixel-size", "8nm", "--no-match-pixel-size"], "own scale\n"),
+    ],
+)
+def test_a_missing_pixel_size_is_named_with_the_option_that_gives_it(
+    datasets, tmp_path, capsys, given, hint
+):
+    """One side without a pixel size: adapt trains at the target's own scale and says
+    which option would give the missing size (not where matching is off)."""
+    argv = ["adapt", "--source", str(datasets / "source"), "--target", str(datasets / "target")]
+    assert main([*argv, *given, "--out", str(tmp_path / "m.pt"), *TINY]) == 0
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("pixel sizes"))
+    assert "pixel size known: the target is used at its own scale" in line
+    assert (line + "\n").endswith(hint)
+
+
+def test_from_a_model_without_a_pixel_size_no_option_is_offered_for_it(
+    datasets, checkpoint, tmp_path, capsys
+):
+    argv = ["adapt", "--start-from", str(checkpoint), "--target", str(datasets / "target")]
+    argv += ["--target-pixel-size", "8nm", "--out", str(tmp_path / "m.pt")]
+    assert main([*argv, *TINY]) == 0
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("pixel sizes"))
+    assert line.endswith("only the target's pixel size known: the target is used at its own scale")
+
+
 def test_scores_are_taken_at_the_targets_pixel_size(datasets, tmp_path, capsys):
     """adapt's target test scores and evaluate predict the target resampled to the model's
     pixel size, as predict does (the labels stay on the target's grid)."""

@@ -240,7 +240,8 @@ def _train_and_write(args: argparse.Namespace, mode: str | None) -> int:
     target, test = _load_target(args)
     initial = None if args.start_from is None else load_model(args.start_from, "cpu")
     config = _config(args, mode or args.mode or TrainConfig().mode)
-    _say_pixel_sizes(config, initial.pixel_size if source is None else source.pixel_size, target)
+    working = initial.pixel_size if source is None else source.pixel_size
+    _say_pixel_sizes(config, working, target, from_model=source is None)
     state = StateFile(args.out.with_name(args.out.name + ".state"), args.state_every)
     if state.path.exists() and not args.resume:
         raise InputError(
@@ -329,13 +330,28 @@ def _guard_entry(judged: Judged, baseline: Path | None) -> dict[str, Any]:
 
 
 def _say_pixel_sizes(
-    config: TrainConfig, working: PixelSize | None, target: Domain | None
+    config: TrainConfig,
+    working: PixelSize | None,
+    target: Domain | None,
+    from_model: bool = False,
 ) -> None:
-    """Print the working and the target's pixel sizes and what the run does with them."""
+    """Print the working and the target's pixel sizes and what the run does with them, and
+    which option gives a size where one is missing or has no unit (``from_model``: the
+    working size is the starting model's, which no option changes)."""
     sizes = (working, None if target is None else target.pixel_size)
-    if target is not None and any(size is not None for size in sizes):
-        scaling = describe_scaling(*sizes, resample=config.alignment.pixel_size)
-        print(f"pixel sizes: {scaling}", file=sys.stderr)
+    if target is None or all(size is None for size in sizes):
+        return
+    scaling = describe_scaling(*sizes, resample=config.alignment.pixel_size)
+    options = ("--source-pixel-size", "--target-pixel-size")
+    missing = [
+        option
+        for option, size in zip(options, sizes, strict=True)
+        if (size is None or size.unit is None) and not (from_model and option == options[0])
+    ]
+    hint = ""
+    if missing and config.alignment.pixel_size:
+        hint = f" (to match them, give {' and '.join(missing)} with a unit, e.g. 4nm)"
+    print(f"pixel sizes: {scaling}{hint}", file=sys.stderr)
 
 
 def _follow(events: Iterator[Any], steps: int) -> tuple[Any, Judged | None]:
