@@ -292,6 +292,16 @@ CLI_CASES = [
         "expected (64, 64) like",
     ),
     CliCase(
+        "masks-of-another-size",
+        lambda w, out: [
+            *_image_with_labels(lambda w: ("image.tif", w.image), _good_labels)(w, out),
+            "--source-masks",
+            w.tif("masks-small.tif", np.ones((2, 32, 32), np.uint8)),
+        ],
+        "source masks have shape (2, 32, 32)",
+        "expected the image's shape (2, 64, 64)",
+    ),
+    CliCase(
         "rgb-instance-ids",
         lambda w, out: [
             "membranes",

@@ -348,13 +348,23 @@ def test_train_on_hdf5_datasets(datasets, tmp_path, capsys):
         [tifffile.imread(p) for p in sorted((datasets / "source/train/labels").iterdir())]
     )
     volume = tmp_path / "source.hdf"
+    valid = np.ones(labels.shape, np.uint8)
     with h5py.File(volume, "w") as file:
         file["volumes/raw"] = images
         file["volumes/labels/membranes"] = labels
-    out = tmp_path / "m.pt"
-    args = ["train", "--source", f"{volume}:volumes/raw", "--out", str(out)]
-    assert main([*args, "--source-labels", f"{volume}:volumes/labels/membranes", *TINY]) == 0
+        file["volumes/masks/all"] = valid
+        valid[:, : valid.shape[1] // 2] = 0  # the upper half unlabelled
+        file["volumes/masks/half"] = valid
+    args = ["train", "--source", f"{volume}:volumes/raw", *TINY]
+    args += ["--source-labels", f"{volume}:volumes/labels/membranes"]
+    assert main([*args, "--out", str(tmp_path / "m.pt")]) == 0
     assert _json(capsys)["steps"] == 3
+    # --source-masks: the pixels whose labels count (membranes --valid-out writes them)
+    for name in ("all", "half"):
+        masks = ["--source-masks", f"{volume}:volumes/masks/{name}"]
+        assert main([*args, *masks, "--out", str(tmp_path / f"{name}.pt")]) == 0
+    assert _same_weights(tmp_path / "m.pt", tmp_path / "all.pt")
+    assert not _same_weights(tmp_path / "m.pt", tmp_path / "half.pt")
 
 
 def _same_weights(a: Path, b: Path) -> bool:

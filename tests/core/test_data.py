@@ -190,7 +190,7 @@ def test_domain_single_rgb_slice() -> None:
 def test_domain_errors_name_the_domain(sample_pair) -> None:
     with pytest.raises(InputError, match=r"^target labels have shape"):
         Domain(sample_pair.target_image, sample_pair.target_labels[:2], name="target")
-    with pytest.raises(InputError, match=r"^target mask contain the values"):
+    with pytest.raises(InputError, match=r"^target masks contain the values"):
         Domain(sample_pair.target_image, masks=sample_pair.target_labels * 3, name="target")
 
 

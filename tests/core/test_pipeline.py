@@ -327,6 +327,8 @@ def test_open_source_and_target_from_paths(sample_pair, tmp_path):
         open_target(tmp_path / "tgt", label_slices=[99])
     with pytest.raises(InputError, match="give its labels"):
         open_source(tmp_path / "src" / "train" / "images" / "s0.tif")
+    with pytest.raises(InputError, match="brings its masks in train/masks/"):
+        open_source(tmp_path / "src", masks=tmp_path / "src" / "train" / "labels")
     with pytest.raises(InputError, match="does not exist"):
         open_source(tmp_path / "nowhere")
 

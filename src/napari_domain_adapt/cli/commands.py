@@ -135,7 +135,7 @@ def _load_source(args: argparse.Namespace) -> Domain | None:
     if args.source is None:
         return None  # source-free: the model to start from is the run's knowledge
     size = _pixel_size(args, _images_of(args.source), "--source-pixel-size")
-    return open_source(args.source, args.source_labels, size)
+    return open_source(args.source, args.source_labels, size, args.source_masks)
 
 
 def _images_of(path: str) -> Path | str:

@@ -79,6 +79,11 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
     )
     data.add_argument("--source-labels", help="source labels (when --source is an image file)")
     data.add_argument(
+        "--source-masks",
+        help="which pixels of --source-labels count (0 = not labelled, 1 or 255 = labelled): "
+        "the valid pixels that `membranes --valid-out` writes, or a field of view",
+    )
+    data.add_argument(
         "--target",
         required=adapt,
         help="unlabelled target: dataset dir (train split; test split scores), image, or a "

@@ -224,7 +224,7 @@ class Domain:
         elif self.labels is not None:
             self.labels = as_label_stack(self.labels, shape, name=f"{self.name} labels")
         if self.masks is not None:
-            self.masks = as_mask_stack(self.masks, shape, name=f"{self.name} mask")
+            self.masks = as_mask_stack(self.masks, shape, name=f"{self.name} masks")
 
     def labelled_slices(self) -> np.ndarray:
         """Indices of the slices with any label (dense: any foreground; sparse: any scribble)."""

@@ -317,18 +317,34 @@ def _steps(steps: Generator[tuple[int, int], None, Any], name: str) -> Iterator[
 
 
 def open_source(
-    path: str | Path, labels: str | Path | None = None, pixel_size: PixelSize | None = None
+    path: str | Path,
+    labels: str | Path | None = None,
+    pixel_size: PixelSize | None = None,
+    masks: str | Path | None = None,
 ) -> Domain:
-    """The labelled source: a dataset directory's train split, or images and ``labels``."""
+    """The labelled source: a dataset directory's train split, or images and ``labels``
+    (and ``masks``, the pixels whose labels count: a field of view, or the valid pixels of
+    membranes made from instance labels)."""
     if not split_hdf5_path(path)[0].exists():
         raise InputError(f"source {path} does not exist; expected a dataset directory or images")
     if is_dataset(path):
+        if masks:
+            raise InputError(
+                f"source {path} is a dataset directory, which brings its masks in "
+                "train/masks/; expected masks only beside an image source and its labels"
+            )
         source = load_dataset(path, "train", labels=True, name="source")
         source.pixel_size = pixel_size
         return source
     if not labels:
         raise InputError(f"source {path} is an image, not a dataset directory; give its labels")
-    return Domain(read_volume(path), read_volume(labels), name="source", pixel_size=pixel_size)
+    return Domain(
+        read_volume(path),
+        read_volume(labels),
+        None if masks is None else read_volume(masks),
+        name="source",
+        pixel_size=pixel_size,
+    )
 
 
 def open_target(
