@@ -9,6 +9,7 @@ from napari_domain_adapt.gui.layers import (
     LayerInfo,
     binarize,
     export_values,
+    full_resolution,
     labelled_slice_count,
     labelled_text,
     pick,
@@ -111,3 +112,15 @@ def test_binarize_and_export_values():
     assert export_values(np.array([0, 2]), 1).dtype == np.uint8
     with pytest.raises(ValueError, match="foreground"):
         export_values(np.array([0, 1]), 2)
+
+
+def test_a_multiscale_layer_is_read_at_its_first_level():
+    """numpy's asarray of napari's multiscale data is its smallest level: the labels of a
+    multiscale Labels layer would not match the image."""
+    from napari.layers import Image, Labels
+
+    ids = np.arange(4 * 6, dtype=np.uint8).reshape(4, 6)
+    layer = Labels([ids, ids[::2, ::2]], multiscale=True)
+    assert np.asarray(layer.data).shape == (2, 3)  # napari's choice
+    np.testing.assert_array_equal(full_resolution(layer), ids)
+    assert full_resolution(Image(ids)) is ids

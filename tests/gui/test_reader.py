@@ -211,3 +211,23 @@ def test_get_ome_zarr_reader_takes_only_ome_zarr_images(tmp_path):
     path = str(ome_zarr(tmp_path / "raw.zarr"))
     assert get_ome_zarr_reader([path]) is None
     assert get_ome_zarr_reader(path) is not None
+
+
+def test_the_label_images_of_an_ome_zarr_image_open_as_labels(tmp_path):
+    """Label images stored with the image (its ``labels/`` group, NGFF 0.4) open with it as
+    Labels layers; one opened alone is a Labels layer too."""
+    data = em_stack()
+    path = ome_zarr(tmp_path / "raw.zarr", data)
+    membranes = (data > data.mean()).astype(np.uint8)
+    labels = zarr.open_group(str(path / "labels"), mode="w", zarr_format=2)
+    labels.attrs["labels"] = ["membranes"]
+    ome_zarr(path / "labels" / "membranes", membranes)
+    zarr.open_group(str(path / "labels" / "membranes"), mode="a").attrs["image-label"] = {}
+    image, label_layer = get_ome_zarr_reader(str(path))(str(path))
+    assert (image[1]["name"], image[2]) == ("raw", "image")
+    levels, meta, kind = label_layer
+    assert (meta["name"], kind) == ("membranes", "labels")
+    np.testing.assert_array_equal(levels[0].compute(), membranes)
+    assert meta["scale"] == image[1]["scale"]
+    alone = str(path / "labels" / "membranes")
+    assert [kind for _, _, kind in get_ome_zarr_reader(alone)(alone)] == ["labels"]

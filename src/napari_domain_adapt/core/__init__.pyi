@@ -44,7 +44,7 @@ from .io import (
 )
 from .labels import instances_to_membranes
 from .metrics import best_threshold, check_threshold, segmentation_scores
-from .ome_zarr import image_levels
+from .ome_zarr import image_levels, is_label_image, label_images
 from .options import ADAPTIVE, PRESETS, SETTINGS, Setting, get_value, preset, with_values
 from .pipeline import (
     Judged,
@@ -126,9 +126,11 @@ __all__ = [
     "intensity_reference",
     "is_dataset",
     "is_hdf5",
+    "is_label_image",
     "is_lazy",
     "is_zarr",
     "judge",
+    "label_images",
     "labelled_slices",
     "layer_options",
     "layer_pixel_size",

@@ -58,6 +58,20 @@ def image_levels(path: str | Path) -> list[tuple[str, PixelSize | None]]:
     return []
 
 
+def label_images(path: str | Path) -> list[str]:
+    """The names of the label images stored with the OME-Zarr image at ``path`` (its
+    ``labels`` group lists them), e.g. ``["cells"]`` for ``path/labels/cells``."""
+    attributes = _attributes(Path(path) / "labels")
+    names = attributes.get("labels") or (attributes.get("ome") or {}).get("labels")
+    return [str(name) for name in names] if isinstance(names, list) else []
+
+
+def is_label_image(path: str | Path) -> bool:
+    """Whether the OME-Zarr image at ``path`` is a label image (``image-label`` metadata)."""
+    attributes = _attributes(Path(path))
+    return "image-label" in attributes or "image-label" in (attributes.get("ome") or {})
+
+
 def _scale(transformations: Any) -> list[float] | None:
     for transformation in transformations or []:
         if isinstance(transformation, dict) and transformation.get("type") == "scale":

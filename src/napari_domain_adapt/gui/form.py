@@ -15,7 +15,14 @@ from napari_domain_adapt import core
 from napari_domain_adapt.core import SETTINGS, Setting
 
 from .jobs import TrainInputs
-from .layers import ROLES, LayerInfo, labelled_slice_count, labelled_text, pick_all
+from .layers import (
+    ROLES,
+    LayerInfo,
+    full_resolution,
+    labelled_slice_count,
+    labelled_text,
+    pick_all,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -286,7 +293,7 @@ class InputsForm(QWidget):
     def labelled_count(self) -> int:
         """Target slices that carry any annotation."""
         layer = self.layer("target_labels")
-        return 0 if layer is None else labelled_slice_count(np.asarray(layer.data))
+        return 0 if layer is None else labelled_slice_count(np.asarray(full_resolution(layer)))
 
     def update_labelled(self, _event: Any = None) -> None:
         """Say how many target slices are labelled, and whether the chosen mode uses them."""
@@ -295,7 +302,7 @@ class InputsForm(QWidget):
         pixels = None
         layer = self.layer("target_labels")
         if count and self.label_kind.value == "sparse" and layer is not None:
-            pixels = int(np.count_nonzero(np.asarray(layer.data)))
+            pixels = int(np.count_nonzero(np.asarray(full_resolution(layer))))
         mode = self.mode.value
         then = f"used by {mode}" if mode in core.LABEL_MODES else f"not used by {mode}"
         self.labelled_label.setText(labelled_text(count, pixels, then))
@@ -381,9 +388,9 @@ class InputsForm(QWidget):
         labels = self.layer("target_labels")
         return TrainInputs(
             source_image=np.asarray(layer_pixels(source)),
-            source_labels=np.asarray(self.layer("source_labels").data),
+            source_labels=np.asarray(full_resolution(self.layer("source_labels"))),
             target_image=None if target is None else layer_pixels(target),
-            target_labels=None if labels is None else np.asarray(labels.data),
+            target_labels=None if labels is None else np.asarray(full_resolution(labels)),
             target_rgb=bool(target is not None and target.rgb),
             target_label_kind=self.label_kind.value,
             source_pixel_size=layer_pixel_size(source),
@@ -425,7 +432,7 @@ def layer_pixels(layer: Layer) -> Any:
     """The pixels a run reads from an image layer: a multiscale layer's full resolution (an
     OME-Zarr image, say). A grey layer read on demand stays lazy (training reads its
     patches, prediction its tiles); others become numpy arrays."""
-    data = layer.data[0] if layer.multiscale else layer.data
-    if core.is_lazy(data) and not layer.rgb:
+    data = full_resolution(layer)
+    if core.is_lazy(data) and not getattr(layer, "rgb", False):
         return data
     return np.asarray(data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,14 @@ ROLES = {
     "target_image": "image",
     "target_labels": "labels",
 }
+
+
+def full_resolution(layer: Any) -> Any:
+    """A napari layer's data at full resolution: of a multiscale layer (an OME-Zarr image,
+    say), the first level; numpy's ``asarray`` of napari's multiscale data gives the last,
+    the smallest."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
 
 _DOMAIN_WORDS = {
     "source": ("source", "src", "train"),

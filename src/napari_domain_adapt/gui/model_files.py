@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from napari_domain_adapt import core
 
+from .layers import full_resolution
 from .writer import write_mask
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def write_layer_mask(layer: Layer, path: Path, overwrite: bool, foreground: int)
     for labels that cannot be written."""
     return write_mask(
         path,
-        layer.data,
+        full_resolution(layer),
         layer.scale,
         foreground,
         overwrite,

@@ -46,9 +46,19 @@ def get_ome_zarr_reader(path: str | list[str]) -> Callable[[str], list[tuple]] |
 
 
 def read_ome_zarr_layer(path: str) -> list[tuple[Any, dict[str, Any], str]]:
-    """An OME-Zarr image as one Image layer, every level read on demand (multiscale where
-    it has several), at the full resolution's pixel size. Leading axes of length 1 (the
-    time and channel of ``tczyx``) are dropped, as the widget takes (Z, Y, X) or (Y, X)."""
+    """An OME-Zarr image as an Image layer, and the label images stored with it (its
+    ``labels/`` group) as Labels layers; a label image opened alone is a Labels layer."""
+    kind = "labels" if core.is_label_image(path) else "image"
+    layers = [_ome_zarr_layer(Path(path), kind)]
+    for name in core.label_images(path):
+        layers.append(_ome_zarr_layer(Path(path) / "labels" / name, "labels"))
+    return layers
+
+
+def _ome_zarr_layer(path: Path, kind: str) -> tuple[Any, dict[str, Any], str]:
+    """One OME-Zarr image as a layer, every level read on demand (multiscale where it has
+    several), at the full resolution's pixel size. Leading axes of length 1 (the time and
+    channel of ``tczyx``) are dropped, as the widget takes (Z, Y, X) or (Y, X)."""
     import dask.array as da
     import zarr
 
@@ -60,10 +70,10 @@ def read_ome_zarr_layer(path: str) -> list[tuple[Any, dict[str, Any], str]]:
     while first.ndim - leading > 3 and first.shape[leading] == 1:
         leading += 1
     arrays = [array[(0,) * leading] for array in arrays]
-    name = Path(path).name.removesuffix(".zarr").removesuffix(".ome")
+    name = path.name.removesuffix(".zarr").removesuffix(".ome")
     meta: dict[str, Any] = {"name": name, "multiscale": len(arrays) > 1}
     meta.update(core.layer_options(levels[0][1], arrays[0].ndim))
-    return [(arrays if len(arrays) > 1 else arrays[0], _units_known(meta), "image")]
+    return arrays if len(arrays) > 1 else arrays[0], _units_known(meta), kind
 
 
 def _is_labels(name: str, dtype: Any) -> bool:

@@ -32,7 +32,7 @@ from . import model_files, remembered
 from .dialogs import Dialogs
 from .form import InputsForm, StartFromPicker, layer_pixel_size, layer_pixels
 from .jobs import InputRefused, ModelExported, export_job, train_job
-from .layers import LIVE_NAME
+from .layers import LIVE_NAME, full_resolution
 from .messages import (
     device_text,
     guard_plan_text,
@@ -559,7 +559,8 @@ class AdaptWidget(QWidget):
         self.job.control = None
         self.job.training = False
         self.status.setText(f"Exporting a bioimage.io package to {package.name}…")
-        return self._start(export_job, self.model, np.asarray(layer.data), package, details)
+        image = np.asarray(full_resolution(layer))
+        return self._start(export_job, self.model, image, package, details)
 
     def load_model(self, path: str | Path | None = None) -> SegmentationModel | None:
         """Load a checkpoint or bioimage.io package as the current model, on the device."""
