@@ -29,3 +29,24 @@ def test_cited_tests_exist(doc: str, path: str, name: str | None) -> None:
         assert re.search(rf"^(async )?def {name}\(", file.read_text(), re.MULTILINE), (
             f"{doc} cites {path}::{name}, which is not defined there"
         )
+
+
+#: ``from napari_domain_adapt.x import a, b`` in a document's code.
+IMPORT = re.compile(r"^from (napari_domain_adapt[\w.]*) import ([\w, ]+)$", re.MULTILINE)
+
+
+def _imports() -> list[tuple[str, str, str]]:
+    found = []
+    for doc in DOCS:
+        for module, names in IMPORT.findall(doc.read_text(encoding="utf-8")):
+            found += [(doc.name, module, name.strip()) for name in names.split(",")]
+    return found
+
+
+@pytest.mark.parametrize(("doc", "module", "name"), _imports())
+def test_the_names_the_documents_import_exist(doc: str, module: str, name: str) -> None:
+    """The examples import what the package has (docs/sharing.md once imported a name that
+    the core does not export)."""
+    import importlib
+
+    assert hasattr(importlib.import_module(module), name), f"{doc} imports {name} from {module}"

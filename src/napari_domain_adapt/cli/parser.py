@@ -295,8 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--input",
         required=True,
-        help="image file (a slice or a stack) or folder of slices of one size; or a zarr "
-        "store (predicted out of core); for a dataset dir, give its DIR/test/images",
+        help="image file (a slice or a stack) or folder of slices of one size; an HDF5 "
+        "dataset file.h5:raw; or a zarr store, OME-Zarr at its first level or the one named "
+        "(raw.zarr/1), which needs a .zarr --out; with a .zarr --out the input is read block "
+        "by block; for a dataset dir, give its DIR/test/images",
     )
     predict.add_argument(
         "--out",
