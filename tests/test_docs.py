@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import re
 from pathlib import Path
 
@@ -31,22 +33,30 @@ def test_cited_tests_exist(doc: str, path: str, name: str | None) -> None:
         )
 
 
-#: ``from napari_domain_adapt.x import a, b`` in a document's code.
-IMPORT = re.compile(r"^from (napari_domain_adapt[\w.]*) import ([\w, ]+)$", re.MULTILINE)
+#: A fenced Python block of a document.
+PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
 def _imports() -> list[tuple[str, str, str]]:
+    """(document, module, name) for every ``from napari_domain_adapt... import name`` in
+    the documents' Python blocks."""
     found = []
     for doc in DOCS:
-        for module, names in IMPORT.findall(doc.read_text(encoding="utf-8")):
-            found += [(doc.name, module, name.strip()) for name in names.split(",")]
+        for block in PYTHON_BLOCK.findall(doc.read_text(encoding="utf-8")):
+            for node in ast.walk(ast.parse(block)):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "napari_domain_adapt"
+                ):
+                    found += [(doc.name, node.module, alias.name) for alias in node.names]
     return found
+
+
+def test_the_documents_import_from_the_package():
+    assert len(_imports()) >= 15  # README's two examples, sharing.md's, ...
 
 
 @pytest.mark.parametrize(("doc", "module", "name"), _imports())
 def test_the_names_the_documents_import_exist(doc: str, module: str, name: str) -> None:
     """The examples import what the package has (docs/sharing.md once imported a name that
     the core does not export)."""
-    import importlib
-
     assert hasattr(importlib.import_module(module), name), f"{doc} imports {name} from {module}"

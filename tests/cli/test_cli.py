@@ -606,6 +606,20 @@ def test_a_missing_pixel_size_is_named_with_the_option_that_gives_it(
     assert (line + "\n").endswith(hint)
 
 
+@pytest.mark.parametrize("given", [["--source-masks"], ["--source-labels", "--source-masks"]])
+def test_source_options_without_a_source_are_refused(
+    datasets, checkpoint, tmp_path, capsys, given
+):
+    """A source-free run has no source: its labels or masks are a mistake, not ignored."""
+    labels = datasets / "source" / "train" / "labels"
+    argv = ["adapt", "--start-from", str(checkpoint), "--target", str(datasets / "target")]
+    argv += [x for option in given for x in (option, str(labels))]
+    assert main([*argv, "--out", str(tmp_path / "m.pt"), *TINY]) == EXIT_BAD_INPUT
+    named = " and ".join(given)
+    assert f"error: {named} given without --source" in capsys.readouterr().err
+    assert not (tmp_path / "m.pt").exists()
+
+
 def test_from_a_model_without_a_pixel_size_no_option_is_offered_for_it(
     datasets, checkpoint, tmp_path, capsys
 ):

@@ -3,6 +3,8 @@ OME-TIFF files at their pixel size, OME-Zarr images as lazy multiscale layers at
 
 from __future__ import annotations
 
+import logging
+
 import dask.array as da
 import h5py
 import numpy as np
@@ -186,21 +188,69 @@ def test_an_ome_zarr_image_opens_lazily_at_its_pixel_size(tmp_path, version):
         assert meta["units"] == ("nanometer",) * 3
 
 
-def test_an_ome_zarr_image_drops_single_time_and_channel_axes(tmp_path):
-    group = zarr.open_group(str(tmp_path / "tczyx.zarr"), mode="w", zarr_format=2)
-    group.create_array("0", shape=(1, 1, 2, 8, 8), dtype="u2")[:] = 7
-    axes = [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}]
-    axes += [{"name": axis, "type": "space", "unit": "micrometer"} for axis in "zyx"]
-    scale = {"type": "scale", "scale": [1.0, 1.0, 0.05, 0.01, 0.01]}
-    dataset = {"path": "0", "coordinateTransformations": [scale]}
-    group.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": [dataset]}]
-    ((data, meta, _),) = get_ome_zarr_reader(str(tmp_path / "tczyx.zarr"))(
-        str(tmp_path / "tczyx.zarr")
-    )
+def _image_with_axes(path, shape, axes: str) -> str:
+    """A one-level NGFF 0.4 image of ``shape`` whose axes are ``axes`` (t, c, z, y, x)."""
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    group.create_array("0", shape=shape, dtype="u2")[:] = 7
+    kinds = {"t": "time", "c": "channel"}
+    listed = [
+        {
+            "name": a,
+            "type": kinds.get(a, "space"),
+            **({} if a in kinds else {"unit": "micrometer"}),
+        }
+        for a in axes
+    ]
+    scale = [{"z": 0.05}.get(a, 0.01 if a in "yx" else 1.0) for a in axes]
+    dataset = {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": listed, "datasets": [dataset]}]
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("shape", "axes", "expected"),
+    [
+        ((1, 1, 2, 8, 8), "tczyx", (2, 8, 8)),
+        ((1, 1, 8, 8), "tcyx", (8, 8)),  # a 2D image: every axis but y and x dropped
+        ((1, 8, 8), "cyx", (8, 8)),
+    ],
+)
+def test_an_ome_zarr_image_drops_single_time_and_channel_axes(tmp_path, shape, axes, expected):
+    path = _image_with_axes(tmp_path / "image.zarr", shape, axes)
+    ((data, meta, _),) = get_ome_zarr_reader(path)(path)
     assert isinstance(data, da.Array)
-    assert data.shape == (2, 8, 8)
+    assert data.shape == expected
     assert meta["multiscale"] is False
-    assert meta["scale"] == (0.05, 0.01, 0.01)
+    assert meta["scale"] == (0.05, 0.01, 0.01)[-len(expected) :]
+
+
+@pytest.mark.parametrize(("shape", "axes"), [((3, 8, 8), "cyx"), ((2, 2, 8, 8), "czyx")])
+def test_an_ome_zarr_image_of_several_channels_or_times_is_left_to_other_readers(
+    tmp_path, shape, axes
+):
+    """Colour or several channels (or time points) is not one grey volume: the reader
+    declines (napari-ome-zarr reads it), rather than taking channels for slices."""
+    assert get_ome_zarr_reader(_image_with_axes(tmp_path / "image.zarr", shape, axes)) is None
+    time = _image_with_axes(tmp_path / "time.zarr", (2, 4, 8, 8), "tzyx")
+    assert get_ome_zarr_reader(time) is None
+
+
+def test_a_bioformats2raw_container_opens_at_its_first_series(tmp_path):
+    """bioformats2raw writes the image under ``0/`` of a container: the reader and the
+    command line's volumes read it there."""
+    from napari_domain_adapt.core import open_volume
+    from napari_domain_adapt.core.io import read_pixel_size
+
+    root = zarr.open_group(str(tmp_path / "scan.ome.zarr"), mode="w", zarr_format=2)
+    root.attrs["bioformats2raw.layout"] = 3
+    data = em_stack()
+    ome_zarr(tmp_path / "scan.ome.zarr" / "0", data)
+    path = str(tmp_path / "scan.ome.zarr")
+    ((levels, meta, kind),) = get_ome_zarr_reader(path)(path)
+    assert (meta["name"], kind, meta["scale"]) == ("scan", "image", (50.0, 4.0, 4.0))
+    np.testing.assert_array_equal(levels[0].compute(), data)
+    np.testing.assert_array_equal(open_volume(path)[:], data)
+    assert read_pixel_size(path) == PixelSize((50.0, 4.0, 4.0), "nm")
 
 
 def test_get_ome_zarr_reader_takes_only_ome_zarr_images(tmp_path):
@@ -231,3 +281,13 @@ def test_the_label_images_of_an_ome_zarr_image_open_as_labels(tmp_path):
     assert meta["scale"] == image[1]["scale"]
     alone = str(path / "labels" / "membranes")
     assert [kind for _, _, kind in get_ome_zarr_reader(alone)(alone)] == ["labels"]
+
+
+def test_a_missing_label_image_is_skipped_and_the_image_opens(tmp_path, caplog):
+    path = ome_zarr(tmp_path / "raw.zarr")
+    labels = zarr.open_group(str(path / "labels"), mode="w", zarr_format=2)
+    labels.attrs["labels"] = ["gone"]
+    with caplog.at_level(logging.WARNING):
+        layers = get_ome_zarr_reader(str(path))(str(path))
+    assert [kind for _, _, kind in layers] == ["image"]
+    assert "skipping label image 'gone'" in caplog.text

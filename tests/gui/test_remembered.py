@@ -52,6 +52,21 @@ def test_an_update_keeps_the_other_values(settings_path):
     assert remembered.load() == {"export.format": 1, "mode": "adversarial", "steps": 7}
 
 
+def test_later_updates_apply_in_the_order_asked(settings_path):
+    """The widget asks from the GUI thread and a thread writes: two quick runs must leave
+    the later run's settings, and an export between them its format."""
+    values = {"export.format": 255}
+    for steps in range(1, 31):
+        remembered.update_later({"steps": steps})
+        if steps == 10:
+            remembered.update_later(values)
+    remembered.update_later({"mode": "adversarial"}).result(timeout=30)
+    assert remembered.load() == {"steps": 30, "export.format": 255, "mode": "adversarial"}
+    values["export.format"] = 1  # the caller's dict, changed after the call: not written
+    remembered.update_later({}).result(timeout=30)
+    assert remembered.load()["export.format"] == 255
+
+
 @pytest.mark.parametrize(
     "text",
     ["{not json", "[1, 2]", json.dumps({"version": 0, "values": {"steps": 5}}), '{"version": 1}'],

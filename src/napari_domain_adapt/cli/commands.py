@@ -133,6 +133,10 @@ def _write_json(path: Path, data: dict[str, Any], overwrite: bool) -> None:
 
 def _load_source(args: argparse.Namespace) -> Domain | None:
     if args.source is None:
+        given = [name for name in ("source_labels", "source_masks") if getattr(args, name)]
+        if given:
+            options = " and ".join("--" + name.replace("_", "-") for name in given)
+            raise InputError(f"{options} given without --source; expected them with --source")
         return None  # source-free: the model to start from is the run's knowledge
     size = _pixel_size(args, _images_of(args.source), "--source-pixel-size")
     return open_source(args.source, args.source_labels, size, args.source_masks)
@@ -206,8 +210,8 @@ def _progress(total: int, unit: str = "step"):
 
 
 def _run_training(args: argparse.Namespace, mode: str | None) -> int:
-    inputs = [args.source, args.source_labels, args.target, args.target_labels]
-    inputs += [getattr(args, "baseline", None), args.start_from]
+    inputs = [args.source, args.source_labels, args.source_masks, args.target]
+    inputs += [args.target_labels, getattr(args, "baseline", None), args.start_from]
     if getattr(args, "keep_better", False) and _baseline_path(args) is None:
         raise InputError(
             "--keep-better keeps the better of two models: give --baseline too (or "

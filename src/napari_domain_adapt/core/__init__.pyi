@@ -44,7 +44,7 @@ from .io import (
 )
 from .labels import instances_to_membranes
 from .metrics import best_threshold, check_threshold, segmentation_scores
-from .ome_zarr import image_levels, is_label_image, label_images
+from .ome_zarr import axis_types, image_levels, image_root, is_label_image, label_images
 from .options import ADAPTIVE, PRESETS, SETTINGS, Setting, get_value, preset, with_values
 from .pipeline import (
     Judged,
@@ -111,6 +111,7 @@ __all__ = [
     "as_image_stack",
     "atomic_folder",
     "atomic_write",
+    "axis_types",
     "best_threshold",
     "check_not_an_input",
     "check_output",
@@ -122,6 +123,7 @@ __all__ = [
     "get_value",
     "guard_verdict",
     "image_levels",
+    "image_root",
     "instances_to_membranes",
     "intensity_reference",
     "is_dataset",

@@ -4,7 +4,9 @@ metadata of the images we write.
 Read: OME-NGFF 0.4 (``multiscales`` in the group's attributes, zarr format 2) and 0.5
 (under ``ome``, zarr format 3). ``raw.zarr`` is read at its first (full-resolution) level,
 ``raw.zarr/1`` at level ``1``; each level's pixel size is its ``scale`` transformation (times
-the image-wide one) in its axes' units. Written: OME-NGFF 0.4, the version most viewers read
+the image-wide one) in its axes' units. A bioformats2raw container (``bioformats2raw.layout``
+at its root, what bioformats2raw and many converters write) is read at its first series,
+``raw.ome.zarr/0``. Written: OME-NGFF 0.4, the version most viewers read
 (napari-ome-zarr, Fiji/BigDataViewer, neuroglancer), as its specification lays it out.
 """
 
@@ -46,10 +48,31 @@ def level_pixel_size(attributes: dict[str, Any], level: str) -> PixelSize | None
     return None
 
 
+def image_root(path: str | Path) -> Path:
+    """The image a path names: a bioformats2raw container's first series (``path/0``),
+    else ``path`` itself."""
+    path = Path(path)
+    attributes = _attributes(path)
+    layout = "bioformats2raw.layout"
+    container = layout in attributes or layout in (attributes.get("ome") or {})
+    return path / "0" if container and (path / "0").is_dir() else path
+
+
+def axis_types(path: str | Path) -> list[str] | None:
+    """The type of each axis of the OME-Zarr image at ``path`` (``space``, ``time``,
+    ``channel``; None where an axis has none), or None where the image does not say."""
+    for image in multiscales(_attributes(image_root(path))):
+        axes = image.get("axes") if isinstance(image, dict) else None
+        if isinstance(axes, list) and all(isinstance(axis, dict) for axis in axes):
+            return [axis.get("type") for axis in axes]
+    return None
+
+
 def image_levels(path: str | Path) -> list[tuple[str, PixelSize | None]]:
     """The arrays of the OME-Zarr image at ``path``, full resolution first, each with its
-    pixel size; empty where ``path`` is not an OME-Zarr image (a plain array, not zarr)."""
-    attributes = _attributes(Path(path))
+    pixel size; empty where ``path`` is not an OME-Zarr image (a plain array, not zarr).
+    The arrays lie in :func:`image_root` of ``path``."""
+    attributes = _attributes(image_root(path))
     for image in multiscales(attributes):
         datasets = image.get("datasets") if isinstance(image, dict) else None
         paths = [str(d["path"]) for d in datasets or [] if isinstance(d, dict) and "path" in d]
@@ -61,7 +84,7 @@ def image_levels(path: str | Path) -> list[tuple[str, PixelSize | None]]:
 def label_images(path: str | Path) -> list[str]:
     """The names of the label images stored with the OME-Zarr image at ``path`` (its
     ``labels`` group lists them), e.g. ``["cells"]`` for ``path/labels/cells``."""
-    attributes = _attributes(Path(path) / "labels")
+    attributes = _attributes(image_root(path) / "labels")
     names = attributes.get("labels") or (attributes.get("ome") or {}).get("labels")
     return [str(name) for name in names] if isinstance(names, list) else []
 
@@ -122,7 +145,7 @@ def image_metadata(pixel_size: PixelSize | None, ndim: int, name: str) -> dict[s
 
 def zarr_pixel_size(path: str | Path) -> PixelSize | None:
     """The pixel size of the array that a zarr path names (see :func:`image_level`)."""
-    group, level = image_level(Path(path))
+    group, level = image_level(image_root(path))
     if group is None or level is None:
         return None
     return level_pixel_size(_attributes(group), level)

@@ -328,7 +328,7 @@ def open_source(
     if not split_hdf5_path(path)[0].exists():
         raise InputError(f"source {path} does not exist; expected a dataset directory or images")
     if is_dataset(path):
-        if masks:
+        if masks is not None:
             raise InputError(
                 f"source {path} is a dataset directory, which brings its masks in "
                 "train/masks/; expected masks only beside an image source and its labels"

@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import InputError
 from .hdf5 import Hdf5Volume, is_hdf5
-from .ome_zarr import first_level
+from .ome_zarr import first_level, image_root
 
 #: Slices up to this many pixels get exact percentiles; larger ones a strided sample.
 SAMPLE_PIXELS = 2**24
@@ -110,7 +110,7 @@ def _zarr_array(path: Path) -> Any:
     import zarr
 
     try:
-        node = zarr.open(str(path), mode="r")
+        node = zarr.open(str(image_root(path)), mode="r")
     except Exception as error:  # zarr raises many types for corrupt metadata
         raise InputError(
             f"cannot read {path}: not a readable zarr store ({type(error).__name__}: {error})"

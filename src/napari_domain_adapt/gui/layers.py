@@ -10,9 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from napari.layers import Layer
 
 LIVE_NAME = "target probability (live)"
 PROBABILITY_NAME = "target probability"
@@ -27,7 +30,7 @@ ROLES = {
 }
 
 
-def full_resolution(layer: Any) -> Any:
+def full_resolution(layer: Layer) -> Any:
     """A napari layer's data at full resolution: of a multiscale layer (an OME-Zarr image,
     say), the first level; numpy's ``asarray`` of napari's multiscale data gives the last,
     the smallest."""

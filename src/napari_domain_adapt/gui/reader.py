@@ -11,6 +11,7 @@ plugin="napari-domain-adapt")`` (plain ``viewer.open`` uses napari's builtins).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from napari_domain_adapt import core
+
+_log = logging.getLogger(__name__)
 
 _LABEL_WORDS = ("label", "ids", "mask", "membrane", "segmentation", "gt")
 
@@ -38,38 +41,64 @@ def get_tiff_reader(path: str | list[str]) -> Callable[[str], list[tuple]] | Non
 
 
 def get_ome_zarr_reader(path: str | list[str]) -> Callable[[str], list[tuple]] | None:
-    """The reader for an OME-Zarr image folder, or None for other paths (a plain zarr
-    array, a folder of another kind: napari's builtins read those)."""
-    if isinstance(path, list) or not core.is_zarr(path) or not core.image_levels(path):
+    """The reader for an OME-Zarr image folder of one grey slice or volume, or None for
+    other paths: a plain zarr array or another folder (napari's builtins read those), and
+    images of several channels or time points (napari-ome-zarr reads those)."""
+    if isinstance(path, list) or not core.is_zarr(path) or _dropped_axes(Path(path)) is None:
         return None
     return read_ome_zarr_layer
 
 
 def read_ome_zarr_layer(path: str) -> list[tuple[Any, dict[str, Any], str]]:
     """An OME-Zarr image as an Image layer, and the label images stored with it (its
-    ``labels/`` group) as Labels layers; a label image opened alone is a Labels layer."""
-    kind = "labels" if core.is_label_image(path) else "image"
+    ``labels/`` group) as Labels layers; a label image opened alone is a Labels layer.
+    A listed label image that is missing or not one grey volume is skipped, with a log
+    warning: the image still opens."""
+    kind = "labels" if core.is_label_image(core.image_root(path)) else "image"
     layers = [_ome_zarr_layer(Path(path), kind)]
     for name in core.label_images(path):
-        layers.append(_ome_zarr_layer(Path(path) / "labels" / name, "labels"))
+        labels = core.image_root(path) / "labels" / name
+        if _dropped_axes(labels) is None:
+            _log.warning("%s: skipping label image %r: not one grey volume there", path, name)
+            continue
+        layers.append(_ome_zarr_layer(labels, "labels"))
     return layers
+
+
+def _dropped_axes(path: Path) -> list[int] | None:
+    """The axes of an OME-Zarr image that its layer drops: those that are not space (time,
+    channel), each of length 1; without axis types, those before (Z, Y, X). None where the
+    path is no OME-Zarr image or one of those axes is longer (several channels or times)."""
+    import zarr
+
+    levels = core.image_levels(path)
+    if not levels:
+        return None
+    try:
+        shape = zarr.open_array(str(core.image_root(path) / levels[0][0]), mode="r").shape
+    except Exception:  # missing or unreadable: not an image this reader opens
+        return None
+    types = core.axis_types(path)
+    if types is None or len(types) != len(shape):
+        dropped = list(range(max(0, len(shape) - 3)))
+    else:
+        dropped = [axis for axis, kind in enumerate(types) if kind != "space"]
+    return dropped if all(shape[axis] == 1 for axis in dropped) else None
 
 
 def _ome_zarr_layer(path: Path, kind: str) -> tuple[Any, dict[str, Any], str]:
     """One OME-Zarr image as a layer, every level read on demand (multiscale where it has
-    several), at the full resolution's pixel size. Leading axes of length 1 (the time and
-    channel of ``tczyx``) are dropped, as the widget takes (Z, Y, X) or (Y, X)."""
+    several), at the full resolution's pixel size, without its time and channel axes of
+    length 1 (the widget takes (Z, Y, X) or (Y, X))."""
     import dask.array as da
     import zarr
 
-    group = zarr.open_group(str(path), mode="r")
+    group = zarr.open_group(str(core.image_root(path)), mode="r")
     levels = core.image_levels(path)
+    dropped = _dropped_axes(path) or []
     arrays = [da.from_zarr(group[name]) for name, _ in levels]
-    first = arrays[0]
-    leading = 0
-    while first.ndim - leading > 3 and first.shape[leading] == 1:
-        leading += 1
-    arrays = [array[(0,) * leading] for array in arrays]
+    index = tuple(0 if axis in dropped else slice(None) for axis in range(arrays[0].ndim))
+    arrays = [array[index] for array in arrays]
     name = path.name.removesuffix(".zarr").removesuffix(".ome")
     meta: dict[str, Any] = {"name": name, "multiscale": len(arrays) > 1}
     meta.update(core.layer_options(levels[0][1], arrays[0].ndim))

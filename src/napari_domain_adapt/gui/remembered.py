@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,9 @@ _log = logging.getLogger(__name__)
 FILE_VARIABLE = "NAPARI_DOMAIN_ADAPT_SETTINGS"
 #: Bumped when saved values stop meaning what they meant; older files are then ignored.
 VERSION = 1
-#: One update at a time: the widget saves from threads, and each update reads the file first.
-_updating = threading.Lock()
+#: The thread that writes the file for :func:`update_later`: one, so updates apply in the
+#: order they were asked for, each after the one before has read and written the file.
+_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="widget-settings")
 
 
 def settings_file() -> Path:
@@ -70,5 +71,10 @@ def save(values: dict[str, Any]) -> None:
 def update(values: dict[str, Any]) -> None:
     """Keep ``values`` beside those already kept (a run's settings beside the export
     format, say); logged only on failure, as :func:`save`."""
-    with _updating:
-        save({**load(), **values})
+    save({**load(), **values})
+
+
+def update_later(values: dict[str, Any]) -> Future[None]:
+    """:func:`update` in the writer thread, so that a slow (network) home folder never
+    stalls the viewer; updates apply in the order of the calls."""
+    return _writer.submit(update, dict(values))

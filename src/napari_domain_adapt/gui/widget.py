@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -523,10 +522,9 @@ class AdaptWidget(QWidget):
         return written
 
     def _keep(self, values: dict[str, Any]) -> None:
-        """Keep ``values`` for the next session, in a thread: a slow (network) home folder
-        never stalls the viewer."""
+        """Keep ``values`` for the next session (written in a thread, in order)."""
         if self.remember_settings:
-            threading.Thread(target=remembered.update, args=(values,), daemon=True).start()
+            remembered.update_later(values)
 
     def save_model(self, path: str | Path | None = None) -> Path | None:
         """Save the current model as a checkpoint; asks before replacing a file."""
