@@ -120,6 +120,31 @@ def test_a_bad_kept_value_changes_nothing(make_napari_viewer, kept):
     assert form.values() == before
 
 
+def test_labels_read_on_demand_are_counted_in_a_thread_once(make_napari_viewer, qtbot):
+    """Target labels from an HDF5 or zarr volume are counted off the GUI thread, once: a
+    change of mode shows the count again without reading the volume again."""
+    viewer = make_napari_viewer()
+    image = np.zeros((3, 32, 32), np.uint8)
+    image[:, 8:24] = 200
+    viewer.add_image(image, name="source image")
+    viewer.add_labels((image > 0).astype(np.uint8), name="source labels")
+    viewer.add_image(image, name="target image")
+    labels = np.zeros((3, 32, 32), np.uint8)
+    labels[1, 4:6, 4:6] = 1
+    reads = []
+    lazy = da.from_array(labels, chunks=(1, 32, 32)).map_blocks(
+        lambda block: reads.append(1) or block, dtype=labels.dtype
+    )
+    form = InputsForm(viewer)
+    form.set_layer("target_labels", viewer.add_labels(lazy, name="target labels"))
+    assert form.labelled_label.text() == "counting the labelled target slices…"
+    qtbot.waitUntil(lambda: form.labelled_label.text().startswith("1 labelled target slice"))
+    counted = len(reads)
+    form.mode.value = "adversarial"
+    assert form.labelled_label.text() == "1 labelled target slice → not used by adversarial"
+    assert len(reads) == counted  # not read again
+
+
 def test_a_run_reads_the_full_resolution_of_a_multiscale_layer_on_demand():
     """An OME-Zarr image opens as a multiscale layer; a run reads its first level, lazily
     where it is grey, never the whole pyramid into memory."""

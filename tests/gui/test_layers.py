@@ -8,9 +8,9 @@ import pytest
 from napari_domain_adapt.gui.layers import (
     LayerInfo,
     binarize,
+    count_labels,
     export_values,
     full_resolution,
-    labelled_slice_count,
     labelled_text,
     pick,
     pick_all,
@@ -74,11 +74,23 @@ def test_results_truth_and_other_kinds_are_never_picked():
 
 def test_labelled_slices_are_counted():
     labels = np.zeros((4, 8, 8), np.uint8)
-    assert labelled_slice_count(labels) == 0
+    assert count_labels(labels) == (0, 0)
     labels[2, 3, 3] = 1
-    assert labelled_slice_count(labels) == 1
-    assert labelled_slice_count(labels[2]) == 1
-    assert labelled_slice_count(None) == 0
+    labels[3, :2, :2] = 2
+    assert count_labels(labels) == (2, 5)
+    assert count_labels(labels[2]) == (1, 1)
+    assert count_labels(None) == (0, 0)
+    read = []  # a stack read on demand is read one slice at a time
+
+    class OnDemand:
+        shape = labels.shape
+
+        def __getitem__(self, index):
+            read.append(index)
+            return labels[index]
+
+    assert count_labels(OnDemand()) == (2, 5)
+    assert read == [0, 1, 2, 3]
     assert labelled_text(1, then="semi-supervised") == "1 labelled target slice → semi-supervised"
     assert labelled_text(3) == "3 labelled target slices"
     assert "unsupervised" in labelled_text(0)

@@ -10,6 +10,7 @@ from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, SpinBox
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 from superqt import QCollapsible
+from superqt.utils import create_worker
 
 from napari_domain_adapt import core
 from napari_domain_adapt.core import SETTINGS, Setting
@@ -18,8 +19,8 @@ from .jobs import TrainInputs
 from .layers import (
     ROLES,
     LayerInfo,
+    count_labels,
     full_resolution,
-    labelled_slice_count,
     labelled_text,
     pick_all,
 )
@@ -146,6 +147,10 @@ class InputsForm(QWidget):
         self._recount.setSingleShot(True)
         self._recount.setInterval(50)
         self._recount.timeout.connect(self.update_labelled)
+        #: The count of the last lazy label data (counted in a thread), and which request
+        #: the label shows: an older count that arrives late is not shown.
+        self._counted: tuple[Any, tuple[int, int]] | None = None
+        self._count_request = 0
         self.pickers = {
             role: LayerCombo(viewer, kind, nullable=role == "target_labels")
             for role, kind in ROLES.items()
@@ -286,26 +291,47 @@ class InputsForm(QWidget):
         self.update_labelled()
 
     def _labels_edited(self, _event: Any = None) -> None:
+        self._counted = None
         self._recount.start()
 
     # mode ----------------------------------------------------------------------------------
 
-    def labelled_count(self) -> int:
-        """Target slices that carry any annotation."""
-        layer = self.layer("target_labels")
-        return 0 if layer is None else labelled_slice_count(np.asarray(full_resolution(layer)))
-
     def update_labelled(self, _event: Any = None) -> None:
-        """Say how many target slices are labelled, and whether the chosen mode uses them."""
+        """Say how many target slices are labelled, and whether the chosen mode uses them.
 
-        count = self.labelled_count()
-        pixels = None
+        Labels read on demand (an HDF5 or zarr volume) are counted in a thread, once per
+        layer data, so that picking them never stalls the viewer on the disk."""
         layer = self.layer("target_labels")
-        if count and self.label_kind.value == "sparse" and layer is not None:
-            pixels = int(np.count_nonzero(np.asarray(full_resolution(layer))))
+        data = None if layer is None else full_resolution(layer)
+        self._count_request += 1
+        if data is None or not core.is_lazy(data):
+            self._show_labelled(count_labels(data), self._count_request)
+        elif self._counted is not None and self._counted[0] is data:
+            self._show_labelled(self._counted[1], self._count_request)
+        else:
+            self.labelled_label.setText("counting the labelled target slices…")
+            request = self._count_request
+            create_worker(
+                count_labels,
+                data,
+                _start_thread=True,
+                _connect={
+                    "returned": lambda counted: self._counted_lazily(data, counted, request)
+                },
+            )
+
+    def _counted_lazily(self, data: Any, counted: tuple[int, int], request: int) -> None:
+        self._counted = (data, counted)
+        self._show_labelled(counted, request)
+
+    def _show_labelled(self, counted: tuple[int, int], request: int) -> None:
+        if request != self._count_request:
+            return  # the layer or the mode changed since: a newer count says it
+        count, pixels = counted
+        sparse = count and self.label_kind.value == "sparse"
         mode = self.mode.value
         then = f"used by {mode}" if mode in core.LABEL_MODES else f"not used by {mode}"
-        self.labelled_label.setText(labelled_text(count, pixels, then))
+        self.labelled_label.setText(labelled_text(count, pixels if sparse else None, then))
 
     def update_scaling(self, _value: Any = None) -> None:
         """Say the source's and the target's pixel sizes and whether Adapt resamples."""

@@ -117,14 +117,17 @@ def pick_all(layers: Sequence[LayerInfo]) -> dict[str, str | None]:
     return chosen
 
 
-def labelled_slice_count(labels: np.ndarray | None) -> int:
-    """How many slices of a label stack carry any annotation (a 2D array is one slice)."""
+def count_labels(labels: Any) -> tuple[int, int]:
+    """The labelled slices of a label stack (any annotation) and its annotated pixels; a
+    2D array is one slice. Read one slice at a time, so that a stack read on demand (dask,
+    zarr, HDF5) never lies in memory whole."""
     if labels is None:
-        return 0
-    data = np.asarray(labels)
-    if data.ndim <= 2:
-        return int(np.any(data))
-    return int(np.count_nonzero(data.reshape(data.shape[0], -1).any(axis=1)))
+        return 0, 0
+    if len(labels.shape) <= 2:
+        pixels = int(np.count_nonzero(np.asarray(labels)))
+        return int(pixels > 0), pixels
+    per_slice = [int(np.count_nonzero(np.asarray(labels[i]))) for i in range(labels.shape[0])]
+    return sum(n > 0 for n in per_slice), sum(per_slice)
 
 
 def labelled_text(count: int, pixels: int | None = None, then: str | None = None) -> str:
