@@ -144,6 +144,16 @@ def test_labels_read_on_demand_are_counted_in_a_thread_once(make_napari_viewer, 
     assert form.labelled_label.text() == "1 labelled target slice → not used by adversarial"
     assert len(reads) == counted  # not read again
 
+    def unreadable(block, block_info=None):
+        if block_info[0]["chunk-location"][0] == 2:  # not the slice napari shows first
+            raise OSError("chunk 2 is corrupt")
+        return block
+
+    broken = da.from_array(labels, chunks=(1, 32, 32)).map_blocks(unreadable, dtype=labels.dtype)
+    form.set_layer("target_labels", viewer.add_labels(broken, name="broken labels"))
+    qtbot.waitUntil(lambda: "cannot read the target labels" in form.labelled_label.text())
+    assert "chunk 2 is corrupt" in form.labelled_label.text()
+
 
 def test_a_run_reads_the_full_resolution_of_a_multiscale_layer_on_demand():
     """An OME-Zarr image opens as a multiscale layer; a run reads its first level, lazily

@@ -316,9 +316,14 @@ class InputsForm(QWidget):
                 data,
                 _start_thread=True,
                 _connect={
-                    "returned": lambda counted: self._counted_lazily(data, counted, request)
+                    "returned": lambda counted: self._counted_lazily(data, counted, request),
+                    "errored": lambda error: self._count_failed(error, request),
                 },
             )
+
+    def _count_failed(self, error: Exception, request: int) -> None:
+        if request == self._count_request:  # a broken chunk, a file gone: say so, go on
+            self.labelled_label.setText(f"cannot read the target labels: {error}")
 
     def _counted_lazily(self, data: Any, counted: tuple[int, int], request: int) -> None:
         self._counted = (data, counted)
