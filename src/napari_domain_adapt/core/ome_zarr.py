@@ -91,7 +91,7 @@ def label_images(path: str | Path) -> list[str]:
 
 def is_label_image(path: str | Path) -> bool:
     """Whether the OME-Zarr image at ``path`` is a label image (``image-label`` metadata)."""
-    attributes = _attributes(Path(path))
+    attributes = _attributes(image_root(path))
     return "image-label" in attributes or "image-label" in (attributes.get("ome") or {})
 
 

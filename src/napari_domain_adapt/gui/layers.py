@@ -30,13 +30,6 @@ ROLES = {
 }
 
 
-def full_resolution(layer: Layer) -> Any:
-    """A napari layer's data at full resolution: of a multiscale layer (an OME-Zarr image,
-    say), the first level; numpy's ``asarray`` of napari's multiscale data gives the last,
-    the smallest."""
-    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-
-
 _DOMAIN_WORDS = {
     "source": ("source", "src", "train"),
     "target": ("target", "tgt", "new", "unlabelled", "unlabeled"),
@@ -115,6 +108,13 @@ def pick_all(layers: Sequence[LayerInfo]) -> dict[str, str | None]:
         if name is not None:
             taken.add(name)
     return chosen
+
+
+def full_resolution(layer: Layer) -> Any:
+    """A napari layer's data at full resolution: of a multiscale layer (an OME-Zarr image,
+    say), the first level; numpy's ``asarray`` of napari's multiscale data gives the last,
+    the smallest."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
 def count_labels(labels: Any) -> tuple[int, int]:

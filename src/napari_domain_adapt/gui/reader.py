@@ -44,9 +44,10 @@ def get_ome_zarr_reader(path: str | list[str]) -> Callable[[str], list[tuple]] |
     """The reader for an OME-Zarr image folder of one grey slice or volume, or None for
     other paths: a plain zarr array or another folder (napari's builtins read those), and
     images of several channels or time points (napari-ome-zarr reads those)."""
-    if isinstance(path, list) or not core.is_zarr(path) or _dropped_axes(Path(path)) is None:
+    if isinstance(path, list) or not core.is_zarr(path):
         return None
-    return read_ome_zarr_layer
+    dropped = _dropped_axes(Path(path), core.image_levels(path))
+    return None if dropped is None else read_ome_zarr_layer
 
 
 def read_ome_zarr_layer(path: str) -> list[tuple[Any, dict[str, Any], str]]:
@@ -54,24 +55,26 @@ def read_ome_zarr_layer(path: str) -> list[tuple[Any, dict[str, Any], str]]:
     ``labels/`` group) as Labels layers; a label image opened alone is a Labels layer.
     A listed label image that is missing or not one grey volume is skipped, with a log
     warning: the image still opens."""
-    kind = "labels" if core.is_label_image(core.image_root(path)) else "image"
-    layers = [_ome_zarr_layer(Path(path), kind)]
+    image = _ome_zarr_layer(Path(path), "labels" if core.is_label_image(path) else "image")
+    if image is None:
+        raise core.InputError(f"{path} is not an OME-Zarr image of one grey slice or volume")
+    layers = [image]
     for name in core.label_images(path):
-        labels = core.image_root(path) / "labels" / name
-        if _dropped_axes(labels) is None:
+        labels = _ome_zarr_layer(core.image_root(path) / "labels" / name, "labels")
+        if labels is None:
             _log.warning("%s: skipping label image %r: not one grey volume there", path, name)
             continue
-        layers.append(_ome_zarr_layer(labels, "labels"))
+        layers.append(labels)
     return layers
 
 
-def _dropped_axes(path: Path) -> list[int] | None:
-    """The axes of an OME-Zarr image that its layer drops: those that are not space (time,
-    channel), each of length 1; without axis types, those before (Z, Y, X). None where the
-    path is no OME-Zarr image or one of those axes is longer (several channels or times)."""
+def _dropped_axes(path: Path, levels: list[tuple[str, Any]]) -> list[int] | None:
+    """The axes of the OME-Zarr image at ``path`` (of ``levels``, from
+    :func:`core.image_levels`) that its layer drops: those that are not space (time,
+    channel), each of length 1; without axis types, those before (Z, Y, X). None where there
+    is no image or one of those axes is longer (several channels or times)."""
     import zarr
 
-    levels = core.image_levels(path)
     if not levels:
         return None
     try:
@@ -86,16 +89,19 @@ def _dropped_axes(path: Path) -> list[int] | None:
     return dropped if all(shape[axis] == 1 for axis in dropped) else None
 
 
-def _ome_zarr_layer(path: Path, kind: str) -> tuple[Any, dict[str, Any], str]:
+def _ome_zarr_layer(path: Path, kind: str) -> tuple[Any, dict[str, Any], str] | None:
     """One OME-Zarr image as a layer, every level read on demand (multiscale where it has
     several), at the full resolution's pixel size, without its time and channel axes of
-    length 1 (the widget takes (Z, Y, X) or (Y, X))."""
+    length 1 (the widget takes (Z, Y, X) or (Y, X)); None where it is not one grey slice or
+    volume."""
     import dask.array as da
     import zarr
 
-    group = zarr.open_group(str(core.image_root(path)), mode="r")
     levels = core.image_levels(path)
-    dropped = _dropped_axes(path) or []
+    dropped = _dropped_axes(path, levels)
+    if dropped is None:
+        return None
+    group = zarr.open_group(str(core.image_root(path)), mode="r")
     arrays = [da.from_zarr(group[name]) for name, _ in levels]
     index = tuple(0 if axis in dropped else slice(None) for axis in range(arrays[0].ndim))
     arrays = [array[index] for array in arrays]
