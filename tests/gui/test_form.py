@@ -10,7 +10,7 @@ import pytest
 
 from napari_domain_adapt.cli.parser import add_settings, given_settings
 from napari_domain_adapt.core import SETTINGS, TEACHER_MODES, Setting, TrainConfig
-from napari_domain_adapt.gui.form import InputsForm, layer_pixels
+from napari_domain_adapt.gui.form import InputsForm
 
 pytestmark = pytest.mark.gui
 
@@ -155,17 +155,38 @@ def test_labels_read_on_demand_are_counted_in_a_thread_once(make_napari_viewer, 
     assert "chunk 2 is corrupt" in form.labelled_label.text()
 
 
-def test_a_run_reads_the_full_resolution_of_a_multiscale_layer_on_demand():
-    """An OME-Zarr image opens as a multiscale layer; a run reads its first level, lazily
-    where it is grey, never the whole pyramid into memory."""
-    from napari.layers import Image
+def test_a_runs_inputs_leave_layers_read_on_demand_unread(make_napari_viewer):
+    """Adapt reads nothing in the viewer's thread: layers of an HDF5 or OME-Zarr file reach
+    the worker unread (it reads them), a multiscale layer as its full resolution, never
+    the pyramid's smallest level (numpy's view of napari's multiscale data)."""
+    viewer = make_napari_viewer()
+    image = np.zeros((2, 32, 32), np.uint8)
+    image[:, 8:24] = 200
+    reads = []
 
-    full = da.from_array(np.arange(2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8), chunks=4)
-    multiscale = Image([full, full[:, ::2, ::2]], multiscale=True)
-    assert layer_pixels(multiscale) is full
-    assert layer_pixels(Image(full)) is full
-    colour = np.zeros((2, 8, 8, 3), np.uint8)
-    colour[..., 0] = 1
-    pixels = layer_pixels(Image(da.from_array(colour), rgb=True))  # colour: in memory
-    assert isinstance(pixels, np.ndarray)
-    assert pixels.shape == colour.shape
+    def counted(block):
+        reads.append(block.shape)
+        return block
+
+    def lazy(array):
+        return da.from_array(array, chunks=(1, 16, 16)).map_blocks(counted, dtype=array.dtype)
+
+    source = lazy(image)
+    viewer.add_image(source, name="source image")
+    labels = lazy((image > 0).astype(np.uint8))
+    viewer.add_labels(labels, name="source labels")
+    full = lazy(image)
+    viewer.add_image([full, full[:, ::2, ::2]], multiscale=True, name="target image")
+    target_labels = lazy(np.zeros_like(image))
+    viewer.add_labels(target_labels, name="target labels")
+    form = InputsForm(viewer)
+    form.set_layer("target_labels", viewer.layers["target labels"])
+    reads.clear()  # napari read the slices it shows
+
+    inputs = form.inputs("mean-teacher")
+
+    assert inputs.source_image is source
+    assert inputs.source_labels is labels
+    assert inputs.target_image is full
+    assert inputs.target_labels is target_labels
+    assert reads == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, SpinBox, Widget
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
@@ -398,7 +397,8 @@ class InputsForm(QWidget):
         return core.with_values(core.preset(PRESET), {**values, **(overrides or {})})
 
     def inputs(self, mode: str) -> TrainInputs:
-        """The picked layers' data as numpy arrays (raises ValueError if one is missing)."""
+        """The picked layers' data, unread: the worker reads it (raises ValueError if a layer
+        is missing). A multiscale layer gives its full resolution."""
 
         missing = [
             _LABELS[role].lower()
@@ -418,10 +418,10 @@ class InputsForm(QWidget):
             )
         labels = self.layer("target_labels")
         return TrainInputs(
-            source_image=np.asarray(layer_pixels(source)),
-            source_labels=np.asarray(full_resolution(self.layer("source_labels"))),
-            target_image=None if target is None else layer_pixels(target),
-            target_labels=None if labels is None else np.asarray(full_resolution(labels)),
+            source_image=full_resolution(source),
+            source_labels=full_resolution(self.layer("source_labels")),
+            target_image=None if target is None else full_resolution(target),
+            target_labels=None if labels is None else full_resolution(labels),
             target_rgb=bool(target is not None and target.rgb),
             target_label_kind=self.label_kind.value,
             source_pixel_size=layer_pixel_size(source),
@@ -457,13 +457,3 @@ def make_field(setting: Setting, value: Any) -> Widget:
     if setting.kind is float:
         return FloatSpinBox(**bounds, **common)
     return LineEdit(**common)
-
-
-def layer_pixels(layer: Layer) -> Any:
-    """The pixels a run reads from an image layer: a multiscale layer's full resolution (an
-    OME-Zarr image, say). A grey layer read on demand stays lazy (training reads its
-    patches, prediction its tiles); others become numpy arrays."""
-    data = full_resolution(layer)
-    if core.is_lazy(data) and not getattr(layer, "rgb", False):
-        return data
-    return np.asarray(data)

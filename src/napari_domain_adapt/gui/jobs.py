@@ -1,8 +1,9 @@
 """The generators that the widget runs in napari's ``thread_worker``: no Qt, no layers.
 
-They take numpy arrays and yield what the core's pipeline yields; the widget turns each
-yielded object into layer updates in the main thread. The core is a
-lazy module: its names (and torch) are imported on first use, in the worker's thread.
+They take the layers' data and yield what the core's pipeline yields; the widget turns each
+yielded object into layer updates in the main thread. Data read on demand (a layer of an
+HDF5 or OME-Zarr file) is read here, in the worker's thread, never in the viewer's. The core
+is a lazy module: its names (and torch) are imported on first use, in the worker's thread.
 """
 
 from __future__ import annotations
@@ -39,6 +40,25 @@ def refusing(job: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
         yield InputRefused(str(error))
 
 
+def reads_on_demand(data: Any, rgb: bool) -> bool:
+    """Whether a run reads ``data`` a block at a time (training its patches, prediction its
+    tiles): grey data that is read on demand; anything else is read whole into memory."""
+    return core.is_lazy(data) and not rgb
+
+
+def in_memory(data: Any, name: str) -> np.ndarray:
+    """``data`` as a numpy array, read whole where it is read on demand; a read that fails
+    (a corrupt chunk, a file gone) is bad input that names ``name``."""
+    if isinstance(data, np.ndarray):
+        return data
+    try:
+        return np.asarray(data)
+    except Exception as error:  # any reader's exception: h5py, zarr, dask, tifffile
+        raise core.InputError(
+            f"cannot read the {name} ({type(error).__name__}: {error}); expected a readable image"
+        ) from error
+
+
 @dataclass
 class ModelExported:
     """A bioimage.io package was written to ``path``."""
@@ -52,17 +72,32 @@ def export_job(
     """Write ``model`` as a bioimage.io package, its test data cut from ``image``;
     ``details`` are :func:`~.core.bioimageio.export_bioimageio`'s keyword arguments."""
 
-    yield ModelExported(core.export_bioimageio(model, image, path, **details))
+    pixels = in_memory(image, "image")
+    yield ModelExported(core.export_bioimageio(model, pixels, path, **details))
+
+
+def predict_job(
+    model: SegmentationModel, data: Any, rgb: bool, store: Path | None, **options: Any
+) -> Iterator[Any]:
+    """:func:`~napari_domain_adapt.core.predict` of a layer's ``data``: out of core into the
+    zarr ``store`` where given (a grey volume read on demand), else read into memory first;
+    ``options`` are the core's (``name``, ``amp``, ``pixel_size``)."""
+    if store is not None:
+        yield from core.predict(model, data, store=store, **options)
+    else:
+        image = in_memory(data, options.get("name", "image"))
+        yield from core.predict(model, image, rgb=rgb, **options)
 
 
 @dataclass
 class TrainInputs:
-    """The arrays of a run, taken from layers in the main thread."""
+    """The data of a run, taken from layers in the main thread and read in the worker's:
+    numpy arrays, or arrays read on demand (dask, zarr, HDF5)."""
 
-    source_image: np.ndarray
-    source_labels: np.ndarray
-    target_image: Any  # numpy, or a dask or zarr array read on demand (grey only)
-    target_labels: np.ndarray | None = None
+    source_image: Any
+    source_labels: Any
+    target_image: Any  # a grey one read on demand stays so: patches and tiles are read
+    target_labels: Any = None
     target_rgb: bool = False
     target_label_kind: str = "dense"
     source_pixel_size: Any = None  # a core.PixelSize from the layer's scale and units
@@ -83,21 +118,24 @@ def train_job(
     better with ``keep_better``), then the prediction of the whole target (out of core into
     the zarr ``store`` for a lazy target); from the model ``initial`` where given."""
     source = core.Domain(
-        inputs.source_image,
-        inputs.source_labels,
+        in_memory(inputs.source_image, "source image"),
+        in_memory(inputs.source_labels, "source labels"),
         name="source",
         pixel_size=inputs.source_pixel_size,
     )
     target = prediction = None
     if inputs.target_image is not None:
+        image, rgb = inputs.target_image, inputs.target_rgb
+        if not reads_on_demand(image, rgb):
+            image = in_memory(image, "target image")
+        labels = inputs.target_labels
         target = core.Domain(
-            inputs.target_image,
-            inputs.target_labels,
+            image,
+            None if labels is None else in_memory(labels, "target labels"),
             name="target",
             label_kind=inputs.target_label_kind,
             pixel_size=inputs.target_pixel_size,
         )
-        image, rgb = inputs.target_image, inputs.target_rgb
         prediction = core.TargetPrediction(image, rgb, "target", store)
     return core.train_and_predict(
         config,

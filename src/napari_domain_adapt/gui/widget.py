@@ -29,8 +29,15 @@ from napari_domain_adapt import core
 
 from . import model_files, remembered
 from .dialogs import Dialogs
-from .form import InputsForm, StartFromPicker, layer_pixel_size, layer_pixels
-from .jobs import InputRefused, ModelExported, export_job, train_job
+from .form import InputsForm, StartFromPicker, layer_pixel_size
+from .jobs import (
+    InputRefused,
+    ModelExported,
+    export_job,
+    predict_job,
+    reads_on_demand,
+    train_job,
+)
 from .layers import LIVE_NAME, full_resolution
 from .messages import (
     device_text,
@@ -244,7 +251,8 @@ class AdaptWidget(QWidget):
         self.progress.setRange(0, config.steps)
         self.progress.setValue(0)
         self.status.setText(f"Starting {config.mode} training…")
-        store = self._scratch.new_store() if core.is_lazy(inputs.target_image) else None
+        lazy = reads_on_demand(inputs.target_image, inputs.target_rgb)
+        store = self._scratch.new_store() if lazy else None
         return self._start(
             train_job, config, inputs, self.job.control, store, initial, baseline, keep
         )
@@ -306,16 +314,13 @@ class AdaptWidget(QWidget):
             is_target = target is not None and layer.name == target.name
             name = "target" if is_target else layer.name
         self.status.setText(f"Predicting {layer.name}…")
-        data = layer_pixels(layer)
+        data = full_resolution(layer)
         options = {"name": name, "amp": self.form.field("amp").value}
         options["pixel_size"] = layer_pixel_size(layer)  # resampled to the model's if need be
-        if core.is_lazy(data) and data.ndim in (2, 3):
-            # Out of core: the result goes to a zarr store on disk, shown lazily.
-            return self._start(
-                core.predict, self.model, data, store=self._scratch.new_store(), **options
-            )
-        image = np.asarray(data)
-        return self._start(core.predict, self.model, image, rgb=layer.rgb, **options)
+        store = None
+        if reads_on_demand(data, layer.rgb) and data.ndim in (2, 3):
+            store = self._scratch.new_store()  # out of core: the result is shown lazily
+        return self._start(predict_job, self.model, data, layer.rgb, store, **options)
 
     def _prepare_torch(self) -> None:
         """Import torch and take one optimiser step in a thread: the dock opens at once
@@ -557,7 +562,7 @@ class AdaptWidget(QWidget):
         self.job.control = None
         self.job.training = False
         self.status.setText(f"Exporting a bioimage.io package to {package.name}…")
-        image = np.asarray(full_resolution(layer))
+        image = full_resolution(layer)  # read in the worker
         return self._start(export_job, self.model, image, package, details)
 
     def load_model(self, path: str | Path | None = None) -> SegmentationModel | None:
