@@ -378,14 +378,16 @@ CLI_CASES = [
         "not a readable image",
     ),
     CliCase(
-        "zarr-target-with-labels",
-        _adapt(
-            lambda w: w.zarr("labelled-target.zarr", "none"),
+        "zarr-target-with-labels-of-another-shape",
+        lambda w, out: [
+            *_adapt(lambda w: w.zarr("labelled-target.zarr", "none"), "--mode", "semi-supervised")(
+                w, out
+            ),
             "--target-labels",
-            "placeholder",
-        ),
-        "is a zarr volume, read patch by patch",
-        "expected labels with a TIFF",
+            w.tif("short-labels.tif", w.binary[:, :60]),
+        ],
+        "target labels have shape (2, 60, 64)",
+        "expected the image's shape (2, 64, 64)",
     ),
     CliCase(
         "zarr-target-bad-metadata",

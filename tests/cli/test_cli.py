@@ -736,6 +736,25 @@ def test_a_target_read_on_demand_is_judged_on_slices_read_from_it(
     assert out.is_file()
 
 
+def test_scribbles_on_a_target_read_on_demand_train_it(datasets, tmp_path, capsys):
+    """A zarr target with scribbles (held in memory): semi-supervised trains on them, and
+    the model records one labelled target slice; the volume is read patch by patch."""
+    volume = tmp_path / "target.zarr"
+    zarr.save_array(str(volume), em_stack((3, 64, 64), np.uint8))
+    scribbles = np.zeros((3, 64, 64), np.uint8)
+    scribbles[1, 4:8] = 1
+    scribbles[1, 30:34] = 2
+    labels = tmp_path / "scribbles.tif"
+    tifffile.imwrite(labels, scribbles, photometric="minisblack")  # 3 slices, not RGB
+    out = tmp_path / "m.pt"
+    argv = ["adapt", "--source", str(datasets / "source"), "--target", str(volume)]
+    argv += ["--mode", "semi-supervised", "--target-labels", str(labels)]
+    argv += ["--target-label-kind", "sparse", "--out", str(out), *TINY]
+    assert main(argv) == 0, capsys.readouterr().err
+    (run,) = load_checkpoint(out).metadata["runs"]
+    assert run["target_labelled_slices"] == 1
+
+
 def test_a_run_can_start_from_a_model(datasets, checkpoint, tmp_path):
     """--start-from: the run starts from the model's weights (its architecture and
     preprocessing too) and the result says where it started."""

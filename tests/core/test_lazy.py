@@ -101,7 +101,9 @@ def test_a_zarr_store_path_is_a_lazy_target(tmp_path, tiny_config, sample_pair, 
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda v: Domain(da.from_array(v), labels=np.zeros(v.shape, np.uint8)), "neither labels"),
+        (lambda v: Domain(da.from_array(v), masks=np.ones(v.shape, bool)), "no field-of-view"),
+        (lambda v: Domain(da.from_array(v), labels=np.zeros((4, 96, 95), np.uint8)), "95"),
+        (lambda v: Domain(da.from_array(v), labels=np.full(v.shape, 3, np.uint8)), "binary"),
         (lambda v: Domain(da.from_array(v.astype(bool))), "dtype bool"),
         (lambda v: Domain(da.from_array(v[..., None].repeat(3, -1))), "expected grey slices"),
         (lambda v: Domain("missing.zarr"), "neither a zarr store nor a TIFF"),
@@ -204,3 +206,37 @@ def test_a_run_hashes_a_resampled_lazy_target_as_given_with_its_zoom(
     assert prepare(config, source, target, None).inputs == run.inputs
     target.pixel_size = PixelSize((10.0, 10.0), "nm")
     assert prepare(config, source, target, None).inputs != run.inputs
+
+
+# --- labels on a target read on demand: a user's corrections on a large volume ---------------
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+@pytest.mark.parametrize("target_size", [4.0, 8.0])  # the source's pixel size, and twice it
+def test_labels_on_a_lazy_target_are_those_of_the_target_in_memory(
+    tiny_config, sample_pair, volume, kind, target_size
+) -> None:
+    """A volume read on demand takes labels held in memory: its labelled patches are those
+    of the same target in memory, label for label (resampled alike to the working grid)."""
+    labels = np.zeros(volume.shape, np.uint8)
+    if kind == "sparse":  # scribbles: 1 background, 2 structure
+        labels[2, 10:20, :] = 1
+        labels[2, 40:50, 20:80] = 2
+    else:
+        labels[2] = volume[2] > np.median(volume[2])
+    source = Domain(sample_pair.source_image, sample_pair.source_labels, name="source")
+    source.pixel_size = PixelSize((4.0, 4.0), "nm")
+    config = dataclasses.replace(tiny_config, mode="semi-supervised", patch_size=32)
+    runs = []
+    for images in (volume, da.from_array(volume, chunks=(1, 32, 32))):
+        size = PixelSize((target_size, target_size), "nm")
+        target = Domain(images, labels, name="target", label_kind=kind, pixel_size=size)
+        assert target.labelled_slices().tolist() == [2]
+        runs.append(prepare(config, source, target, None))
+    in_memory, lazy = (run.target_labelled.sample(8) for run in runs)
+    assert runs[1].target_preview.shape == runs[0].target_preview.shape
+    np.testing.assert_array_equal(lazy.labels, in_memory.labels)
+    np.testing.assert_array_equal(lazy.weights, in_memory.weights)
+    assert 0 < lazy.labels.mean() < 1
+    if target_size == 4.0:  # at another scale, resampled before or after normalising
+        np.testing.assert_allclose(lazy.images, in_memory.images, atol=1e-5)

@@ -339,8 +339,14 @@ def test_open_target_reads_a_zarr_volume_lazily(sample_pair, tmp_path):
     target, test = open_target(path)
     assert target.lazy
     assert test is None
-    with pytest.raises(InputError, match="takes no labels"):
-        open_target(path, labels=path)
+    labels = tmp_path / "l.tif"
+    scribbles = np.zeros(sample_pair.target_image.shape, np.uint8)
+    scribbles[1, 5:9] = 2
+    tifffile.imwrite(labels, scribbles, photometric="minisblack")
+    target, _ = open_target(path, labels=labels, label_kind="sparse")
+    assert target.lazy  # the volume read on demand, its labels in memory
+    assert target.labelled_slices().tolist() == [1]
+    assert int(target.annotated.sum()) == 4 * sample_pair.target_image.shape[2]
 
 
 def test_open_target_reads_an_hdf5_dataset_lazily_unless_it_has_labels(sample_pair, tmp_path):

@@ -205,16 +205,16 @@ WIDGET_CASES: dict[str, tuple[Callable[[Scene], None], str, str]] = {
         "slice 1 of the volume has NaN or infinite pixels",
         "expected finite values",
     ),
-    "labels-for-a-lazy-target": (
+    "labels-of-another-shape-for-a-lazy-target": (
         lambda s: (
             s.standard(
                 target_image=("image", da.from_array(s.world.image)),
-                target_labels=("labels", s.world.binary),
+                target_labels=("labels", s.world.binary[:, :60]),
             ),
             s.adapt(mode="semi-supervised"),
         ),
-        "target is a volume read on demand, which takes neither labels nor masks",
-        "expected an unlabelled target",
+        "target labels have shape (2, 60, 64)",
+        "expected the image's shape (2, 64, 64)",
     ),
     "inf-source": (
         lambda s: (

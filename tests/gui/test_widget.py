@@ -687,19 +687,28 @@ def test_the_settings_of_the_last_run_open_with_the_next_widget(ready, qtbot, no
     assert dock(viewer).form.values() == kept  # the check changed nothing
 
 
+@pytest.mark.parametrize("opened", ["numpy", pytest.param("ome-zarr", marks=pytest.mark.slow)])
 def test_continue_trains_on_from_the_current_model_with_the_labels_as_they_are(
-    ready, qtbot, monkeypatch, notes
+    ready, qtbot, monkeypatch, notes, opened, tmp_path
 ):
     """Adapt, paint a correction, Continue: the run starts from the model the widget holds
-    and learns from the target labels painted since; the model keeps both runs."""
+    and learns from the target labels painted since; the model keeps both runs. A target
+    read on demand (an OME-Zarr volume) stays so, its painted labels held in memory."""
     viewer, widget = ready
+    if opened == "ome-zarr":
+        layer = viewer.layers["target image"]
+        path = ome_zarr(tmp_path / "target.ome.zarr", np.asarray(layer.data))
+        ((data, meta, _),) = read_ome_zarr_layer(str(path))
+        viewer.layers.remove(layer)
+        widget.form.set_layer("target_image", viewer.add_image(data, **meta))
     assert not widget.continue_button.isEnabled()  # no model yet
     widget.adapt_button.click()
     finish(qtbot, widget)
     first = widget.model
     assert widget.continue_button.isEnabled()
-    corrections = np.zeros(viewer.layers["target image"].data.shape, np.uint8)
-    corrections[1] = viewer.layers["target ground truth"].data[1]
+    truth = viewer.layers["target ground truth"].data
+    corrections = np.zeros(truth.shape, np.uint8)
+    corrections[1] = truth[1]
     viewer.add_labels(corrections, name="target labels")
     widget.form.set_layer("target_labels", viewer.layers["target labels"])
     started = _spy_runs(monkeypatch)
@@ -710,6 +719,7 @@ def test_continue_trains_on_from_the_current_model_with_the_labels_as_they_are(
     assert kwargs["initial"] is first  # from the current weights, not a new U-Net
     target = args[2]
     assert list(target.labelled_slices()) == [1]  # the corrections are the target labels
+    assert target.lazy == (opened == "ome-zarr")
     assert widget.model is not first
     runs = widget.model.metadata["runs"]
     assert [run["target_labelled_slices"] for run in runs] == [0, 1]

@@ -93,7 +93,8 @@ def _add_training_options(parser: argparse.ArgumentParser, adapt: bool) -> None:
     data.add_argument(
         "--target-labels",
         help="labels of some target slices (an image stack; slices with any label count), "
-        "learned from by the mean-teacher and semi-supervised modes",
+        "learned from by the mean-teacher and semi-supervised modes; a zarr target is "
+        "still read patch by patch, its labels in memory",
     )
     data.add_argument(
         "--target-label-kind",

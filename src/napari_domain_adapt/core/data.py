@@ -195,7 +195,8 @@ class Domain:
     Validated on construction: ``images`` becomes ``(N, H, W[, C])``, ``labels`` uint8
     ``(N, H, W)`` in {0, 1}, ``masks`` bool ``(N, H, W)``. With ``label_kind="sparse"``
     the labels are scribbles (0 unlabelled, 1 background, 2 structure) and ``annotated``
-    marks the pixels that carry a label; only those count in the loss.
+    marks the pixels that carry a label; only those count in the loss. A volume read on
+    demand (:func:`is_lazy`) stays so; its labels, if any, are held in memory.
     """
 
     images: np.ndarray
@@ -208,15 +209,16 @@ class Domain:
     annotated: np.ndarray | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        if is_lazy(self.images):
-            self._open_lazily()
-            return
-        self.images = as_image_stack(self.images, name=self.name)
-        shape = self.images.shape[:3]
         if self.label_kind not in LABEL_KINDS:
             raise InputError(
                 f"label kind must be one of {', '.join(LABEL_KINDS)}; got {self.label_kind!r}"
             )
+        if is_lazy(self.images):
+            self._open_lazily()
+            shape = (len(self), *(int(n) for n in self.images.shape[-2:]))
+        else:
+            self.images = as_image_stack(self.images, name=self.name)
+            shape = self.images.shape[:3]
         if self.labels is not None and self.label_kind == "sparse":
             self.labels, self.annotated = as_sparse_label_stack(
                 self.labels, shape, name=f"{self.name} labels"
@@ -258,10 +260,12 @@ class Domain:
         return not isinstance(self.images, np.ndarray)
 
     def _open_lazily(self) -> None:
-        if self.labels is not None or self.masks is not None:
+        """Open the volume read on demand; its labels (in memory, validated like those of
+        an image stack) may mark some slices, as a user's corrections do."""
+        if self.masks is not None:
             raise InputError(
-                f"{self.name} is a volume read on demand, which takes neither labels nor "
-                "masks; expected an unlabelled target (load labelled images into memory)"
+                f"{self.name} is a volume read on demand, which takes no field-of-view masks; "
+                "expected a grey volume without masks (load masked images into memory)"
             )
         try:
             self.images = open_volume(self.images)

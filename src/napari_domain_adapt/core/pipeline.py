@@ -357,20 +357,15 @@ def open_target(
 ) -> tuple[Domain, Domain | None]:
     """The target to adapt to, and a labelled test split to score on (a dataset's, if any).
 
-    A zarr volume is read patch by patch, on demand, and so is an HDF5 dataset without
-    labels (with labels it is read into memory, as a TIFF is). A dataset directory gives its
-    train images, with the labels of ``label_slices`` only (none without them).
+    A zarr volume is read patch by patch, on demand (its ``labels``, if any, in memory),
+    and so is an HDF5 dataset without labels (with labels it is read into memory, as a TIFF
+    is). A dataset directory gives its train images, with the labels of ``label_slices``
+    only (none without them).
     """
-    if is_zarr(path) and labels:
-        raise InputError(
-            f"target {path} is a zarr volume, read patch by patch, which takes no labels; "
-            "expected labels with a TIFF, HDF5, image or dataset target"
-        )
-    if is_zarr(path) or (is_hdf5(path) and not labels):  # read on demand
-        return Domain(path, name="target", pixel_size=pixel_size), None
     if not is_dataset(path):
+        read_on_demand = is_zarr(path) or (is_hdf5(path) and not labels)
+        images = path if read_on_demand else read_volume(path)
         given = read_volume(labels) if labels else None
-        images = read_volume(path)
         target = Domain(images, given, name="target", label_kind=label_kind, pixel_size=pixel_size)
         return target, None
     root = Path(path)

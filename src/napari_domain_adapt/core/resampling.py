@@ -9,9 +9,9 @@ resample and its :func:`restore_plane` land on the same pixels.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
+from copy import copy as shallow_copy
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -180,19 +180,22 @@ def resample_window(
 
 
 def resampled(domain: Domain, factor: float) -> Domain:
-    """A copy of an in-memory ``domain`` zoomed by ``factor``: images (linear), labels,
-    annotated pixels and masks (nearest); its pixel size becomes the working one."""
-    copy = dataclasses.replace(domain)  # validation is not repeated: already validated
-    copy.images = resample_stack(domain.images, factor, order=1, rgb=domain.images.ndim == 4)
+    """A copy of ``domain`` zoomed by ``factor``: images (linear), labels, annotated pixels
+    and masks (nearest); its pixel size becomes the working one. Images read on demand are
+    left as they are: :class:`~.lazy.ResampledVolume` zooms them window by window."""
+    zoomed = shallow_copy(domain)  # not validated again (nor a lazy volume read again)
+    if not domain.lazy:
+        rgb = domain.images.ndim == 4
+        zoomed.images = resample_stack(domain.images, factor, order=1, rgb=rgb)
     for name in ("labels", "masks", "annotated"):
         value = getattr(domain, name)
         if value is not None:
-            setattr(copy, name, resample_stack(value, factor, order=0))
+            setattr(zoomed, name, resample_stack(value, factor, order=0))
     if domain.pixel_size is not None:
         sizes = tuple(domain.pixel_size.sizes)
         plane = tuple(size / factor for size in sizes[-2:])
-        copy.pixel_size = PixelSize((*sizes[:-2], *plane), domain.pixel_size.unit)
-    return copy
+        zoomed.pixel_size = PixelSize((*sizes[:-2], *plane), domain.pixel_size.unit)
+    return zoomed
 
 
 def describe_scaling(

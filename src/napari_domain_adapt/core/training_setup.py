@@ -134,7 +134,8 @@ def prepare(
     factor = _working_factor(config, working, target)
     target_name = "target"
     if factor is not None:
-        # A target in memory is resampled here; one read on demand, patch by patch, below.
+        # Labels are resampled here, and a target in memory; one read on demand is resampled
+        # patch by patch, below.
         plane = target.images.shape[-2:] if target.lazy else target.images.shape[1:3]
         target_grid = (int(plane[0]), int(plane[1]))
         whose = "the model's" if source is None else "the source's"
@@ -142,8 +143,7 @@ def prepare(
             f"target (resampled by {factor:.3g} to {whose} pixel size from "
             f"{target_grid[0]}x{target_grid[1]} pixels)"
         )
-        if not target.lazy:
-            target = resampled(target, factor)
+        target = resampled(target, factor)
     target = None if target is None else _with_field_of_view(target, pre)
     source_sampler, reference = None, None if initial is None else initial.intensity_reference
     if source is not None:
