@@ -98,5 +98,8 @@ def test_layers():
     assert layer_pixel_size((1, 4, 4), ["pixel", "nm", "nm"]) == PixelSize((1, 4, 4))
     assert layer_pixel_size(None) is None
     assert layer_options(EM, 3) == {"scale": EM.sizes, "units": ("micrometer",) * 3}
+    in_nm = layer_options(EM.to("nm"), 3)  # one unit for every layer: napari mixes none
+    assert in_nm == {"scale": EM.sizes, "units": ("micrometer",) * 3}
+    assert layer_options(PixelSize((50, 4, 4)), 3) == {"scale": (50, 4, 4)}  # no unit
     assert layer_options(EM.fit(2), 3) == {"scale": (1.0, 0.004, 0.004)}
     assert layer_options(None, 3) == {}

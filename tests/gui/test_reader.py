@@ -80,7 +80,7 @@ def _open(viewer, path, **kwargs):
     ("make", "scale", "unit"),
     [
         (imagej_stack, (0.05, 0.004, 0.004), "micrometer"),
-        (ome_tiff, (50.0, 4.0, 4.0), "nanometer"),
+        (ome_tiff, (0.05, 0.004, 0.004), "micrometer"),  # in nm in the file
     ],
 )
 def test_a_calibrated_tiff_opens_at_its_pixel_size(
@@ -104,8 +104,8 @@ def test_the_layer_scale_is_what_the_core_reads(make_napari_viewer, tmp_path):
 
     path = imagej_stack(tmp_path / "em.tif", unit="nm")
     layer = _open(make_napari_viewer(), path)
-    assert layer_pixel_size(layer.scale, layer.units) == read_pixel_size(path)
     assert read_pixel_size(path) == PixelSize((0.05, 0.004, 0.004), "nm")
+    assert layer_pixel_size(layer.scale, layer.units) == read_pixel_size(path).to("µm")
 
 
 def test_an_uncalibrated_tiff_has_no_scale(make_napari_viewer, tmp_path):
@@ -132,7 +132,7 @@ def test_colour_and_labels(make_napari_viewer, tmp_path):
     assert layer.rgb
     assert layer.data.shape == (32, 40, 3)
     labels = tmp_path / "cell_labels.tif"
-    imagej_stack(labels, (em_stack() % 5).astype(np.uint16), unit="nm")
+    imagej_stack(labels, (em_stack() % 5).astype(np.uint16))
     layer = _open(viewer, labels)
     assert layer._type_string == "labels"
     np.testing.assert_allclose(layer.scale, (0.05, 0.004, 0.004))
@@ -183,9 +183,9 @@ def test_an_ome_zarr_image_opens_lazily_at_its_pixel_size(tmp_path, version):
     assert all(isinstance(level, da.Array) for level in levels)
     np.testing.assert_array_equal(levels[0].compute(), data)
     assert levels[1].shape == (3, 32, 40)
-    assert meta["scale"] == (50.0, 4.0, 4.0)
+    assert meta["scale"] == (0.05, 0.004, 0.004)  # nanometres in the file
     if "units" in meta:  # napari 0.6 and later
-        assert meta["units"] == ("nanometer",) * 3
+        assert meta["units"] == ("micrometer",) * 3
 
 
 def _image_with_axes(path, shape, axes: str) -> str:
@@ -247,7 +247,7 @@ def test_a_bioformats2raw_container_opens_at_its_first_series(tmp_path):
     ome_zarr(tmp_path / "scan.ome.zarr" / "0", data)
     path = str(tmp_path / "scan.ome.zarr")
     ((levels, meta, kind),) = get_ome_zarr_reader(path)(path)
-    assert (meta["name"], kind, meta["scale"]) == ("scan", "image", (50.0, 4.0, 4.0))
+    assert (meta["name"], kind, meta["scale"]) == ("scan", "image", (0.05, 0.004, 0.004))
     np.testing.assert_array_equal(levels[0].compute(), data)
     np.testing.assert_array_equal(open_volume(path)[:], data)
     assert read_pixel_size(path) == PixelSize((50.0, 4.0, 4.0), "nm")
@@ -291,3 +291,20 @@ def test_a_missing_label_image_is_skipped_and_the_image_opens(tmp_path, caplog):
         layers = get_ome_zarr_reader(str(path))(str(path))
     assert [kind for _, _, kind in layers] == ["image"]
     assert "skipping label image 'gone'" in caplog.text
+
+
+def test_files_of_different_units_open_in_one_unit(make_napari_viewer, tmp_path):
+    """An HDF5 file in µm and an OME-Zarr image in nm, side by side: both layers are in
+    µm, so napari draws them at their sizes (it draws layers of different units each at
+    its own numbers: 4 nm beside 0.004 µm was 1000 times larger)."""
+    from _pixel_files import hdf5_volume
+
+    viewer = make_napari_viewer()
+    hdf5_volume(tmp_path / "source.h5")
+    (hdf5,) = viewer.open(str(tmp_path / "source.h5"), plugin="napari-domain-adapt")
+    zarr_path = ome_zarr(tmp_path / "target.ome.zarr")
+    (ome,) = viewer.open(str(zarr_path), plugin="napari-domain-adapt")
+    np.testing.assert_allclose(hdf5.scale, ome.scale)  # both 50 x 4 x 4 nm
+    np.testing.assert_allclose(hdf5.extent.world, ome.extent.world)
+    if hasattr(ome, "units"):  # napari 0.6 and later
+        assert [str(u) for u in hdf5.units] == [str(u) for u in ome.units] == ["micrometer"] * 3

@@ -155,11 +155,20 @@ def layer_pixel_size(scale: Sequence[float] | None, units: Any = None) -> PixelS
     return pixel_size_or_none(sizes, unit) or pixel_size_or_none(sizes)
 
 
+#: The unit of the layers our readers make, whatever their files' units: napari draws
+#: layers of different units (nm beside µm) unscaled, each at its own numbers, with the
+#: warning "Inconsistent units across layers".
+LAYER_UNIT = "µm"
+
+
 def layer_options(pixel_size: PixelSize | None, ndim: int) -> dict[str, Any]:
-    """napari layer keywords (``scale``, and ``units`` where known) for ``pixel_size``."""
+    """napari layer keywords (``scale``, and ``units`` where known) for ``pixel_size``, in
+    :data:`LAYER_UNIT` where it has a unit."""
     if pixel_size is None:
         return {}
     size = pixel_size.fit(ndim)
+    if size.unit is not None:
+        size = size.to(LAYER_UNIT)
     scale = (1.0,) * (ndim - len(size.sizes)) + size.sizes
     options: dict[str, Any] = {"scale": scale}
     if size.unit is not None and len(size.sizes) == ndim:
