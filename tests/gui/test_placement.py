@@ -46,6 +46,19 @@ def test_previews_are_written_into_one_live_layer(target):
     assert live.data.shape == (1, 8, 6)
 
 
+def test_the_live_layer_lies_where_the_target_does_in_its_units(target):
+    """Without the target's units the live layer (units: pixel) made napari warn
+    "Inconsistent units across layers" at every Adapt on a calibrated target, and draw
+    every layer at its own numbers while it was there."""
+    viewer, image = target
+    if hasattr(image, "units"):  # napari 0.6 and later
+        image.units = ("nm",) * 3
+    live = show_preview(viewer, image, np.zeros((16, 12), np.float32), 1)
+    np.testing.assert_allclose(live.scale, image.scale)
+    if hasattr(image, "units"):
+        assert live.units == image.units
+
+
 def test_the_live_layer_becomes_the_probability_layer(target):
     viewer, image = target
     live = show_preview(viewer, image, np.zeros((16, 12), np.float32), 1)

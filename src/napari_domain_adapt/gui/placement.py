@@ -96,12 +96,12 @@ def show_preview(viewer: napari.Viewer, target: Layer, preview: np.ndarray, inde
         else:
             layer.data = data
         return layer
+    where = {**placement(target), "translate": translate}  # units too: napari mixes none
     return viewer.add_image(
         data.copy(),  # written in place by the next previews
         name=LIVE_NAME,
-        scale=target.scale,
-        translate=translate,
         opacity=0.8,
+        **where,
         **PROBABILITY_LOOK,
     )
 
