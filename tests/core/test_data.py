@@ -153,6 +153,28 @@ def test_label_shape_mismatch() -> None:
     assert "expected the image's shape (2, 10, 10)" in message
 
 
+def test_three_label_slices_read_as_colour_are_named_so(tmp_path) -> None:
+    """tifffile writes 3 or 4 grey slices as one RGB image unless told otherwise: labels
+    of 3 slices then read as (H, W, 3), and the message says why and what to do."""
+    import tifffile
+
+    from napari_domain_adapt.core.io import read_volume
+
+    path = tmp_path / "labels.tif"
+    # what tifffile 2026.3 writes by default (deprecated; later versions may not)
+    tifffile.imwrite(
+        path, np.zeros((3, 10, 12), np.uint8), photometric="rgb", planarconfig="separate"
+    )
+    with pytest.raises(InputError) as info:
+        as_label_stack(read_volume(path), (3, 10, 12))
+    message = str(info.value)
+    assert "have shape (10, 12, 3)" in message
+    assert "if they are 3 slices, their TIFF stores them as one" in message
+    assert "photometric='minisblack'" in message
+    with pytest.raises(InputError, match="colour image; expected one grey value"):
+        as_label_stack(np.zeros((10, 12, 3)), (1, 10, 12))  # one slice: plain colour
+
+
 def test_mask_is_bool() -> None:
     mask = as_mask_stack(np.array([[0, 255], [0, 0]], np.uint8), (1, 2, 2))
     assert mask.dtype == bool
