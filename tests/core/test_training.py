@@ -172,6 +172,53 @@ def test_previews_are_rationed(tiny_config, source, target) -> None:
     assert all(e.preview is None for e in no_target)
 
 
+class _Clock:
+    """A monotonic clock that moves only when told: steps and previews take set times."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("preview_seconds", "expected"),
+    [
+        (0.2, 18),  # a small slice: after 3 s of training (the interval), and the last
+        (4.0, 5),  # a large slice: four times its own time in between (1, 33, 65, 97, 100)
+    ],
+)
+def test_previews_take_at_most_their_share_of_the_run(
+    tiny_config, source, target, monkeypatch, preview_seconds, expected
+) -> None:
+    """A preview that takes long (a large slice on a CPU) is followed by enough training
+    that previews take at most PREVIEW_SHARE of the run: every step previewed a 4 s
+    preview before, when its 3 s interval was counted from the preview's start."""
+    clock = _Clock()
+    monkeypatch.setattr(training, "time", clock)
+    step, preview = training._step_in_memory, training._preview
+
+    def timed_step(run, number):
+        clock.now += 0.5
+        return step(run, number)
+
+    def timed_preview(run, control):
+        clock.now += preview_seconds
+        return preview(run, control)
+
+    monkeypatch.setattr(training, "_step_in_memory", timed_step)
+    monkeypatch.setattr(training, "_preview", timed_preview)
+    config = dataclasses.replace(tiny_config, steps=100, preview_interval=3.0)
+    events = [e for e in train(config, source, target) if isinstance(e, TrainEvent)]
+    previewed = [e.step for e in events if e.preview is not None]
+    assert len(previewed) == expected
+    assert previewed[0] == 1
+    assert previewed[-1] == 100
+    share = len(previewed) * preview_seconds / (len(previewed) * preview_seconds + 100 * 0.5)
+    assert share <= training.PREVIEW_SHARE + 0.1  # the first and last preview are extra
+
+
 def test_previews_are_background_outside_the_field_of_view(tiny_config, source, sample_pair):
     masks = np.ones(sample_pair.target_image.shape, bool)
     masks[:, :, :10] = False

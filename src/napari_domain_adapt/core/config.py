@@ -302,7 +302,9 @@ class TrainConfig:
     losses stay float32) on the CPU or a CUDA GPU. 1.8x faster training steps on a CPU
     with AVX512-BF16 or AMX, and on recent GPUs; slower on CPUs without them."""
     preview_interval: float | None = 3.0
-    """Seconds between live previews of the target (0: every step; None: no previews)."""
+    """Seconds of training between live previews of the target, longer where a preview
+    takes long, so that previews take at most a fifth of a run (0: every step; None: no
+    previews)."""
     model: ModelSpec = field(default_factory=ModelSpec)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     domain: DomainClassifierSpec = field(default_factory=DomainClassifierSpec)

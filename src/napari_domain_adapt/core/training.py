@@ -71,6 +71,10 @@ from .training_step import as_tensor, train_step
 
 #: Target batches that :func:`estimate_batch_statistics` sees at the end of an adaptive run.
 TARGET_STATISTICS_BATCHES = 25
+#: The largest share of a run's time that its live previews may take. A preview predicts a
+#: whole target slice: seconds for a large one on a CPU, which every few seconds of
+#: training (``preview_interval``) would otherwise take most of the run.
+PREVIEW_SHARE = 0.2
 
 
 class TrainControl:
@@ -212,6 +216,15 @@ def _check(run: TrainingRun, step: int) -> dict[str, float]:
     return values
 
 
+def _preview_pause(interval: float, seconds: float) -> float:
+    """Seconds of training before the next preview: ``interval``, or longer where one
+    preview takes long (a large slice on a CPU), so that previews take at most
+    :data:`PREVIEW_SHARE` of the run's time. An interval of 0 asks for every step."""
+    if interval == 0:
+        return 0.0
+    return max(interval, seconds * (1 - PREVIEW_SHARE) / PREVIEW_SHARE)
+
+
 def _preview(run: TrainingRun, control: TrainControl) -> tuple[np.ndarray, int]:
     index = int(np.clip(control.preview_index, 0, len(run.target_preview) - 1))
     preview = predict_tiled(_kept(run), run.target_preview[index])
@@ -231,7 +244,7 @@ def _loop(
     config = run.config
     # Seconds of training before a resume count too: ``elapsed`` is the run's whole time.
     start = time.monotonic() - run.elapsed_before
-    last_preview = -math.inf
+    next_preview = -math.inf  # when the next preview is due (monotonic seconds)
     history = [] if history is None else history
     done = len(history)
     for step in range(done + 1, config.steps + 1):
@@ -244,13 +257,14 @@ def _loop(
         values.update(_check(run, step) if checked else dict.fromkeys(CRITERIA))
         history.append({"step": step, **values})
         event = TrainEvent(step, config.steps, elapsed=time.monotonic() - start, **values)
-        now = time.monotonic()
         due = config.preview_interval is not None and (
-            now - last_preview >= config.preview_interval or step in (1, config.steps)
+            time.monotonic() >= next_preview or step in (1, config.steps)
         )
         if run.target_preview is not None and due and not control.stopped:
+            began = time.monotonic()
             event.preview, event.preview_index = _preview(run, control)
-            last_preview = now
+            ended = time.monotonic()
+            next_preview = ended + _preview_pause(config.preview_interval, ended - began)
         done = step
         if state is not None and (step % state.every == 0 or step == config.steps):
             write_state(state.path, _capture(run, history, start), config, run.inputs)
