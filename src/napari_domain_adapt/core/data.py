@@ -43,13 +43,15 @@ def _shown(shape: tuple[int, ...]) -> tuple[int, ...]:
 def _shape_error(name: str, data: np.ndarray, shape: tuple[int, int, int]) -> InputError:
     """Labels or masks that do not match the image, with a hint when they are colour."""
     colour = data.shape[-1:] in ((3,), (4,)) and tuple(data.shape[-3:-1]) == tuple(shape[1:])
-    hint = " (they look like a colour image; expected one grey value per pixel)" if colour else ""
+    hint = ""
     if colour and data.ndim == 3 and data.shape[-1] == shape[0]:  # the slices as channels
         hint = (
             f" (they look like a colour image; if they are {shape[0]} slices, their TIFF stores "
             "them as one: tifffile writes 3 or 4 grey slices as RGB unless given "
             "photometric='minisblack')"
         )
+    elif colour:
+        hint = " (they look like a colour image; expected one grey value per pixel)"
     return InputError(
         f"{name} have shape {tuple(data.shape)}; expected the image's shape "
         f"{_shown(shape)} (one label per pixel){hint}"

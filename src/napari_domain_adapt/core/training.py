@@ -257,14 +257,14 @@ def _loop(
         values.update(_check(run, step) if checked else dict.fromkeys(CRITERIA))
         history.append({"step": step, **values})
         event = TrainEvent(step, config.steps, elapsed=time.monotonic() - start, **values)
+        now = time.monotonic()
         due = config.preview_interval is not None and (
-            time.monotonic() >= next_preview or step in (1, config.steps)
+            now >= next_preview or step in (1, config.steps)
         )
         if run.target_preview is not None and due and not control.stopped:
-            began = time.monotonic()
             event.preview, event.preview_index = _preview(run, control)
             ended = time.monotonic()
-            next_preview = ended + _preview_pause(config.preview_interval, ended - began)
+            next_preview = ended + _preview_pause(config.preview_interval, ended - now)
         done = step
         if state is not None and (step % state.every == 0 or step == config.steps):
             write_state(state.path, _capture(run, history, start), config, run.inputs)
