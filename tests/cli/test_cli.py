@@ -20,6 +20,7 @@ import zarr
 
 from _pixel_files import EM, em_stack, hdf5_volume, imagej_stack, ome_tiff, tiff_pixel_size_of
 from napari_domain_adapt.cli import EXIT_BAD_INPUT, main
+from napari_domain_adapt.core import pipeline
 from napari_domain_adapt.core.checkpoints import load_checkpoint
 from napari_domain_adapt.core.errors import InputError
 from napari_domain_adapt.core.io import read_volume, run_lock
@@ -736,23 +737,39 @@ def test_a_target_read_on_demand_is_judged_on_slices_read_from_it(
     assert out.is_file()
 
 
-def test_scribbles_on_a_target_read_on_demand_train_it(datasets, tmp_path, capsys):
-    """A zarr target with scribbles (held in memory): semi-supervised trains on them, and
-    the model records one labelled target slice; the volume is read patch by patch."""
-    volume = tmp_path / "target.zarr"
-    zarr.save_array(str(volume), em_stack((3, 64, 64), np.uint8))
+@pytest.mark.parametrize("store", ["zarr", "hdf5"])
+def test_scribbles_on_a_target_read_on_demand_train_it(
+    datasets, tmp_path, capsys, monkeypatch, store
+):
+    """A zarr or HDF5 target with scribbles (held in memory): semi-supervised trains on
+    them, and the model records one labelled target slice; the volume is never read whole."""
+    data = em_stack((3, 64, 64), np.uint8)
+    if store == "zarr":
+        volume = str(tmp_path / "target.zarr")
+        zarr.save_array(volume, data)
+    else:
+        volume = hdf5_volume(tmp_path / "target.h5", data)
     scribbles = np.zeros((3, 64, 64), np.uint8)
     scribbles[1, 4:8] = 1
     scribbles[1, 30:34] = 2
     labels = tmp_path / "scribbles.tif"
     tifffile.imwrite(labels, scribbles, photometric="minisblack")  # 3 slices, not RGB
+    read_whole = []
+    real_read_volume = pipeline.read_volume
+
+    def spied_read_volume(path, *args, **kwargs):
+        read_whole.append(str(path))
+        return real_read_volume(path, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "read_volume", spied_read_volume)
     out = tmp_path / "m.pt"
-    argv = ["adapt", "--source", str(datasets / "source"), "--target", str(volume)]
+    argv = ["adapt", "--source", str(datasets / "source"), "--target", volume]
     argv += ["--mode", "semi-supervised", "--target-labels", str(labels)]
     argv += ["--target-label-kind", "sparse", "--out", str(out), *TINY]
     assert main(argv) == 0, capsys.readouterr().err
     (run,) = load_checkpoint(out).metadata["runs"]
     assert run["target_labelled_slices"] == 1
+    assert read_whole == [str(labels)]  # the labels only: the target is read on demand
 
 
 def test_a_run_can_start_from_a_model(datasets, checkpoint, tmp_path):

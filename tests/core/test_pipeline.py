@@ -349,7 +349,7 @@ def test_open_target_reads_a_zarr_volume_lazily(sample_pair, tmp_path):
     assert int(target.annotated.sum()) == 4 * sample_pair.target_image.shape[2]
 
 
-def test_open_target_reads_an_hdf5_dataset_lazily_unless_it_has_labels(sample_pair, tmp_path):
+def test_open_target_reads_an_hdf5_dataset_lazily_with_or_without_labels(sample_pair, tmp_path):
     import h5py
 
     path = tmp_path / "t.h5"
@@ -362,7 +362,7 @@ def test_open_target_reads_an_hdf5_dataset_lazily_unless_it_has_labels(sample_pa
     assert (target.pixel_size, test) == (size, None)
     np.testing.assert_array_equal(target.images[1, :5, :5], sample_pair.target_image[1, :5, :5])
     labelled, _ = open_target(f"{path}:raw", labels=f"{path}:labels")
-    assert not labelled.lazy
+    assert labelled.lazy  # the volume read on demand, its labels in memory
     assert list(labelled.labelled_slices()) == list(range(len(sample_pair.target_image)))
 
 

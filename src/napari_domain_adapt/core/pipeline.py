@@ -357,14 +357,12 @@ def open_target(
 ) -> tuple[Domain, Domain | None]:
     """The target to adapt to, and a labelled test split to score on (a dataset's, if any).
 
-    A zarr volume is read patch by patch, on demand (its ``labels``, if any, in memory),
-    and so is an HDF5 dataset without labels (with labels it is read into memory, as a TIFF
-    is). A dataset directory gives its train images, with the labels of ``label_slices``
-    only (none without them).
+    A zarr volume or an HDF5 dataset is read patch by patch, on demand (its ``labels``, if
+    any, in memory); a TIFF is read into memory. A dataset directory gives its train
+    images, with the labels of ``label_slices`` only (none without them).
     """
     if not is_dataset(path):
-        read_on_demand = is_zarr(path) or (is_hdf5(path) and not labels)
-        images = path if read_on_demand else read_volume(path)
+        images = path if is_zarr(path) or is_hdf5(path) else read_volume(path)
         given = read_volume(labels) if labels else None
         target = Domain(images, given, name="target", label_kind=label_kind, pixel_size=pixel_size)
         return target, None
