@@ -12,6 +12,7 @@ from napari_domain_adapt.core.ome_zarr import (
     image_levels,
     image_metadata,
     level_pixel_size,
+    pyramid_shapes,
     zarr_pixel_size,
 )
 from napari_domain_adapt.core.pixel_size import PixelSize
@@ -73,3 +74,21 @@ def test_image_metadata_is_ngff_0_4():
     (unknown,) = image_metadata(None, 2, "p")["multiscales"]
     assert unknown["axes"] == [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
     assert np.array_equal(unknown["datasets"][0]["coordinateTransformations"][0]["scale"], [1, 1])
+
+
+def test_pyramid_levels_halve_the_plane_until_it_is_small():
+    assert pyramid_shapes((3, 512, 200)) == [(3, 512, 200)]  # small: one level
+    assert pyramid_shapes((3, 1100, 600)) == [(3, 1100, 600), (3, 550, 300), (3, 275, 150)]
+    assert pyramid_shapes((4097, 10)) == [(4097, 10), (2048, 5), (1024, 2), (512, 1)]
+    assert pyramid_shapes((2, 64, 64), side=16) == [(2, 64, 64), (2, 32, 32), (2, 16, 16)]
+
+
+def test_coarser_levels_double_the_in_plane_pixel_size():
+    (image,) = image_metadata(EM, 3, "probabilities", levels=3)["multiscales"]
+    attributes = {"multiscales": [image]}
+    assert [dataset["path"] for dataset in image["datasets"]] == ["0", "1", "2"]
+    assert [level_pixel_size(attributes, str(level)) for level in range(3)] == [
+        EM,
+        PixelSize((50.0, 8.0, 8.0), "nm"),
+        PixelSize((50.0, 16.0, 16.0), "nm"),
+    ]

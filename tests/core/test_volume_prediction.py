@@ -4,6 +4,7 @@ block, into OME-Zarr."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from _pixel_files import EM, em_stack, ome_zarr, zarr_pixel_size_of
 from napari_domain_adapt.core import ModelSpec, Preprocessing, SegmentationModel
 from napari_domain_adapt.core import volume_prediction as volumes
 from napari_domain_adapt.core.errors import InputError
+from napari_domain_adapt.core.ome_zarr import image_levels
 from napari_domain_adapt.core.pixel_size import PixelSize
 from napari_domain_adapt.core.volume_prediction import predict_volume, slice_statistics
 from napari_domain_adapt.core.volumes import _TiffVolume, is_zarr, open_volume
@@ -266,3 +268,32 @@ def test_a_histogram_matched_model_is_refused_out_of_core(trained_model, tmp_pat
     with pytest.raises(InputError, match="out-of-core volume prediction does not do yet"):
         predict_volume(model, volume, tmp_path / "p.zarr")
     assert not (tmp_path / "p.zarr").exists()
+
+
+@pytest.mark.parametrize("threshold", [None, 0.5])
+def test_a_large_prediction_is_a_pyramid_that_readers_open_at_every_level(
+    model, tmp_path, threshold
+) -> None:
+    """Beyond 512 pixels on a side the output gets coarser levels, each made of 2 x 2 blocks
+    of the one before (probabilities averaged, a mask's maximum kept), at twice its pixel
+    size; level 0 is the prediction itself."""
+    data = em_stack((2, 1100, 600), np.uint8)
+    out = tmp_path / "p.zarr"
+    written = predict_volume(model, data, out, chunk=256, pixel_size=EM, threshold=threshold)
+    levels = image_levels(out)
+    assert [path for path, _ in levels] == ["0", "1", "2"]
+    z, y, x = EM.sizes
+    assert [size for _, size in levels] == [
+        PixelSize((z, y * 2**level, x * 2**level), EM.unit) for level in range(3)
+    ]
+    arrays = [open_volume(out / path) for path, _ in levels]
+    assert [a.shape for a in arrays] == [(2, 1100, 600), (2, 550, 300), (2, 275, 150)]
+    np.testing.assert_array_equal(np.asarray(arrays[0]), written[:])
+    for finer, coarser in itertools.pairwise(arrays):
+        finer = np.asarray(finer)
+        blocks = finer.reshape(2, finer.shape[1] // 2, 2, finer.shape[2] // 2, 2)
+        if threshold is None:
+            np.testing.assert_allclose(coarser, blocks.mean(axis=(2, 4)), atol=1e-6)
+        else:
+            np.testing.assert_array_equal(coarser, blocks.max(axis=(2, 4)))
+    assert np.asarray(arrays[2]).dtype == written.dtype

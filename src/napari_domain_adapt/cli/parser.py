@@ -305,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         required=True,
         type=Path,
-        help="TIFF to write; or NAME.zarr: block by block, for volumes larger than memory",
+        help="TIFF to write; or NAME.zarr: an OME-Zarr image written block by block, for "
+        "volumes larger than memory, with coarser levels for slices over 512 pixels",
     )
     predict.add_argument(
         "--threshold",

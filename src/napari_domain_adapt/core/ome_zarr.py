@@ -7,7 +7,8 @@ Read: OME-NGFF 0.4 (``multiscales`` in the group's attributes, zarr format 2) an
 the image-wide one) in its axes' units. A bioformats2raw container (``bioformats2raw.layout``
 at its root, what bioformats2raw and many converters write) is read at its first series,
 ``raw.ome.zarr/0``. Written: OME-NGFF 0.4, the version most viewers read
-(napari-ome-zarr, Fiji/BigDataViewer, neuroglancer), as its specification lays it out.
+(napari-ome-zarr, Fiji/BigDataViewer, neuroglancer), as its specification lays it out, with
+coarser levels for large images (:func:`pyramid_shapes`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from typing import Any
 from .pixel_size import UNITS, PixelSize, pixel_size_or_none
 
 NGFF_VERSION = "0.4"
+#: The images we write get coarser levels until the coarsest is at most this many pixels on
+#: a side: a viewer then reads only what it shows, however large the image.
+PYRAMID_SIDE = 512
 
 
 def multiscales(attributes: dict[str, Any]) -> list[dict[str, Any]]:
@@ -123,8 +127,21 @@ def _spatial(axes: Any, scale: list[float] | None) -> PixelSize | None:
     return pixel_size_or_none(sizes, unit)
 
 
-def image_metadata(pixel_size: PixelSize | None, ndim: int, name: str) -> dict[str, Any]:
-    """The group attributes of a one-level OME-Zarr image (NGFF 0.4) whose array is ``0``.
+def pyramid_shapes(shape: tuple[int, ...], side: int = PYRAMID_SIDE) -> list[tuple[int, ...]]:
+    """The shapes of a multiscale image's levels: ``shape``, then each level halved in Y and
+    X (rounded down; Z kept) while the one before is larger than ``side`` on a side."""
+    shapes = [tuple(shape)]
+    while max(shapes[-1][-2:]) > side:
+        last = shapes[-1]
+        shapes.append((*last[:-2], last[-2] // 2, last[-1] // 2))
+    return shapes
+
+
+def image_metadata(
+    pixel_size: PixelSize | None, ndim: int, name: str, levels: int = 1
+) -> dict[str, Any]:
+    """The group attributes of an OME-Zarr image (NGFF 0.4) whose arrays are ``0`` to
+    ``levels - 1``, each half as fine as the one before in Y and X.
 
     Axes without a known size (all without ``pixel_size``) get scale 1 and no unit.
     """
@@ -138,8 +155,12 @@ def image_metadata(pixel_size: PixelSize | None, ndim: int, name: str) -> dict[s
         if size is not None and size.unit is not None and index >= ndim - known:
             entry["unit"] = UNITS[size.unit][0]
         axes.append(entry)
-    dataset = {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
-    image = {"version": NGFF_VERSION, "name": name, "axes": axes, "datasets": [dataset]}
+    datasets = []
+    for level in range(levels):
+        level_scale = [*scale[:-2], *(value * 2**level for value in scale[-2:])]
+        transformations = [{"type": "scale", "scale": level_scale}]
+        datasets.append({"path": str(level), "coordinateTransformations": transformations})
+    image = {"version": NGFF_VERSION, "name": name, "axes": axes, "datasets": datasets}
     return {"multiscales": [image]}
 
 

@@ -41,7 +41,7 @@ from .io import (
     write_failure,
 )
 from .metrics import check_threshold
-from .ome_zarr import image_metadata
+from .ome_zarr import image_metadata, pyramid_shapes
 from .pixel_size import PixelSize
 from .preprocessing import intensity_range, normalise_slice, rescale
 from .resampling import resample_stack, restore_plane, working_shape
@@ -190,14 +190,15 @@ def predicting_volume(
     ``source``: a zarr store or TIFF path, or a zarr, dask or numpy array (see
     :func:`open_volume`). ``out``: a ``.zarr`` path, written as an OME-Zarr image (NGFF
     0.4: a group whose array ``0`` is the result, at ``pixel_size``, by default the
-    source path's) atomically: into a temporary store beside it, renamed when complete; an
-    existing one is refused unless ``overwrite``. Or a zarr array of the volume's shape to
-    fill, or ``None`` for the lazy dask array of the result. The result is float32
-    probabilities, or with ``threshold`` a uint8 mask of 0 and 255. Blocks are ``chunk``
-    pixels in Y and X (an int or ``(y, x)``), one slice in Z, and borrow ``overlap`` pixels
-    of context from each neighbour (both are rounded up to multiples of the U-Net's
-    ``2**depth``); the default overlap is the U-Net's receptive radius, so that block
-    borders do not show; ``tile_size``, ``tile_overlap``, ``batch_size`` and ``amp`` go to
+    source path's, and coarser levels ``1``, ``2``, ... where it is large: see
+    :func:`~.ome_zarr.pyramid_shapes`) atomically: into a temporary store beside it, renamed
+    when complete; an existing one is refused unless ``overwrite``. Or a zarr array of the
+    volume's shape to fill, or ``None`` for the lazy dask array of the result. The result is
+    float32 probabilities, or with ``threshold`` a uint8 mask of 0 and 255. Blocks are
+    ``chunk`` pixels in Y and X (an int or ``(y, x)``), one slice in Z, and borrow
+    ``overlap`` pixels of context from each neighbour (both are rounded up to multiples of
+    the U-Net's ``2**depth``); the default overlap is the U-Net's receptive radius, so that
+    block borders do not show; ``tile_size``, ``tile_overlap``, ``batch_size`` and ``amp`` go to
     :func:`~.inference.predict_tiled` within a block.
 
     Without an active ``dask.distributed`` client or configured scheduler, blocks run on
@@ -206,6 +207,7 @@ def predicting_volume(
     whole slice.
     """
     import dask.array as da
+    import zarr
 
     chunk_y, chunk_x = (chunk, chunk) if isinstance(chunk, int) else tuple(chunk)
     if overlap is None:
@@ -304,13 +306,19 @@ def predicting_volume(
     if out is None:
         return predicted(0, depth)
 
-    def store_into(array: Any) -> Iterator[tuple[int, int]]:
+    def store_into(array: Any, coarser: list[Any] = ()) -> Iterator[tuple[int, int]]:
         # Blocks align with the store's chunks (a merged last block spans two chunks that
-        # no other block touches), so blocks write in parallel without a lock.
+        # no other block touches), so blocks write in parallel without a lock. Each slab's
+        # coarser levels are made from the finer one just written.
         yield 0, depth  # the output is ready to be written
         for first, last in slabs:
             region = None if flat else (slice(first, last), slice(None), slice(None))
             da.store(predicted(first, last), array, regions=region, lock=False, **compute)
+            finer = array
+            for level in coarser:
+                halved = _coarser(finer.array, level.array.chunks, first, last, threshold)
+                da.store(halved, level, regions=region, lock=False, **compute)
+                finer = level
             yield last, depth
 
     if target is None:  # a zarr array given by the caller
@@ -325,15 +333,16 @@ def predicting_volume(
     }
     with _atomic_store(target, overwrite) as temporary:
         chunks = (chunk_y, chunk_x) if flat else (1, chunk_y, chunk_x)
-        store = _create_image(temporary, shape, chunks, dtype, pixel_size, attributes["content"])
-        store.attrs["napari-domain-adapt"] = attributes
-        writes = _ClosableWrites(store)
+        levels = _create_image(
+            temporary, pyramid_shapes(shape), chunks, dtype, pixel_size, attributes["content"]
+        )
+        levels[0].attrs["napari-domain-adapt"] = attributes
+        writes = [_ClosableWrites(level) for level in levels]
         try:
-            yield from store_into(writes)
+            yield from store_into(writes[0], writes[1:])
         finally:  # after an error or Ctrl-C, blocks still computing must not write
-            writes.close()
-    import zarr
-
+            for level in writes:
+                level.close()
     return zarr.open_array(str(target / "0"), mode="r")
 
 
@@ -458,9 +467,15 @@ def _same(value: Any) -> Any:
 
 
 def _create_image(
-    path: Path, shape: tuple, chunks: tuple, dtype: Any, pixel_size: PixelSize | None, name: str
-) -> Any:
-    """A new OME-Zarr image at ``path`` (NGFF 0.4, zarr format 2); returns its array ``0``."""
+    path: Path,
+    shapes: list[tuple[int, ...]],
+    chunks: tuple,
+    dtype: Any,
+    pixel_size: PixelSize | None,
+    name: str,
+) -> list[Any]:
+    """A new OME-Zarr image at ``path`` (NGFF 0.4, zarr format 2) with one level of each of
+    ``shapes``; returns the levels' arrays ``0``, ``1``, ..."""
     import zarr
     from numcodecs import Blosc
 
@@ -468,17 +483,36 @@ def _create_image(
     version = {"zarr_format": 2} if int(zarr.__version__.split(".")[0]) >= 3 else {}
     # "w-" fills the (empty, locked) folder given; "w" would delete it and make another.
     group = zarr.open_group(str(path), mode="w-", **version)
-    group.attrs.update(image_metadata(pixel_size, len(shape), name))
-    return zarr.open_array(
-        str(path / "0"),
-        mode="w-",
-        shape=shape,
-        chunks=chunks,
-        dtype=dtype,
-        dimension_separator="/",  # as NGFF 0.4 requires
-        compressor=Blosc("lz4", 5, Blosc.SHUFFLE),  # format 2's default: every reader has it
-        **version,
-    )
+    group.attrs.update(image_metadata(pixel_size, len(shapes[0]), name, len(shapes)))
+    return [
+        zarr.open_array(
+            str(path / str(level)),
+            mode="w-",
+            shape=shape,
+            chunks=tuple(min(c, n) for c, n in zip(chunks, shape, strict=True)),
+            dtype=dtype,
+            dimension_separator="/",  # as NGFF 0.4 requires
+            compressor=Blosc("lz4", 5, Blosc.SHUFFLE),  # format 2's default: every reader has it
+            **version,
+        )
+        for level, shape in enumerate(shapes)
+    ]
+
+
+def _coarser(
+    finer: Any, chunks: tuple[int, ...], first: int, last: int, threshold: float | None
+) -> Any:
+    """Slices ``first:last`` (all of a 2D image) of the level after the zarr array ``finer``,
+    in blocks of ``chunks``: the mean of each 2 x 2 block of probabilities, or the maximum of
+    a mask's (with a ``threshold``: a membrane one pixel wide stays)."""
+    import dask.array as da
+
+    data = da.from_zarr(finer)
+    region = data if data.ndim == 2 else data[first:last]
+    axes = {region.ndim - 2: 2, region.ndim - 1: 2}
+    reduce = np.mean if threshold is None else np.max
+    halved = da.coarsen(reduce, region, axes, trim_excess=True)
+    return halved.astype(finer.dtype).rechunk(chunks)
 
 
 def _check_target(target: Path, overwrite: bool) -> None:
