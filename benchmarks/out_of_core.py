@@ -98,7 +98,8 @@ def spot_check(model: SegmentationModel, source: Path, out: Path, count: int) ->
     """Largest |out-of-core - in-memory| over ``count`` slices spread through the volume."""
     import zarr
 
-    volume, result = zarr.open_array(str(source)), zarr.open_array(str(out))
+    # The output is an OME-Zarr image: its full resolution is its level 0.
+    volume, result = zarr.open_array(str(source)), zarr.open_array(str(out / "0"))
     picks = np.unique(np.linspace(0, volume.shape[0] - 1, count).round().astype(int))
     return max(float(np.abs(result[z] - model.predict(volume[z])).max()) for z in picks)
 
