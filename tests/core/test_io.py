@@ -412,3 +412,29 @@ def test_a_planar_rgb_tiff_is_colour_not_three_slices(tmp_path) -> None:
     tifffile.imwrite(tmp_path / "stack.tif", rgb, photometric="minisblack")
     np.testing.assert_array_equal(read_image(tmp_path / "planar.tif"), np.moveaxis(rgb, 0, -1))
     np.testing.assert_array_equal(read_image(tmp_path / "stack.tif"), rgb)
+
+
+class _OnDemand:
+    """A stack read on demand that records what is read: slices, or the whole."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
+        self.chunks = (1, *data.shape[1:])
+        self.reads: list[object] = []
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        self.reads.append(key)
+        return self.data[key]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        self.reads.append("whole")
+        return self.data
+
+
+def test_a_stack_read_on_demand_is_written_one_slice_at_a_time(tmp_path) -> None:
+    data = em_stack((4, 40, 30), np.uint8)
+    stack = _OnDemand(data)
+    path = write_tiff(tmp_path / "lazy.tif", stack, pixel_size=EM)
+    assert stack.reads == [0, 1, 2, 3]  # never read whole
+    np.testing.assert_array_equal(tifffile.imread(path), data)
+    assert read_pixel_size(path) == EM

@@ -156,6 +156,7 @@ class Scene:
         self.monkeypatch.setattr(self.widget.dialogs, "confirm_overwrite", lambda p: True)
         self.snap()
         self.widget.export_segmentation(path)
+        self.qtbot.waitUntil(lambda: not self.widget.exporting, timeout=WAIT_MS)
 
     def save(self, path: Path) -> None:
         self.standard()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -281,7 +283,11 @@ def test_run_previews_then_results(ready, qtbot, tmp_path, monkeypatch, notes):
 
     path = tmp_path / "mask.tif"
     widget.export_format.value = 1
-    assert widget.export_segmentation(path) == path
+    assert widget.export_segmentation(path) is not None  # written in a thread
+    assert not widget.export_button.isEnabled()
+    qtbot.waitUntil(lambda: not widget.exporting)
+    assert widget.export_button.isEnabled()
+    assert widget.status.text() == f"Saved {segmentation.name} to mask.tif"
     np.testing.assert_array_equal(tifffile.imread(path), segmentation.data)
     assert tiff_pixel_size_of(path) == PixelSize((2.0, 0.5, 0.5), "nm")  # scale and unit
 
@@ -295,6 +301,7 @@ def test_run_previews_then_results(ready, qtbot, tmp_path, monkeypatch, notes):
     monkeypatch.setattr(widget.dialogs, "confirm_overwrite", lambda p: True)
     monkeypatch.setattr(widget.dialogs, "save_path", lambda *a: path)
     widget.export_button.click()
+    qtbot.waitUntil(lambda: not widget.exporting)
     np.testing.assert_array_equal(tifffile.imread(path), segmentation.data * 255)
 
     # A second run replaces the result layers instead of piling them up.
@@ -463,6 +470,31 @@ def test_a_dask_layer_is_predicted_out_of_core(ready, qtbot):
     assert isinstance(segmentation.data, da.Array)
     np.testing.assert_array_equal(segmentation.data.compute(), expected >= 0.7)
     assert list(widget._scratch.path.glob("prediction-*.zarr"))
+
+
+def test_a_mask_read_on_demand_is_exported_in_a_thread_slice_by_slice(ready, qtbot, tmp_path):
+    """Export mask of a layer read on demand reads it in the export's thread, one slice at a
+    time (never whole in the viewer's thread), while the viewer goes on."""
+    viewer, widget = ready
+    mask = np.zeros((3, 40, 30), np.uint8)
+    mask[1, 5:20, 4:9] = 1
+    reads = []
+
+    def read(block):
+        reads.append((threading.get_ident(), block.shape[0]))
+        return block
+
+    lazy = da.from_array(mask, chunks=(1, 40, 30)).map_blocks(read, dtype=mask.dtype)
+    viewer.layers.selection.active = viewer.add_labels(lazy, name="lazy mask", scale=(2, 1, 1))
+    widget.export_format.value = 255
+    with dask.config.set(scheduler="synchronous"):  # blocks are read in the thread asking
+        reads.clear()
+        widget.export_segmentation(tmp_path / "lazy mask.tif")
+        qtbot.waitUntil(lambda: not widget.exporting)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "lazy mask.tif"), mask * 255)
+    exported = [r for r in reads if r[0] != threading.main_thread().ident]
+    assert all(depth == 1 for _, depth in exported)
+    assert len(exported) == len(mask)  # each slice read once, in the export's thread
 
 
 @pytest.mark.slow  # a whole run end to end: `pytest -m slow`

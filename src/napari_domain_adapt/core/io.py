@@ -17,10 +17,11 @@ import secrets
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .data import Domain
+from .data import Domain, is_lazy
 from .errors import InputError
 from .pixel_size import PixelSize
 
@@ -514,11 +515,13 @@ def _read_matching(folder: Path, images: list[Path]) -> np.ndarray | None:
 
 def write_tiff(
     path: str | Path,
-    data: np.ndarray,
+    data: Any,
     overwrite: bool = False,
     pixel_size: PixelSize | Sequence[float] | None = None,
 ) -> Path:
     """Write ``data`` as a compressed TIFF atomically, with its pixel size where known.
+
+    A stack read on demand (dask, zarr, HDF5) is read and written one slice at a time.
 
     ``pixel_size``: a :class:`PixelSize`, or bare (y, x) or (z, y, x) sizes without a unit;
     see :func:`~.pixel_metadata.tiff_options` for how it is stored.
@@ -527,8 +530,14 @@ def write_tiff(
     return Path(path)
 
 
+def _slices(stack: Any) -> Iterator[np.ndarray]:
+    """The slices of a stack read on demand, read one at a time."""
+    for index in range(stack.shape[0]):
+        yield np.asarray(stack[index])
+
+
 def write_tiffs(
-    images: Mapping[Path, np.ndarray],
+    images: Mapping[Path, Any],
     overwrite: bool = False,
     pixel_size: PixelSize | Sequence[float] | None = None,
 ) -> None:
@@ -542,6 +551,9 @@ def write_tiffs(
     with atomic_writes(list(images), overwrite=overwrite) as temporaries:
         for temporary, data in zip(temporaries, images.values(), strict=True):
             options = tiff_options(pixel_size, data.dtype, data.ndim)
+            if is_lazy(data) and data.ndim == 3:  # one slice in memory at a time
+                options.update(shape=tuple(data.shape), dtype=np.dtype(data.dtype))
+                data = _slices(data)
             tifffile.imwrite(
                 temporary, data, compression="zlib", photometric="minisblack", **options
             )

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_domain_adapt import core
+
 if TYPE_CHECKING:
     from napari.layers import Layer
 
@@ -173,8 +175,14 @@ def binarize(probabilities: np.ndarray, threshold: float) -> np.ndarray:
     return (np.asarray(probabilities) >= threshold).astype(np.uint8)
 
 
-def export_values(mask: np.ndarray, foreground: int) -> np.ndarray:
-    """A label layer's data as uint8 0/``foreground`` (1 or 255), any label counting as 1."""
+def export_values(mask: Any, foreground: int) -> Any:
+    """A label layer's data as uint8 0/``foreground`` (1 or 255), any label counting as 1;
+    lazy (a dask array) for data read on demand, so that it is read as it is written."""
     if foreground not in (1, 255):
         raise ValueError(f"foreground must be 1 or 255; got {foreground}")
+    if core.is_lazy(mask):
+        import dask.array as da
+
+        mask = mask if isinstance(mask, da.Array) else da.from_array(mask, chunks=mask.chunks)
+        return (mask != 0).astype(np.uint8) * np.uint8(foreground)
     return (np.asarray(mask) != 0).astype(np.uint8) * np.uint8(foreground)

@@ -40,18 +40,18 @@ def suggested_export(name: str, sources: Iterable[Any]) -> Path:
     return file_name
 
 
+def mask_source(layer: Layer) -> tuple[Any, Any, Any]:
+    """What :func:`~.writer.write_mask` needs of the Labels ``layer``: its full-resolution
+    data, scale and units, taken in the main thread (a worker then touches no layer)."""
+    return full_resolution(layer), layer.scale, getattr(layer, "units", None)  # napari >= 0.6
+
+
 def write_layer_mask(layer: Layer, path: Path, overwrite: bool, foreground: int) -> Path:
     """Write the Labels ``layer`` as a 0 / ``foreground`` TIFF at its scale and units,
     replacing a file at ``path`` only with ``overwrite``; raises ValueError (an InputError)
     for labels that cannot be written."""
-    return write_mask(
-        path,
-        full_resolution(layer),
-        layer.scale,
-        foreground,
-        overwrite,
-        units=getattr(layer, "units", None),  # napari 0.6 and later
-    )
+    data, scale, units = mask_source(layer)
+    return write_mask(path, data, scale, foreground, overwrite, units=units)
 
 
 def read_model(path: str | Path, device: str) -> SegmentationModel:

@@ -54,6 +54,7 @@ from .progress import RemainingTime
 from .qt_helpers import COMBO_CHARACTERS, COMBO_POLICY, scrolling_column, set_progress
 from .results import export_layer, preview_shape, rethreshold, show_result, viewed_slice
 from .running import Job, ScratchFolder
+from .writer import write_mask
 
 if TYPE_CHECKING:
     import napari
@@ -100,6 +101,8 @@ class AdaptWidget(QWidget):
         #: The batch size the running run was started with (the device may halve it).
         self._asked_batch = 0
         self._result: tuple[Image, Labels] | None = None
+        #: The thread writing an exported mask (None: none).
+        self._export_worker: Any = None
         self._plot_timer = QTimer(self)
         self._plot_timer.setInterval(_PLOT_INTERVAL_MS)
 
@@ -504,8 +507,13 @@ class AdaptWidget(QWidget):
         """The layer Export writes: the last result, else the selected Labels layer."""
         return export_layer(self.viewer, self._result)
 
-    def export_segmentation(self, path: str | Path | None = None) -> Path | None:
-        """Write the segmentation as a compressed TIFF; asks before replacing a file."""
+    def export_segmentation(self, path: str | Path | None = None) -> Any:
+        """Write the segmentation as a compressed TIFF; asks before replacing a file.
+
+        The file is written in a thread of its own (a layer read on demand one slice at a
+        time), so the viewer, and a run, go on meanwhile; returns that worker, or None where
+        nothing is written. :attr:`exporting` is True until it has ended.
+        """
         layer = self.segmentation_layer()
         if layer is None:
             show_warning("Nothing to export: run Adapt or Predict, or select a Labels layer")
@@ -517,14 +525,42 @@ class AdaptWidget(QWidget):
         )
         if chosen is None:
             return None
-        try:
-            written = model_files.write_layer_mask(layer, *chosen, self.export_format.value)
-        except ValueError as error:
-            show_error(f"Cannot export: {error}")
-            return None
-        show_info(f"Saved {layer.name} to {written}")
-        self._keep({_EXPORT_FORMAT: self.export_format.value})
-        return written
+        from superqt.utils import create_worker
+
+        foreground = self.export_format.value
+        self.export_button.setEnabled(False)
+        self.status.setText(f"Exporting {layer.name} to {Path(chosen[0]).name}…")
+        data, scale, units = model_files.mask_source(layer)
+        self._export_worker = create_worker(
+            write_mask,
+            chosen[0],
+            data,
+            scale,
+            foreground,
+            chosen[1],
+            units=units,
+            _start_thread=True,
+            _connect={
+                "returned": lambda written: self._exported(layer.name, written, foreground),
+                "errored": lambda error: show_error(f"Cannot export: {error}"),
+                "finished": self._export_ended,
+            },
+        )
+        return self._export_worker
+
+    @property
+    def exporting(self) -> bool:
+        """Whether a mask is being written."""
+        return self._export_worker is not None
+
+    def _exported(self, name: str, written: Path, foreground: int) -> None:
+        self.status.setText(f"Saved {name} to {written.name}")
+        show_info(f"Saved {name} to {written}")
+        self._keep({_EXPORT_FORMAT: foreground})
+
+    def _export_ended(self) -> None:
+        self._export_worker = None
+        self.export_button.setEnabled(True)
 
     def _keep(self, values: dict[str, Any]) -> None:
         """Keep ``values`` for the next session (written in a thread, in order)."""
