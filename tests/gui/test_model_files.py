@@ -24,10 +24,11 @@ from napari_domain_adapt.core.pixel_size import PixelSize
 from napari_domain_adapt.gui.model_files import (
     PACKAGE_FILTER,
     ask_package,
+    mask_source,
     read_model,
     suggested_export,
-    write_layer_mask,
 )
+from napari_domain_adapt.gui.writer import write_mask
 
 
 def from_file(path: str | None) -> SimpleNamespace:
@@ -52,14 +53,15 @@ def test_a_mask_layer_is_written_as_0_and_the_foreground_at_its_pixel_size(tmp_p
     data = np.zeros((2, 8, 8), np.int32)
     data[1, 2:5, 3:6] = 4
     layer = Labels(data, scale=(50, 4, 4), units="nm", name="mask")
-    path = write_layer_mask(layer, tmp_path / "mask.tif", False, 255)
+    labels, scale, units = mask_source(layer)
+    path = write_mask(tmp_path / "mask.tif", labels, scale, 255, units=units)
     written = tifffile.imread(path)
     np.testing.assert_array_equal(written, np.where(data > 0, 255, 0))
     assert tiff_pixel_size_of(path) == PixelSize((50, 4, 4), "nm")
     with pytest.raises(ValueError, match="exists"):
-        write_layer_mask(layer, path, False, 1)
+        write_mask(path, labels, scale, 1, units=units)
     np.testing.assert_array_equal(tifffile.imread(path), written)  # not replaced
-    write_layer_mask(layer, path, True, 1)
+    write_mask(path, labels, scale, 1, overwrite=True, units=units)
     np.testing.assert_array_equal(tifffile.imread(path), (data > 0).astype(np.uint8))
 
 

@@ -23,7 +23,7 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -306,7 +306,7 @@ def predicting_volume(
     if out is None:
         return predicted(0, depth)
 
-    def store_into(array: Any, coarser: list[Any] = ()) -> Iterator[tuple[int, int]]:
+    def store_into(array: Any, coarser: Sequence[Any] = ()) -> Iterator[tuple[int, int]]:
         # Blocks align with the store's chunks (a merged last block spans two chunks that
         # no other block touches), so blocks write in parallel without a lock. Each slab's
         # coarser levels are made from the finer one just written.

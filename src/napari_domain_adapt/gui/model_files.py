@@ -1,4 +1,4 @@
-"""The widget's files: where a mask is suggested, how a mask layer is written, a model read
+"""The widget's files: where a mask is suggested, what of a mask layer is written, a model read
 on a device, and the questions before a bioimage.io export.
 
 No notifications here: the widget says what went wrong (a ``ValueError``, or None where the
@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from napari_domain_adapt import core
 
 from .layers import full_resolution
-from .writer import write_mask
 
 if TYPE_CHECKING:
     from napari.layers import Layer
@@ -44,14 +43,6 @@ def mask_source(layer: Layer) -> tuple[Any, Any, Any]:
     """What :func:`~.writer.write_mask` needs of the Labels ``layer``: its full-resolution
     data, scale and units, taken in the main thread (a worker then touches no layer)."""
     return full_resolution(layer), layer.scale, getattr(layer, "units", None)  # napari >= 0.6
-
-
-def write_layer_mask(layer: Layer, path: Path, overwrite: bool, foreground: int) -> Path:
-    """Write the Labels ``layer`` as a 0 / ``foreground`` TIFF at its scale and units,
-    replacing a file at ``path`` only with ``overwrite``; raises ValueError (an InputError)
-    for labels that cannot be written."""
-    data, scale, units = mask_source(layer)
-    return write_mask(path, data, scale, foreground, overwrite, units=units)
 
 
 def read_model(path: str | Path, device: str) -> SegmentationModel:
