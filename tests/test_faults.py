@@ -220,7 +220,7 @@ def test_an_interrupted_zarr_prediction_leaves_nothing(tmp_path, monkeypatch) ->
     real_create, real_predict = volume_prediction._create_image, volume_prediction._predict_block
     real_rmtree = None
 
-    class SlowStore:  # the output store, its first write slow to end
+    class SlowStore:  # the output store's levels, the first write slow to end
         def __init__(self, array) -> None:
             self.array, self.shape, self.dtype, self.attrs = array, array.shape, array.dtype, {}
 
@@ -240,7 +240,11 @@ def test_an_interrupted_zarr_prediction_leaves_nothing(tmp_path, monkeypatch) ->
         removed.set()
 
     real_rmtree = shutil.rmtree
-    monkeypatch.setattr(volume_prediction, "_create_image", lambda *a: SlowStore(real_create(*a)))
+
+    def create(*args):
+        return [SlowStore(level) for level in real_create(*args)]
+
+    monkeypatch.setattr(volume_prediction, "_create_image", create)
     monkeypatch.setattr(volume_prediction, "_predict_block", block)
     monkeypatch.setattr(shutil, "rmtree", rmtree)
     volume = np.random.default_rng(0).integers(0, 255, (6, 32, 32), dtype=np.uint8)
