@@ -183,6 +183,8 @@ def export_values(mask: Any, foreground: int) -> Any:
     if core.is_lazy(mask):
         import dask.array as da
 
-        mask = mask if isinstance(mask, da.Array) else da.from_array(mask, chunks=mask.chunks)
-        return (mask != 0).astype(np.uint8) * np.uint8(foreground)
-    return (np.asarray(mask) != 0).astype(np.uint8) * np.uint8(foreground)
+        if not isinstance(mask, da.Array):  # zarr, HDF5: in their own chunks, as the reader
+            mask = da.from_array(mask, chunks=mask.chunks or "auto")
+    else:
+        mask = np.asarray(mask)
+    return (mask != 0).astype(np.uint8) * np.uint8(foreground)
