@@ -542,7 +542,7 @@ class AdaptWidget(QWidget):
             _start_thread=True,
             _connect={
                 "returned": lambda written: self._exported(layer.name, written, foreground),
-                "errored": lambda error: show_error(f"Cannot export: {error}"),
+                "errored": self._export_failed,
                 "finished": self._export_ended,
             },
         )
@@ -557,6 +557,10 @@ class AdaptWidget(QWidget):
         self.status.setText(f"Saved {name} to {written.name}")
         show_info(f"Saved {name} to {written}")
         self._keep({_EXPORT_FORMAT: foreground})
+
+    def _export_failed(self, error: Exception) -> None:
+        self.status.setText(f"Cannot export: {error}")
+        show_error(f"Cannot export: {error}")
 
     def _export_ended(self) -> None:
         self._export_worker = None
